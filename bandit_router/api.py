@@ -1,0 +1,233 @@
+"""HTTP: create_app() builds the FastAPI app around a Router; one table maps domain errors."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from bandit_router.core import (
+    DomainError,
+    InvalidInput,
+    NoEligibleModel,
+    NotFound,
+    StorageUnavailable,
+)
+from bandit_router.eligibility import Constraints
+from bandit_router.features import text_of_messages
+from bandit_router.router import FeedbackRequest, Router, RouteRequest, RouteResult
+from bandit_router.schemas import ErrorOut, FeedbackIn, FeedbackOut, ModelOut, RouteIn, RouteOut
+
+OPEN_PATHS = frozenset({"/healthz"})
+
+
+class BearerAuth:
+    """Pure ASGI middleware (no per-request task) that checks `Authorization: Bearer KEY`."""
+
+    def __init__(self, app: ASGIApp, keys: Sequence[str]) -> None:
+        self.app = app
+        self.keys = [key.encode() for key in keys]
+
+    def _authorized(self, scope: Scope) -> bool:
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                if scheme.lower() != b"bearer":
+                    return False
+                token = token.strip()
+                # Every key is compared, in constant time, so timing tells nothing of them.
+                matches = [hmac.compare_digest(token, key) for key in self.keys]
+                return any(matches)
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or self._authorized(scope):
+            await self.app(scope, receive, send)
+            return
+        response = JSONResponse(
+            {"detail": "missing or invalid API key: send Authorization: Bearer KEY"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+        await response(scope, receive, send)
+
+
+def _validation_detail(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Field, message and type of each error; the offending input is not echoed back (it may
+    be NaN, which JSON cannot carry, or a megabyte of prompt)."""
+    return [
+        {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type")}
+        for error in errors
+    ]
+
+
+def _error_response(error: DomainError) -> JSONResponse:
+    """The one map from domain errors to HTTP."""
+    if isinstance(error, InvalidInput):
+        detail: Any = [
+            {"loc": ["body", *error.field_path], "msg": error.message, "type": "value_error"}
+        ]
+        return JSONResponse({"detail": detail}, status_code=422)
+    if isinstance(error, NotFound):
+        return JSONResponse({"detail": str(error)}, status_code=404)
+    if isinstance(error, NoEligibleModel):
+        return JSONResponse(
+            {"detail": {"message": str(error), "excluded": error.reasons}}, status_code=503
+        )
+    if isinstance(error, StorageUnavailable):
+        return JSONResponse({"detail": str(error)}, status_code=503)
+    return JSONResponse({"detail": str(error)}, status_code=400)
+
+
+def _route_body(result: RouteResult) -> dict[str, Any]:
+    return {
+        "decision_id": result.decision_id,
+        "model": result.model,
+        "probability": result.probability,
+        "policy": result.policy,
+        "experiment": result.experiment,
+        "variant": result.variant,
+        "cost_weight": result.cost_weight,
+        "fallbacks": list(result.fallbacks),
+        "scores": {
+            s.model: {
+                "expected_quality": s.expected_quality,
+                "expected_cost_usd": s.expected_cost_usd,
+                "exploration_bonus": s.exploration_bonus,
+                "score": s.score,
+                "probability": s.probability,
+            }
+            for s in result.scores
+        },
+        "excluded": dict(result.excluded),
+        "context": dict(result.context),
+    }
+
+
+def _route_request(body: RouteIn) -> RouteRequest:
+    if body.messages is not None:
+        text = text_of_messages([(m.role, m.text()) for m in body.messages])
+        field = "messages"
+    else:
+        text, field = body.prompt or "", "prompt"
+    c = body.constraints
+    return RouteRequest(
+        text=text,
+        text_field=field,
+        task_type=body.task_type,
+        features=body.features,
+        candidates=body.candidates,
+        constraints=Constraints(
+            max_cost_usd=c.max_cost_usd,
+            max_latency_ms=c.max_latency_ms,
+            sensitive=c.sensitive,
+            min_context_tokens=c.min_context_tokens,
+        ),
+        cost_weight=body.cost_weight,
+        unit_id=body.unit_id,
+        experiment=body.experiment,
+    )
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorOut, "description": "malformed input; detail names the field"},
+}
+
+
+def create_app(
+    router: Router,
+    *,
+    api_keys: Sequence[str] = (),
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+) -> FastAPI:
+    app = FastAPI(
+        title="bandit_router",
+        summary="Routes each LLM request to the model worth its price, and learns from feedback.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    if api_keys:
+        app.add_middleware(BearerAuth, keys=api_keys)
+
+    @app.exception_handler(DomainError)
+    async def _domain_error(_request: Request, error: DomainError) -> JSONResponse:
+        return _error_response(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_detail(error.errors())}, status_code=422)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post(
+        "/route",
+        responses={
+            200: {"model": RouteOut},
+            **_ERRORS,
+            503: {"model": ErrorOut, "description": "no model is eligible; detail gives reasons"},
+        },
+        response_model=None,
+    )
+    async def route(body: RouteIn) -> JSONResponse:
+        """Chooses the model for one request and logs the decision before answering."""
+        result = await router.route(_route_request(body))
+        return JSONResponse(_route_body(result))
+
+    @app.post(
+        "/feedback",
+        status_code=202,
+        responses={
+            200: {"model": FeedbackOut, "description": "a duplicate, not learned again"},
+            202: {"model": FeedbackOut, "description": "accepted and learned"},
+            404: {"model": ErrorOut, "description": "unknown decision"},
+            **_ERRORS,
+        },
+        response_model=None,
+    )
+    async def feedback(body: FeedbackIn) -> JSONResponse:
+        """Records how the chosen model did; learned at once, at most once per source."""
+        request = FeedbackRequest(
+            decision_id=str(body.decision_id),
+            quality=body.quality,
+            cost_usd=body.cost_usd,
+            input_tokens=body.input_tokens,
+            output_tokens=body.output_tokens,
+            latency_ms=body.latency_ms,
+            error=body.error,
+            source=body.source,
+        )
+        result = await run_in_threadpool(router.feedback, request)
+        return JSONResponse(
+            {
+                "decision_id": result.decision_id,
+                "reward": result.reward,
+                "duplicate": result.duplicate,
+            },
+            status_code=200 if result.duplicate else 202,
+        )
+
+    @app.get("/models", response_model=list[ModelOut])
+    async def models() -> list[ModelOut]:
+        return [
+            ModelOut(
+                name=m.name,
+                provider=m.provider,
+                input_price_per_mtok=m.input_price_per_mtok,
+                output_price_per_mtok=m.output_price_per_mtok,
+                context_window=m.context_window,
+                tags=sorted(m.tags),
+                enabled=m.enabled,
+            )
+            for m in router.models()
+        ]
+
+    return app

@@ -1,0 +1,106 @@
+"""`bandit-router`: serve the API, migrate the database."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bandit_router.settings import ConfigError, Settings, load_config
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings()
+    updates: dict[str, object] = {}
+    if getattr(args, "database_url", None):
+        updates["database_url"] = args.database_url
+    if getattr(args, "config", None):
+        updates["config"] = args.config
+    return settings.model_copy(update=updates)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    try:
+        config = load_config(settings.config, extra_api_keys=settings.api_keys)
+    except ConfigError as error:
+        print(f"bandit-router: {error}", file=sys.stderr)
+        return 2
+    if not _is_loopback(args.host) and not config.api_keys and not args.insecure:
+        print(
+            f"bandit-router: refusing to serve on {args.host} without API keys; set api_keys in "
+            "the config (or BANDIT_ROUTER_API_KEYS), or pass --insecure",
+            file=sys.stderr,
+        )
+        return 2
+    import uvicorn
+
+    from bandit_router.main import create_app
+    from bandit_router.migrations import upgrade
+
+    upgrade(settings.database_url)
+    uvicorn.run(
+        create_app(settings, config),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=args.access_log,
+    )
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from bandit_router.migrations import upgrade
+
+    settings = _settings(args)
+    upgrade(settings.database_url, args.revision)
+    print(f"database at revision {args.revision}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bandit-router", description="A contextual-bandit router for LLM requests."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="migrate the database, then serve the HTTP API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--database-url", help="default: BANDIT_ROUTER_DATABASE_URL or SQLite")
+    serve.add_argument("--config", type=Path, help="TOML file (default: the packaged pool)")
+    serve.add_argument(
+        "--insecure", action="store_true", help="allow a non-loopback bind without API keys"
+    )
+    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
+    serve.set_defaults(handler=_serve)
+
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_commands.add_parser("upgrade", help="apply the migrations (Alembic)")
+    upgrade.add_argument("--database-url")
+    upgrade.add_argument("--revision", default="head")
+    upgrade.set_defaults(handler=_db_upgrade)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""Values shared by every layer, and the one Policy protocol.
+
+Only the standard library is imported here, so that every other module can depend on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, TypeAlias, get_args
+
+FeatureValue: TypeAlias = float | str
+Features: TypeAlias = Mapping[str, FeatureValue]
+
+ErrorKind: TypeAlias = Literal["rate_limited", "timeout", "server_error", "refused"]
+ERROR_KINDS: tuple[str, ...] = get_args(ErrorKind)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of the pool, as configured."""
+
+    name: str
+    provider: str
+    input_price_per_mtok: float
+    output_price_per_mtok: float
+    context_window: int
+    tags: frozenset[str] = frozenset()
+    enabled: bool = True
+
+    def price_usd(self, input_tokens: float, output_tokens: float) -> float:
+        return (
+            input_tokens * self.input_price_per_mtok + output_tokens * self.output_price_per_mtok
+        ) / 1_000_000
+
+
+@dataclass(frozen=True)
+class Arm:
+    """An arm eligible for one request, with the cost its prices predict for that request.
+
+    The prior cost lets a policy rank a model it has never tried by what it will cost, and
+    lets a cost model learn only the residual between the observed and the priced cost.
+    """
+
+    name: str
+    prior_cost_usd: float
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a policy sees for one request.
+
+    The eligible arms travel with the context, so a policy never owns the arm list: models can
+    be added, removed or masked without retraining. ``draw_key`` seeds the policy's random draw
+    for this request (the decision id in the service), so a decision can be reproduced.
+    """
+
+    features: Features
+    arms: tuple[Arm, ...]
+    cost_weight: float
+    draw_key: str
+
+    def arm_names(self) -> tuple[str, ...]:
+        return tuple(arm.name for arm in self.arms)
+
+
+@dataclass(frozen=True)
+class ArmScore:
+    """A policy's view of one eligible arm for one request."""
+
+    model: str
+    expected_quality: float
+    expected_cost_usd: float
+    exploration_bonus: float
+    score: float
+    probability: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The arm a policy chose, with the exact probability of that choice and every arm's score."""
+
+    model: str
+    probability: float
+    scores: tuple[ArmScore, ...]
+
+    def ranked(self) -> tuple[str, ...]:
+        """Eligible models ordered best first by score (ties keep the arm order)."""
+        order = sorted(range(len(self.scores)), key=lambda i: -self.scores[i].score)
+        return tuple(self.scores[i].model for i in order)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the call of the chosen model achieved."""
+
+    quality: float
+    cost_usd: float
+    latency_ms: float | None = None
+
+    def reward(self, cost_weight: float) -> float:
+        return reward(self.quality, self.cost_usd, cost_weight)
+
+
+def reward(quality: float, cost_usd: float, cost_weight: float) -> float:
+    """reward = quality − λ·cost_usd, the contract of API.md."""
+    return quality - cost_weight * cost_usd
+
+
+class Policy(Protocol):
+    """Chooses an arm among the eligible ones and learns from the outcome of its choice."""
+
+    name: str
+
+    @property
+    def version(self) -> int:
+        """How many outcomes the policy has learned from; names its state in logs."""
+        ...
+
+    def choose(self, context: Context) -> Decision: ...
+
+    def learn(self, context: Context, model: str, outcome: Outcome) -> None: ...
+
+    def dumps(self) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """A policy's registry name and its parameters, as configured."""
+
+    name: str
+    params: Mapping[str, float | int | str] = field(default_factory=dict)
+
+    def key(self) -> str:
+        """A stable text identity, so a snapshot is only restored into the same configuration."""
+        items = ",".join(f"{k}={self.params[k]!r}" for k in sorted(self.params))
+        return f"{self.name}({items})"
+
+
+def stable_hash(text: str, *, digest_size: int = 8) -> int:
+    """A hash that is the same in every process (``hash()`` is salted per process)."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=digest_size).digest(), "big")
+
+
+def stable_uniform(*parts: str) -> float:
+    """A number in [0, 1) determined by the parts alone: seeded, reproducible draws."""
+    return stable_hash("\x1f".join(parts)) / 2.0**64
+
+
+class DomainError(Exception):
+    """Base of the errors the use cases raise; api.py maps each kind to an HTTP status."""
+
+
+class InvalidInput(DomainError):
+    """Input that passed the schema but breaks a rule known only to the service."""
+
+    def __init__(self, field_path: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.field_path = field_path
+        self.message = message
+
+
+class NotFound(DomainError):
+    pass
+
+
+class NoEligibleModel(DomainError):
+    def __init__(self, reasons: Mapping[str, str]) -> None:
+        super().__init__("no model is eligible for this request")
+        self.reasons = dict(reasons)
+
+
+class StorageUnavailable(DomainError):
+    pass

@@ -1,0 +1,143 @@
+"""Wire models: the only place untrusted input is validated. Past here the types are trusted."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from bandit_router.core import ErrorKind
+
+
+def _storable(text: str) -> str:
+    """Rejects what a database cannot store: NUL characters and unpaired surrogates."""
+    if "\x00" in text:
+        raise ValueError("must not contain NUL characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError("must be valid Unicode (no unpaired surrogates)") from error
+    return text
+
+
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_storable)]
+FeatureKey = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_storable)]
+FeatureText = Annotated[str, Field(max_length=1000), AfterValidator(_storable)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+# Bounds that keep every product the service computes (λ·cost) finite and JSON-encodable.
+Dollars = Annotated[float, Field(ge=0.0, le=1e6, allow_inf_nan=False)]
+Tokens = Annotated[int, Field(ge=0, le=10**12)]
+
+
+class _Strict(BaseModel):
+    """Unknown fields are an error, so a misspelt field is not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: str = "text"
+    text: str = ""
+
+
+class Message(BaseModel):
+    """An OpenAI-style chat message; extra fields (name, tool ids, ...) are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    role: str = Field(max_length=64)
+    content: str | list[TextPart] | None = None
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(part.text for part in self.content if part.type == "text")
+
+
+class RouteConstraints(_Strict):
+    max_cost_usd: Dollars | None = None
+    max_latency_ms: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None = None
+    sensitive: bool = False
+    min_context_tokens: Tokens | None = None
+
+
+class RouteIn(_Strict):
+    prompt: str | None = Field(default=None, description="The text the model will receive.")
+    messages: list[Message] | None = Field(default=None, min_length=1, max_length=10_000)
+    task_type: (
+        Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_storable)] | None
+    ) = None
+    features: dict[FeatureKey, Finite | FeatureText] = Field(default_factory=dict, max_length=200)
+    candidates: list[Name] | None = Field(default=None, min_length=1, max_length=1000)
+    constraints: RouteConstraints = Field(default_factory=RouteConstraints)
+    cost_weight: Dollars | None = Field(
+        default=None, description="λ of reward = quality − λ·cost_usd for this request."
+    )
+    unit_id: Name | None = None
+    experiment: Name | None = None
+
+    @model_validator(mode="after")
+    def _one_text(self) -> RouteIn:
+        if self.prompt is None and self.messages is None:
+            raise ValueError("give prompt or messages")
+        if self.prompt is not None and self.messages is not None:
+            raise ValueError("give prompt or messages, not both")
+        return self
+
+
+class ArmScoreOut(BaseModel):
+    expected_quality: float
+    expected_cost_usd: float
+    exploration_bonus: float
+    score: float
+    probability: float
+
+
+class RouteOut(BaseModel):
+    decision_id: str
+    model: str
+    probability: float
+    policy: str
+    experiment: str | None
+    variant: str | None
+    cost_weight: float
+    fallbacks: list[str]
+    scores: dict[str, ArmScoreOut]
+    excluded: dict[str, str]
+    context: dict[str, float | str]
+
+
+class FeedbackIn(_Strict):
+    decision_id: uuid.UUID
+    quality: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] | None = None
+    cost_usd: Dollars | None = None
+    input_tokens: Tokens | None = None
+    output_tokens: Tokens | None = None
+    latency_ms: Annotated[float, Field(ge=0.0, le=1e9, allow_inf_nan=False)] | None = None
+    error: ErrorKind | None = None
+    source: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_storable)] = "grader"
+
+
+class FeedbackOut(BaseModel):
+    decision_id: str
+    reward: float | None
+    duplicate: bool
+
+
+class ModelOut(BaseModel):
+    name: str
+    provider: str
+    input_price_per_mtok: float
+    output_price_per_mtok: float
+    context_window: int
+    tags: list[str]
+    enabled: bool
+
+
+class ErrorOut(BaseModel):
+    detail: object

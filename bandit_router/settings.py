@@ -1,0 +1,149 @@
+"""Settings from the environment and the TOML configuration file, validated once at start."""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bandit_router.core import ModelSpec, PolicySpec
+
+DEFAULT_DATABASE_URL = "sqlite:///var/bandit_router.db"
+DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_models.toml")
+
+
+class Settings(BaseSettings):
+    """What the environment may set: BANDIT_ROUTER_DATABASE_URL, _CONFIG, _API_KEYS."""
+
+    model_config = SettingsConfigDict(env_prefix="BANDIT_ROUTER_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    config: Path | None = None
+    api_keys: str = ""
+
+
+class ConfigError(ValueError):
+    """The configuration file is unreadable or breaks a rule; the message names the key."""
+
+
+_Price = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+
+
+class _ModelEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    provider: str = Field(min_length=1, max_length=100)
+    input_price_per_mtok: _Price
+    output_price_per_mtok: _Price
+    context_window: int = Field(gt=0)
+    tags: list[str] = Field(default_factory=list)
+    enabled: bool = True
+
+
+class _RouterSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    policy: str = "linucb"
+    cost_weight: float = Field(default=20.0, ge=0.0, allow_inf_nan=False)
+    expected_output_tokens: int = Field(default=400, ge=0)
+    max_prompt_bytes: int = Field(default=1_000_000, gt=0)
+    snapshot_every: int = Field(default=200, gt=0)
+    snapshot_interval_s: float = Field(default=30.0, gt=0.0, allow_inf_nan=False)
+    api_keys: list[str] = Field(default_factory=list)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_not_blank(cls, keys: list[str]) -> list[str]:
+        if any(not key.strip() for key in keys):
+            raise ValueError("an API key may not be blank")
+        return keys
+
+
+class _ConfigFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    router: _RouterSection = Field(default_factory=_RouterSection)
+    policies: dict[str, dict[str, float | int | str]] = Field(default_factory=dict)
+    models: list[_ModelEntry] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """The validated configuration every other layer is given."""
+
+    policy: PolicySpec
+    cost_weight: float
+    expected_output_tokens: int
+    max_prompt_bytes: int
+    snapshot_every: int
+    snapshot_interval_s: float
+    api_keys: tuple[str, ...]
+    models: tuple[ModelSpec, ...]
+
+
+def _default_config_text() -> str:
+    return DEFAULT_CONFIG_PATH.read_text()
+
+
+def load_config(path: Path | None = None, *, extra_api_keys: str = "") -> RouterConfig:
+    """Reads and validates the TOML file (the packaged default when no path is given)."""
+    source = str(path) if path else "the default configuration"
+    try:
+        text = path.read_text() if path else _default_config_text()
+        raw: dict[str, Any] = tomllib.loads(text)
+    except OSError as error:
+        raise ConfigError(f"cannot read {source}: {error}") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{source} is not valid TOML: {error}") from error
+    return config_from_mapping(raw, source=source, extra_api_keys=extra_api_keys)
+
+
+def config_from_mapping(
+    raw: Mapping[str, Any], *, source: str = "configuration", extra_api_keys: str = ""
+) -> RouterConfig:
+    try:
+        parsed = _ConfigFile.model_validate(raw)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in issue['loc'])}: {issue['msg']}"
+            for issue in error.errors()
+        )
+        raise ConfigError(f"{source}: {problems}") from error
+    names = [entry.name for entry in parsed.models]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ConfigError(f"{source}: models: duplicate names {duplicates}")
+    router = parsed.router
+    params = parsed.policies.get(router.policy.split(":", 1)[0], {})
+    for key, value in params.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{source}: policies.{router.policy}.{key} must be finite")
+    keys = list(router.api_keys) + [k.strip() for k in extra_api_keys.split(",") if k.strip()]
+    return RouterConfig(
+        policy=PolicySpec(router.policy, params),
+        cost_weight=router.cost_weight,
+        expected_output_tokens=router.expected_output_tokens,
+        max_prompt_bytes=router.max_prompt_bytes,
+        snapshot_every=router.snapshot_every,
+        snapshot_interval_s=router.snapshot_interval_s,
+        api_keys=tuple(keys),
+        models=tuple(
+            ModelSpec(
+                name=entry.name,
+                provider=entry.provider,
+                input_price_per_mtok=entry.input_price_per_mtok,
+                output_price_per_mtok=entry.output_price_per_mtok,
+                context_window=entry.context_window,
+                tags=frozenset(entry.tags),
+                enabled=entry.enabled,
+            )
+            for entry in parsed.models
+        ),
+    )

@@ -1,0 +1,287 @@
+"""The Store on SQLAlchemy Core: SQLite (WAL) by default, PostgreSQL in production."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, delete, event, insert, select, text, update
+from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.exc import IntegrityError
+
+from bandit_router.core import ModelSpec
+from bandit_router.storage import tables
+from bandit_router.storage.base import (
+    DecisionRecord,
+    FeedbackInsert,
+    FeedbackRecord,
+    Snapshot,
+    StoredFeedback,
+)
+
+# Any constant works: it names the lock that makes feedback ids commit in id order.
+_FEEDBACK_LOCK_KEY = 0x62616E64
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with SQLite set up for a service: WAL, a busy timeout, foreign keys."""
+    if url.startswith("sqlite"):
+        database = url.split("///", 1)[1] if "///" in url else ""
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            # WAL lets readers run beside the writer; NORMAL syncs at checkpoints, so a commit
+            # survives a killed process (not a power cut) without an fsync per decision.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _decision_row(record: DecisionRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "created_at": record.created_at,
+        "policy": record.policy,
+        "policy_version": record.policy_version,
+        "experiment": record.experiment,
+        "variant": record.variant,
+        "unit_id": record.unit_id,
+        "features": dict(record.features),
+        "eligible": list(record.eligible),
+        "prior_costs": dict(record.prior_costs),
+        "model": record.model,
+        "probability": record.probability,
+        "cost_weight": record.cost_weight,
+        "scores": {name: dict(values) for name, values in record.scores.items()},
+        "excluded": dict(record.excluded),
+    }
+
+
+def _decision_from(row: RowMapping, prefix: str = "") -> DecisionRecord:
+    return DecisionRecord(
+        id=row[f"{prefix}id"],
+        created_at=row[f"{prefix}created_at"],
+        policy=row[f"{prefix}policy"],
+        policy_version=row[f"{prefix}policy_version"],
+        experiment=row[f"{prefix}experiment"],
+        variant=row[f"{prefix}variant"],
+        unit_id=row[f"{prefix}unit_id"],
+        features=row[f"{prefix}features"],
+        eligible=tuple(row[f"{prefix}eligible"]),
+        prior_costs=row[f"{prefix}prior_costs"],
+        model=row[f"{prefix}model"],
+        probability=row[f"{prefix}probability"],
+        cost_weight=row[f"{prefix}cost_weight"],
+        scores=row[f"{prefix}scores"],
+        excluded=row[f"{prefix}excluded"],
+    )
+
+
+def _feedback_from(row: RowMapping) -> FeedbackRecord:
+    return FeedbackRecord(
+        decision_id=row["decision_id"],
+        source=row["source"],
+        created_at=row["created_at"],
+        quality=row["quality"],
+        cost_usd=row["cost_usd"],
+        cost_source=row["cost_source"],
+        input_tokens=row["input_tokens"],
+        output_tokens=row["output_tokens"],
+        latency_ms=row["latency_ms"],
+        error=row["error"],
+        reward=row["reward"],
+    )
+
+
+class SqlStore:
+    """Durable decision and feedback logs, policy snapshots and the model pool."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._postgres = self.engine.dialect.name == "postgresql"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def insert_decisions(self, records: Sequence[DecisionRecord]) -> None:
+        if not records:
+            return
+        with self.engine.begin() as connection:
+            connection.execute(insert(tables.decisions), [_decision_row(r) for r in records])
+
+    def get_decision(self, decision_id: str) -> DecisionRecord | None:
+        with self.engine.connect() as connection:
+            row = (
+                connection.execute(
+                    select(tables.decisions).where(tables.decisions.c.id == decision_id)
+                )
+                .mappings()
+                .first()
+            )
+        return None if row is None else _decision_from(row)
+
+    def _existing_reward(self, connection: Connection, record: FeedbackRecord) -> float | None:
+        reward: float | None = connection.execute(
+            select(tables.feedback.c.reward).where(
+                tables.feedback.c.decision_id == record.decision_id,
+                tables.feedback.c.source == record.source,
+            )
+        ).scalar_one()
+        return reward
+
+    def insert_feedback(self, record: FeedbackRecord) -> FeedbackInsert:
+        """Inserts once per (decision, source); a repeat returns the first row's reward.
+
+        On PostgreSQL a transaction-scoped advisory lock serialises the inserts, so feedback ids
+        become visible in id order and a learner's cursor can never step over a row that commits
+        late. SQLite has a single writer, which gives the same order by itself.
+        """
+        row = {
+            "decision_id": record.decision_id,
+            "source": record.source,
+            "created_at": record.created_at,
+            "quality": record.quality,
+            "cost_usd": record.cost_usd,
+            "cost_source": record.cost_source,
+            "input_tokens": record.input_tokens,
+            "output_tokens": record.output_tokens,
+            "latency_ms": record.latency_ms,
+            "error": record.error,
+            "reward": record.reward,
+        }
+        try:
+            with self.engine.begin() as connection:
+                if self._postgres:
+                    connection.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FEEDBACK_LOCK_KEY}
+                    )
+                connection.execute(insert(tables.feedback), row)
+        except IntegrityError:
+            with self.engine.connect() as connection:
+                return FeedbackInsert(
+                    duplicate=True, reward=self._existing_reward(connection, record)
+                )
+        return FeedbackInsert(duplicate=False, reward=record.reward)
+
+    def feedback_since(
+        self, cursor: int, limit: int
+    ) -> list[tuple[StoredFeedback, DecisionRecord]]:
+        f, d = tables.feedback, tables.decisions
+        columns = [*f.c, *(column.label(f"d_{column.name}") for column in d.c)]
+        query = (
+            select(*columns)
+            .join(d, d.c.id == f.c.decision_id)
+            .where(f.c.id > cursor)
+            .order_by(f.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).mappings().all()
+        return [
+            (StoredFeedback(id=row["id"], feedback=_feedback_from(row)), _decision_from(row, "d_"))
+            for row in rows
+        ]
+
+    def save_snapshot(self, snapshot: Snapshot, *, keep: int = 3) -> None:
+        s = tables.policy_snapshots
+        with self.engine.begin() as connection:
+            connection.execute(
+                insert(s),
+                {
+                    "policy": snapshot.policy,
+                    "spec": snapshot.spec,
+                    "version": snapshot.version,
+                    "feedback_cursor": snapshot.feedback_cursor,
+                    "state": snapshot.state,
+                    "created_at": _now(),
+                },
+            )
+            # Older snapshots are only a fallback; the log is the source of truth.
+            ids_to_keep = (
+                connection.execute(
+                    select(s.c.id)
+                    .where(s.c.policy == snapshot.policy)
+                    .order_by(s.c.id.desc())
+                    .limit(keep)
+                )
+                .scalars()
+                .all()
+            )
+            connection.execute(
+                delete(s).where(s.c.policy == snapshot.policy, s.c.id.not_in(ids_to_keep))
+            )
+
+    def latest_snapshot(self, policy: str, spec: str) -> Snapshot | None:
+        s = tables.policy_snapshots
+        with self.engine.connect() as connection:
+            row = (
+                connection.execute(
+                    select(s)
+                    .where(s.c.policy == policy, s.c.spec == spec)
+                    .order_by(s.c.id.desc())
+                    .limit(1)
+                )
+                .mappings()
+                .first()
+            )
+        if row is None:
+            return None
+        return Snapshot(
+            policy=row["policy"],
+            spec=row["spec"],
+            version=row["version"],
+            feedback_cursor=row["feedback_cursor"],
+            state=bytes(row["state"]),
+        )
+
+    def list_models(self) -> list[ModelSpec]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(tables.models).order_by(tables.models.c.name))
+            return [
+                ModelSpec(
+                    name=row.name,
+                    provider=row.provider,
+                    input_price_per_mtok=row.input_price_per_mtok,
+                    output_price_per_mtok=row.output_price_per_mtok,
+                    context_window=row.context_window,
+                    tags=frozenset(row.tags),
+                    enabled=row.enabled,
+                )
+                for row in rows
+            ]
+
+    def upsert_models(self, models: Sequence[ModelSpec]) -> None:
+        """The configuration wins for the models it names; models it does not name remain."""
+        m = tables.models
+        with self.engine.begin() as connection:
+            existing = set(connection.execute(select(m.c.name)).scalars())
+            for model in models:
+                values = {
+                    "provider": model.provider,
+                    "input_price_per_mtok": model.input_price_per_mtok,
+                    "output_price_per_mtok": model.output_price_per_mtok,
+                    "context_window": model.context_window,
+                    "tags": sorted(model.tags),
+                    "enabled": model.enabled,
+                    "updated_at": _now(),
+                }
+                if model.name in existing:
+                    connection.execute(update(m).where(m.c.name == model.name).values(values))
+                else:
+                    connection.execute(insert(m).values(name=model.name, **values))

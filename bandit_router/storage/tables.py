@@ -1,0 +1,97 @@
+"""SQLAlchemy 2.0 tables; the migrations under bandit_router/migrations create them by hand."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY, PostgreSQL wants a 64-bit identity.
+_SERIAL = BigInteger().with_variant(Integer(), "sqlite")
+
+models = Table(
+    "models",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("provider", String(100), nullable=False),
+    Column("input_price_per_mtok", Float, nullable=False),
+    Column("output_price_per_mtok", Float, nullable=False),
+    Column("context_window", Integer, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("policy", String(200), nullable=False),
+    Column("policy_version", BigInteger, nullable=False),
+    Column("experiment", String(200), nullable=True),
+    Column("variant", String(200), nullable=True),
+    Column("unit_id", String(200), nullable=True),
+    Column("features", JSON, nullable=False),
+    Column("eligible", JSON, nullable=False),
+    Column("prior_costs", JSON, nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("probability", Float, nullable=False),
+    Column("cost_weight", Float, nullable=False),
+    Column("scores", JSON, nullable=False),
+    Column("excluded", JSON, nullable=False),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    # The id orders the feedback log: the learner's cursor walks it.
+    Column("id", _SERIAL, primary_key=True, autoincrement=True),
+    Column("decision_id", String(36), ForeignKey("decisions.id"), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("quality", Float, nullable=True),
+    Column("cost_usd", Float, nullable=False),
+    Column("cost_source", String(16), nullable=False),
+    Column("input_tokens", BigInteger, nullable=True),
+    Column("output_tokens", BigInteger, nullable=True),
+    Column("latency_ms", Float, nullable=True),
+    Column("error", String(32), nullable=True),
+    Column("reward", Float, nullable=True),
+    UniqueConstraint("decision_id", "source"),
+)
+
+policy_snapshots = Table(
+    "policy_snapshots",
+    metadata,
+    Column("id", _SERIAL, primary_key=True, autoincrement=True),
+    Column("policy", String(200), nullable=False),
+    Column("spec", String(2000), nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("feedback_cursor", BigInteger, nullable=False),
+    Column("state", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_policy_snapshots_policy_id", "policy", "id"),
+)
