@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, delete, event, insert, select, text, update
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from bandit_router.core import ModelSpec
@@ -136,14 +136,15 @@ class SqlStore:
             )
         return None if row is None else _decision_from(row)
 
-    def _existing_reward(self, connection: Connection, record: FeedbackRecord) -> float | None:
-        reward: float | None = connection.execute(
-            select(tables.feedback.c.reward).where(
-                tables.feedback.c.decision_id == record.decision_id,
-                tables.feedback.c.source == record.source,
-            )
-        ).scalar_one()
-        return reward
+    def _existing(self, record: FeedbackRecord) -> FeedbackInsert | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(tables.feedback.c.reward).where(
+                    tables.feedback.c.decision_id == record.decision_id,
+                    tables.feedback.c.source == record.source,
+                )
+            ).first()
+        return None if row is None else FeedbackInsert(duplicate=True, reward=row.reward)
 
     def insert_feedback(self, record: FeedbackRecord) -> FeedbackInsert:
         """Inserts once per (decision, source); a repeat returns the first row's reward.
@@ -173,10 +174,10 @@ class SqlStore:
                     )
                 connection.execute(insert(tables.feedback), row)
         except IntegrityError:
-            with self.engine.connect() as connection:
-                return FeedbackInsert(
-                    duplicate=True, reward=self._existing_reward(connection, record)
-                )
+            existing = self._existing(record)
+            if existing is None:  # not a repeat: an unknown decision, for one
+                raise
+            return existing
         return FeedbackInsert(duplicate=False, reward=record.reward)
 
     def feedback_since(

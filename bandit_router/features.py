@@ -1,0 +1,354 @@
+"""Context features of a prompt, as the bandit policies see them.
+
+Every numeric feature is a float in a small bounded range, because linear policies (LinUCB)
+take them as they are: one unbounded feature would dominate the others and the confidence
+ellipsoid. Ranges (of ``featurize``'s output):
+
+    log_tokens        [0, 1.5]   log1p(tokens) / 10, capped (1.5 is about 3M tokens)
+    type_token_ratio  [0, 1]     distinct words / words
+    digit_share       [0, 1]     digits / characters
+    symbol_share      [0, 1]     characters neither alphanumeric nor whitespace / characters
+    uppercase_share   [0, 1]     uppercase letters / letters
+    code_markers      [0, 1]     how many kinds of source-code syntax appear, saturating at 4
+    math_markers      [0, 1]     how many kinds of math notation appear, saturating at 3
+    multiple_choice   {0, 1}     the prompt lists answer options
+    questions         [0, 1]     min(count of "?", 5) / 5
+    lines             [0, 1.5]   log1p(lines) / 5, capped
+    avg_word_len      [0, 1.5]   mean word length / 10, capped
+
+The density features and the task type read at most the first 16,000 and the last 4,000
+characters, which keeps a megabyte prompt cheap; ``tokens``, ``questions`` and ``lines`` read
+the whole text. Every regular expression here is linear: no nested quantifiers, and each
+variable-length piece is either anchored to a word or line start or bounded.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from itertools import islice
+
+import numpy as np
+import numpy.typing as npt
+
+from bandit_router.core import Features, FeatureValue, stable_hash
+
+TASK_TYPES: tuple[str, ...] = (
+    "qa",
+    "reasoning",
+    "code",
+    "classification",
+    "summarization",
+    "creative",
+    "chat",
+)
+NUMERIC_FEATURES: tuple[str, ...] = (
+    "log_tokens",
+    "type_token_ratio",
+    "digit_share",
+    "symbol_share",
+    "uppercase_share",
+    "code_markers",
+    "math_markers",
+    "multiple_choice",
+    "questions",
+    "lines",
+    "avg_word_len",
+)
+
+_HEAD, _TAIL = 16_000, 4_000
+_I = re.IGNORECASE
+_WORD = re.compile(r"\w+")
+
+_Test = Callable[[str], bool]
+
+
+def _found(pattern: str, flags: int = _I) -> _Test:
+    compiled = re.compile(pattern, flags)
+    return lambda text: compiled.search(text) is not None
+
+
+def _both(first: _Test, second: _Test) -> _Test:
+    return lambda text: first(text) and second(text)
+
+
+# Answer options: "A) x", "(b) x", a line starting "C. x", and "Option 1: x" / "Choice 2".
+# Bare "1." or "1)" is not an option: numbered lists of steps are far more common.
+_OPTION_LABELS = (
+    re.compile(r"(?<!\S)\(?([A-Ha-h])\)(?!\S)"),
+    re.compile(r"^[ \t]*([A-Ha-h])\.[ \t]", re.MULTILINE),
+    re.compile(r"\b(?:option|choice)[ \t]*([1-8A-Ha-h])\b", _I),
+)
+
+
+def _has_options(text: str) -> bool:
+    """Options are real when both the first and the second label appear ("A" and "B")."""
+    labels = {m.group(1).lower() for p in _OPTION_LABELS for m in p.finditer(text)}
+    return {"a", "b"} <= labels or {"1", "2"} <= labels
+
+
+_LANGS = (
+    r"python|javascript|typescript|java|c\+\+|c#|golang|rust|ruby|php|kotlin|swift|scala"
+    r"|haskell|sql|bash|powershell|html|css|react|node\.?js|pandas|numpy|django"
+)
+_CODE = _found(
+    r"```|\bdef [A-Za-z_]\w*\s*\(|#include\b|^[ \t]*(?:import [\w.]+|from [\w.]+ import )"
+    r"|\{[ \t]*\n|^[ \t]*\}|=>|\bconsole\.log|System\.out|Traceback \(most recent"
+    r"|\b[A-Z][a-z]+(?:Error|Exception)\b|\b(?:in|using|with) (?:" + _LANGS + r")\b"
+    r"|\b(?:" + _LANGS + r") (?:function|script|code|program|class|snippet|error|library"
+    r"|package|module|query)\b"
+    r"|\b(?:write|implement|create|build|fix|debug|refactor|optimi[sz]e|complete|convert"
+    r"|port|generate)\b[^.?!\n]{0,60}\b(?:function|method|algorithm|regex|regular expression"
+    r"|unit tests?|snippet|endpoint|(?:sql|database) query|code(?! of conduct)"
+    r"|script (?:to|that)|program (?:that|to|which)|class (?:that|to|for|called|named))\b"
+    r"|\b(?:this|my|the following|the above|the below) (?:code|function|script|snippet|regex)\b"
+    r"|\b(?:compiler?|segfault|stack trace|syntax error|pip install|npm install|time complexity"
+    r"|git (?:commit|merge|rebase|push|pull|stash|reset))\b",
+    _I | re.MULTILINE,
+)
+_CLASSIFICATION = _found(
+    r"\b(?:classify|classification|categori[sz]e|positive or negative|sentiment analysis"
+    r"|sentiment of (?:this|that|these|the following|each|my)"
+    r"|positive, negative,? or neutral|spam or (?:not|ham)"
+    r"|(?:is|are) (?:this|it|these|the following)\b[^.?!\n]{0,40}\b(?:spam|toxic|offensive"
+    r"|sarcastic|clickbait|fake news)"
+    r"|label (?:it|this|these|each|every|the \w+)|which (?:category|class|label|genre|topic"
+    r"|department|intent)|assign (?:a|one|the) (?:label|category|tag)"
+    r"|detect the (?:language|intent|emotion|tone))\b"
+)
+_SUMMARIZATION = _found(
+    r"\b(?:summari[sz]e|summari[sz]ing|summary|summaries|tl;? ?dr|recap|condense|synopsis"
+    r"|key (?:points|takeaways)|main (?:points?|ideas?)|gist|boil (?:this|it) down"
+    r"|in (?:a few|one|two|three|four|five|\d) (?:sentences?|bullet points|bullets|lines))\b"
+)
+_CREATIVE = _found(
+    r"\b(?:write|compose|draft|create|generate|come up with|give me|make up|craft|tell me"
+    r"|brainstorm|suggest|need)\b[^.?!\n]{0,50}\b(?:poems?|haikus?|limericks?|sonnets?|ode"
+    r"|verses?|rhymes?|story|stories|tale|fable|song|lyrics|rap|slogans?|taglines?|jingle"
+    r"|ad copy|advert|advertisement|marketing (?:copy|email)|product description|caption"
+    r"|tweet|jokes?|puns?|screenplay|script for|monologue|dialogue|essay|blog post|article"
+    r"|email|letter|speech|toast|wedding vows|names? (?:ideas )?for|name ideas|riddle)\b"
+    r"|\bonce upon a time\b|\bin the style of\b|\bcatchy\b"
+)
+_BLANK = _found(r"(?<!\w)_+(?!\w)")
+_REASONING = _found(
+    r"\d[ \t]*[+*×÷^][ \t]*\d|\d[ \t]+[-/][ \t]+\d|(?<![\d.])\d+[ \t]*%[ \t]*of\b"
+    r"|\b\d+ (?:times|plus|minus|divided by|multiplied by) \d|(?:\d|\b[a-z])[ \t]*=[ \t]*-?\d"
+    r"|\\(?:frac|sqrt|sum|int|cdot|times)\b"
+    r"|\b(?:solve|prove|proof|equations?|integral|derivative|differentiate|simplify"
+    r"|factori[sz]e|probability|theorem|prime number|divisible|remainder when|how many ways"
+    r"|logic puzzle|riddle|brain teaser|next number in|syllogism|calculate|compute)\b"
+    r"|\bif\b[^?]{0,200}\bhow (?:many|much|long|far|old|fast)\b"
+    r"|\bhow (?:many|much)\b[^.?!\n]{0,60}\b(?:left|remain|remaining|altogether|in total|in all)\b"
+)
+_HOW_MUCH = _found(r"\bhow (?:many|much|long|far|fast)\b")
+_DIGIT = _found(r"\d")
+_MONEY = _found(r"[$€£]\d")
+_SMALL_TALK = _found(
+    r"\b(?:how are (?:you|things)|how're you|how's it going|how is it going|how have you been"
+    r"|what'?s up|how was your (?:day|weekend)|how's your (?:day|week|morning)"
+    r"|nice to meet you|who are you|what'?s your name|what is your name"
+    r"|are you (?:a )?(?:human|robot|bot|real|sentient|alive)|do you (?:like|love|enjoy|ever"
+    r"|dream|have feelings)|your favou?rite|tell me about yourself|let's (?:chat|talk))\b"
+)
+_QUESTION = _found(
+    r"\?|\b(?:question|answer):|(?:^|[.!?,:;\n])[ \t]*(?:what|what's|who|whom|whose|when"
+    r"|where|which|why|how|explain|describe|define|tell me about|list|name|compare|translate"
+    r"|give me|recommend|fill in the blank|complete the sentence)\b"
+)
+
+# First match wins. The order puts explicit requests about a format (code, labels, a
+# summary, a poem) before generic question shapes, since a request like "Summarize ... ?"
+# is still a summary. A fill-in-the-blank sentence with options (Winogrande style) maps to
+# "reasoning": choosing what "_" refers to is commonsense inference, not recall; every other
+# prompt listing options is "qa". Greetings with nothing else fall through to "chat".
+_RULES: tuple[tuple[str, str, _Test], ...] = (
+    ("code", "source syntax, a stack trace, a language, or a request for code", _CODE),
+    ("classification", "a request to label, categorize or judge sentiment", _CLASSIFICATION),
+    ("summarization", "summarize / TL;DR / key points / in N sentences", _SUMMARIZATION),
+    ("creative", "a request to write a poem, story, slogan, copy or the like", _CREATIVE),
+    ("reasoning", "a blank '_' to fill from listed options", _both(_BLANK, _has_options)),
+    ("qa", "a question with lettered or numbered options", _has_options),
+    ("reasoning", "arithmetic, an equation, a proof or a math/logic keyword", _REASONING),
+    ("reasoning", "how many/much/long/far about given numbers", _both(_HOW_MUCH, _DIGIT)),
+    ("reasoning", "a question about given amounts of money", _both(_MONEY, _found(r"\?"))),
+    ("chat", "small talk about the assistant or the user", _SMALL_TALK),
+    ("qa", "a question mark, a wh-word or explain/define/describe", _QUESTION),
+)
+
+_CODE_MARKERS = tuple(
+    re.compile(p, re.MULTILINE)
+    for p in (
+        r"```",
+        r"\bdef [A-Za-z_]\w*\s*\(",
+        r"[{}]",
+        r";[ \t]*$",
+        r"==|!=|&&|\|\||=>|->|::",
+        r"^[ \t]*(?:import [\w.]+|from [\w.]+ import |#include\b|using namespace\b)",
+        r"\b[A-Za-z_]\w*\.[A-Za-z_]\w*\(",
+        r"^(?: {4}|\t)\S",
+        r"</?[A-Za-z][\w-]*[^<>\n]{0,80}>",
+        r"Traceback \(most recent|\b[A-Z][a-z]+(?:Error|Exception)\b",
+    )
+)
+_MATH_MARKERS = tuple(
+    re.compile(p, _I)
+    for p in (
+        r"\d[ \t]*[-+*/^×÷][ \t]*\d",
+        r"(?:\d|\b[a-z])[ \t]*=(?!=)[ \t]*-?[\w(]",
+        r"\\(?:frac|sqrt|sum|int|prod|lim|cdot|times|pi|theta|alpha|infty|mathbb)\b",
+        r"\$[^$\n]{1,80}\$",
+        r"[a-z0-9)]\^[-\w({]|[²³√π∑∫≤≥≠±]",
+        r"(?<![\d.])\d+(?:\.\d+)?[ \t]*%",
+        (
+            r"\b(?:solve|equations?|integral|derivative|calculate|compute|simplify|prove|theorem"
+            r"|probability|polynomial|matrix|logarithm|factorial|divisible|remainder|fraction)\b"
+        ),
+    )
+)
+
+
+def _sample(text: str) -> str:
+    if len(text) <= _HEAD + _TAIL:
+        return text
+    return text[:_HEAD] + "\n" + text[-_TAIL:]
+
+
+def _infer(sample: str) -> str:
+    for task, _why, test in _RULES:
+        if test(sample):
+            return task
+    return "chat"
+
+
+def infer_task_type(text: str) -> str:
+    """Rule-based rather than learned, so a surprising routing can be traced to one rule.
+
+    See ``_RULES`` for the ordered table; the first matching rule decides.
+    """
+    return _infer(_sample(text))
+
+
+def estimate_tokens(text: str) -> int:
+    """The larger of UTF-8 bytes / 4 and words * 4/3, rounded to nearest, at least 1.
+
+    The two agree on English prose (about 4 characters or 0.75 words per token). Bytes catch
+    text with few spaces (code, CJK: byte-level tokenizers spend a token on 1-3 bytes there),
+    words catch many short words. Taking the larger errs towards over-estimating cost.
+    """
+    if not text:
+        return 0
+    estimate = max(len(text.encode("utf-8", "surrogatepass")) / 4, len(text.split()) * 4 / 3)
+    return max(1, math.floor(estimate + 0.5))
+
+
+def text_of_messages(messages: Sequence[tuple[str, str]]) -> str:
+    """Roles carry no signal about the task, and tagging them would skew the text features."""
+    return "\n".join(content for _role, content in messages)
+
+
+def text_tokens(text: str, limit: int = 256) -> list[str]:
+    """Stops scanning at ``limit`` words, so a huge prompt costs no more than a short one."""
+    return [m.group().lower() for m in islice(_WORD.finditer(text), max(limit, 0))]
+
+
+def _share(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
+
+
+def featurize(
+    text: str,
+    task_type: str | None = None,
+    extra: Mapping[str, FeatureValue] | None = None,
+) -> dict[str, FeatureValue]:
+    """A caller who knows the task passes it, which beats any inference; an empty string
+    counts as not knowing. Extras go under ``x.`` so they can never shadow a built-in name.
+    """
+    sample = _sample(text)
+    given = task_type.strip().lower() if task_type is not None else ""
+    tokens = estimate_tokens(text)
+    words = _WORD.findall(sample.lower())
+    n = len(sample)
+    letters = sum(map(str.isalpha, sample))
+    alnum = sum(map(str.isalnum, sample))
+    spaces = sum(map(str.isspace, sample))
+    lines = text.count("\n") + 1 if text else 0
+    features: dict[str, FeatureValue] = {
+        "task_type": given or _infer(sample),
+        "tokens": float(tokens),
+        "log_tokens": min(math.log1p(tokens) / 10, 1.5),
+        "type_token_ratio": _share(len(set(words)), len(words)),
+        "digit_share": _share(sum(map(str.isdigit, sample)), n),
+        "symbol_share": _share(n - alnum - spaces, n),
+        "uppercase_share": _share(sum(map(str.isupper, sample)), letters),
+        "code_markers": min(sum(p.search(sample) is not None for p in _CODE_MARKERS) / 4, 1.0),
+        "math_markers": min(sum(p.search(sample) is not None for p in _MATH_MARKERS) / 3, 1.0),
+        "multiple_choice": 1.0 if _has_options(sample) else 0.0,
+        "questions": min(text.count("?"), 5) / 5,
+        "lines": min(math.log1p(lines) / 5, 1.5),
+        "avg_word_len": min(_share(sum(map(len, words)), len(words)) / 10, 1.5),
+    }
+    for key, value in (extra or {}).items():
+        features[f"x.{key}"] = value if isinstance(value, str) else float(value)
+    return features
+
+
+@functools.lru_cache(maxsize=8192)
+def _hashed(token: str, dim: int) -> tuple[int, float]:
+    """Slot from the low bits, sign from the top bit, so collisions cancel on average."""
+    h = stable_hash(token)
+    return h % dim, -1.0 if h >> 63 else 1.0
+
+
+class FeatureEncoder:
+    """Dense layout for linear policies, fixed by ``hashed_dim`` alone.
+
+    Slot 0 is a bias of 1.0; then one slot per ``NUMERIC_FEATURES`` name (missing -> 0);
+    then one-hot ``task_type`` over ``TASK_TYPES`` plus an "other task" slot (no task_type at
+    all sets none); then ``hashed_dim`` signed hashed slots for every other key: a string
+    value hashes ``key=value`` to +-1, a number hashes ``key`` to +-value clipped to
+    [-10, 10]. ``tokens`` is skipped (``log_tokens`` carries it) and non-finite numbers
+    count as 0, since one NaN would poison a policy's matrices for good.
+    """
+
+    def __init__(self, hashed_dim: int = 16) -> None:
+        if hashed_dim < 0:
+            raise ValueError(f"hashed_dim must be >= 0, got {hashed_dim}")
+        self._hashed_dim = hashed_dim
+        self._numeric = {name: 1 + i for i, name in enumerate(NUMERIC_FEATURES)}
+        first_task = 1 + len(NUMERIC_FEATURES)
+        self._task = {name: first_task + i for i, name in enumerate(TASK_TYPES)}
+        self._other_task = first_task + len(TASK_TYPES)
+        self._hash_start = self._other_task + 1
+
+    @property
+    def hashed_dim(self) -> int:
+        return self._hashed_dim
+
+    @property
+    def dim(self) -> int:
+        return self._hash_start + self._hashed_dim
+
+    def encode(self, features: Features) -> npt.NDArray[np.float64]:
+        vector = np.zeros(self.dim, dtype=np.float64)
+        vector[0] = 1.0
+        for key, value in features.items():
+            if key == "tokens":
+                continue
+            if isinstance(value, str):
+                if key == "task_type":
+                    vector[self._task.get(value, self._other_task)] = 1.0
+                elif self._hashed_dim:
+                    slot, sign = _hashed(f"{key}={value}", self._hashed_dim)
+                    vector[self._hash_start + slot] += sign
+                continue
+            number = float(value) if math.isfinite(value) else 0.0
+            slot_of_name = self._numeric.get(key)
+            if slot_of_name is not None:
+                vector[slot_of_name] = number
+            elif self._hashed_dim:
+                slot, sign = _hashed(key, self._hashed_dim)
+                vector[self._hash_start + slot] += sign * min(max(number, -10.0), 10.0)
+        return vector

@@ -1,0 +1,87 @@
+"""LinUCB's algebra and behaviour, beyond the shared contract."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from bandit_router.core import Arm, Context, Outcome
+from bandit_router.policies.linucb import LinUCB
+
+ARMS = (Arm("cheap", 0.0001), Arm("dear", 0.01))
+
+
+def _context(task: str, key: str, cost_weight: float = 0.0) -> Context:
+    return Context(
+        features={"task_type": task, "log_tokens": 0.4},
+        arms=ARMS,
+        cost_weight=cost_weight,
+        draw_key=key,
+    )
+
+
+def test_sherman_morrison_inverse_matches_a_fresh_inverse() -> None:
+    policy = LinUCB(seed=1)
+    rng = random.Random(1)
+    for i in range(200):
+        task = rng.choice(["qa", "code", "reasoning"])
+        context = Context(
+            features={"task_type": task, "log_tokens": rng.random(), "x.n": rng.random()},
+            arms=ARMS,
+            cost_weight=1.0,
+            draw_key=str(i),
+        )
+        policy.learn(context, rng.choice(["cheap", "dear"]), Outcome(rng.random(), 0.001))
+    for state in policy._arms.values():
+        np.testing.assert_allclose(state.a_inv, np.linalg.inv(state.a), atol=1e-9)
+        np.testing.assert_allclose(state.theta_quality, np.linalg.solve(state.a, state.b_quality))
+
+
+def test_an_untried_arm_is_valued_at_its_price() -> None:
+    decision = LinUCB().choose(_context("qa", "k", cost_weight=5.0))
+    by_model = {s.model: s for s in decision.scores}
+    assert by_model["dear"].expected_cost_usd == pytest.approx(0.01)
+    assert by_model["cheap"].expected_cost_usd == pytest.approx(0.0001)
+    assert by_model["dear"].expected_quality == 0.0
+
+
+def test_cost_head_learns_the_observed_cost() -> None:
+    """A model that costs ten times its price is expected to, after some feedback."""
+    policy = LinUCB()
+    for i in range(100):
+        policy.learn(_context("qa", str(i)), "cheap", Outcome(1.0, 0.001))
+    scores = {s.model: s for s in policy.choose(_context("qa", "z")).scores}
+    assert scores["cheap"].expected_cost_usd == pytest.approx(0.001, rel=0.05)
+
+
+def test_learns_a_different_best_arm_per_task() -> None:
+    policy = LinUCB(seed=3, epsilon=0.0)
+    rng = random.Random(5)
+    best = {"qa": "cheap", "code": "dear"}
+    for i in range(400):
+        task = ("qa", "code")[i % 2]
+        context = _context(task, f"t{i}")
+        decision = policy.choose(context)
+        p = 0.9 if decision.model == best[task] else 0.3
+        policy.learn(context, decision.model, Outcome(float(rng.random() < p), 0.0))
+    for task, model in best.items():
+        assert policy.choose(_context(task, "final")).model == model
+
+
+def test_a_higher_cost_weight_moves_the_choice_to_the_cheaper_arm() -> None:
+    """Two heads: the same learned state serves every λ without relearning."""
+    policy = LinUCB(epsilon=0.0, alpha=0.0)
+    for i in range(50):
+        policy.learn(_context("qa", str(i)), "cheap", Outcome(0.7, 0.0001))
+        policy.learn(_context("qa", str(i)), "dear", Outcome(0.9, 0.01))
+    assert policy.choose(_context("qa", "a", cost_weight=1.0)).model == "dear"
+    assert policy.choose(_context("qa", "b", cost_weight=100.0)).model == "cheap"
+
+
+def test_rejects_parameters_out_of_range() -> None:
+    with pytest.raises(ValueError, match="epsilon"):
+        LinUCB(epsilon=1.5)
+    with pytest.raises(ValueError, match="ridge"):
+        LinUCB(ridge=0.0)

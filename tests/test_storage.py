@@ -1,0 +1,201 @@
+"""The same storage suite on SQLite and PostgreSQL, through real Alembic migrations."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import inspect
+
+from bandit_router.core import ModelSpec
+from bandit_router.migrations import upgrade
+from bandit_router.storage.base import DecisionRecord, FeedbackRecord, Snapshot
+from bandit_router.storage.sql import SqlStore
+
+
+def decision(model: str = "a", **overrides: object) -> DecisionRecord:
+    values: dict[str, object] = {
+        "id": str(uuid.uuid4()),
+        "created_at": datetime.now(UTC),
+        "policy": "linucb",
+        "policy_version": 3,
+        "experiment": None,
+        "variant": None,
+        "unit_id": "user-1",
+        "features": {"task_type": "qa", "log_tokens": 0.25},
+        "eligible": ("a", "b"),
+        "prior_costs": {"a": 0.001, "b": 0.002},
+        "model": model,
+        "probability": 0.975,
+        "cost_weight": 10.0,
+        "scores": {
+            "a": {"score": 0.5, "probability": 0.975},
+            "b": {"score": 0.1, "probability": 0.025},
+        },
+        "excluded": {"c": "not_local"},
+    }
+    values.update(overrides)
+    return DecisionRecord(**values)  # type: ignore[arg-type]
+
+
+def feedback(
+    decision_id: str, source: str = "grader", quality: float | None = 1.0
+) -> FeedbackRecord:
+    return FeedbackRecord(
+        decision_id=decision_id,
+        source=source,
+        created_at=datetime.now(UTC),
+        quality=quality,
+        cost_usd=0.001,
+        cost_source="reported",
+        input_tokens=10,
+        output_tokens=20,
+        latency_ms=120.0,
+        error=None,
+        reward=None if quality is None else quality - 0.01,
+    )
+
+
+@pytest.fixture
+def store(migrated_url: str) -> Iterator[SqlStore]:
+    opened = SqlStore(migrated_url)
+    yield opened
+    opened.close()
+
+
+def test_migrations_create_every_table_and_are_idempotent(database_url: str) -> None:
+    upgrade(database_url)
+    upgrade(database_url)
+    store = SqlStore(database_url)
+    tables = set(inspect(store.engine).get_table_names())
+    assert {"models", "decisions", "feedback", "policy_snapshots", "alembic_version"} <= tables
+    store.close()
+
+
+def test_migrations_downgrade_to_base_and_up_again(database_url: str) -> None:
+    from alembic import command
+
+    from bandit_router.migrations import alembic_config
+
+    upgrade(database_url)
+    command.downgrade(alembic_config(database_url), "base")
+    store = SqlStore(database_url)
+    assert "decisions" not in inspect(store.engine).get_table_names()
+    store.close()
+    upgrade(database_url)
+    store = SqlStore(database_url)
+    assert "decisions" in inspect(store.engine).get_table_names()
+    store.close()
+
+
+def test_a_decision_round_trips_with_every_field(store: SqlStore) -> None:
+    record = decision()
+    store.insert_decisions([record])
+    loaded = store.get_decision(record.id)
+    assert loaded is not None
+    assert loaded.features == record.features
+    assert loaded.eligible == record.eligible
+    assert loaded.prior_costs == record.prior_costs
+    assert loaded.scores == record.scores
+    assert loaded.excluded == record.excluded
+    assert (loaded.model, loaded.probability, loaded.cost_weight) == ("a", 0.975, 10.0)
+    assert store.get_decision(str(uuid.uuid4())) is None
+
+
+def test_feedback_is_recorded_once_per_decision_and_source(store: SqlStore) -> None:
+    record = decision()
+    store.insert_decisions([record])
+    first = store.insert_feedback(feedback(record.id))
+    again = store.insert_feedback(feedback(record.id, quality=0.0))
+    user = store.insert_feedback(feedback(record.id, source="user", quality=0.5))
+    assert not first.duplicate
+    assert again.duplicate
+    assert again.reward == first.reward  # the first report stands
+    assert not user.duplicate
+    assert len(store.feedback_since(0, 100)) == 2
+
+
+def test_feedback_since_walks_the_log_in_order_with_its_decision(store: SqlStore) -> None:
+    records = [decision(model=m) for m in ("a", "b", "a")]
+    store.insert_decisions(records)
+    for record in records:
+        store.insert_feedback(feedback(record.id))
+    rows = store.feedback_since(0, 100)
+    assert [d.id for _, d in rows] == [r.id for r in records]
+    ids = [stored.id for stored, _ in rows]
+    assert ids == sorted(ids)
+    assert [d.id for _, d in store.feedback_since(ids[0], 100)] == [r.id for r in records[1:]]
+    assert len(store.feedback_since(0, 2)) == 2
+
+
+def test_concurrent_feedback_ids_are_visible_in_order(store: SqlStore) -> None:
+    """A reader that sees id N also sees every id below it, whatever the writers' timing."""
+    records = [decision() for _ in range(60)]
+    store.insert_decisions(records)
+    seen_gaps: list[tuple[int, list[int]]] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            ids = [stored.id for stored, _ in store.feedback_since(0, 1000)]
+            if ids and ids != list(range(ids[0], ids[0] + len(ids))):
+                seen_gaps.append((len(ids), ids))
+
+    def writer(chunk: list[DecisionRecord]) -> None:
+        for record in chunk:
+            store.insert_feedback(feedback(record.id))
+
+    watcher = threading.Thread(target=reader)
+    watcher.start()
+    writers = [threading.Thread(target=writer, args=(records[i::4],)) for i in range(4)]
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    stop.set()
+    watcher.join()
+    assert len(store.feedback_since(0, 1000)) == 60
+    assert seen_gaps == []
+
+
+def test_unknown_decision_is_refused_by_the_foreign_key(store: SqlStore) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    with pytest.raises(IntegrityError):
+        store.insert_feedback(feedback(str(uuid.uuid4())))
+
+
+def test_latest_snapshot_matches_policy_and_spec_and_old_ones_are_pruned(store: SqlStore) -> None:
+    for version in range(5):
+        store.save_snapshot(
+            Snapshot("linucb", "linucb(a=1)", version, version * 10, b"s%d" % version)
+        )
+    store.save_snapshot(Snapshot("random", "random()", 0, 0, b"r"))
+    latest = store.latest_snapshot("linucb", "linucb(a=1)")
+    assert latest is not None
+    assert (latest.version, latest.feedback_cursor, latest.state) == (4, 40, b"s4")
+    assert store.latest_snapshot("linucb", "linucb(a=2)") is None
+    with store.engine.connect() as connection:
+        from sqlalchemy import func, select
+
+        from bandit_router.storage.tables import policy_snapshots
+
+        count = connection.execute(
+            select(func.count()).where(policy_snapshots.c.policy == "linucb")
+        ).scalar_one()
+    assert count == 3
+    assert store.latest_snapshot("random", "random()") is not None
+
+
+def test_models_upsert_updates_named_models_and_keeps_others(store: SqlStore) -> None:
+    a = ModelSpec("a", "p", 1.0, 2.0, 1000, frozenset({"local"}))
+    b = ModelSpec("b", "p", 3.0, 4.0, 2000)
+    store.upsert_models([a, b])
+    store.upsert_models([ModelSpec("a", "p", 5.0, 6.0, 1000, frozenset(), enabled=False)])
+    models = {m.name: m for m in store.list_models()}
+    assert models["a"].input_price_per_mtok == 5.0
+    assert not models["a"].enabled
+    assert models["b"] == b
