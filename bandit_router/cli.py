@@ -20,6 +20,16 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def bind_refusal(host: str, *, has_keys: bool, insecure: bool) -> str | None:
+    """Why serving on `host` is refused, or None: beyond loopback, only with keys."""
+    if _is_loopback(host) or has_keys or insecure:
+        return None
+    return (
+        f"refusing to serve on {host} without API keys; set api_keys in the config "
+        "(or BANDIT_ROUTER_API_KEYS), or pass --insecure"
+    )
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     settings = Settings()
     updates: dict[str, object] = {}
@@ -37,12 +47,9 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"bandit-router: {error}", file=sys.stderr)
         return 2
-    if not _is_loopback(args.host) and not config.api_keys and not args.insecure:
-        print(
-            f"bandit-router: refusing to serve on {args.host} without API keys; set api_keys in "
-            "the config (or BANDIT_ROUTER_API_KEYS), or pass --insecure",
-            file=sys.stderr,
-        )
+    refusal = bind_refusal(args.host, has_keys=bool(config.api_keys), insecure=args.insecure)
+    if refusal:
+        print(f"bandit-router: {refusal}", file=sys.stderr)
         return 2
     import uvicorn
 

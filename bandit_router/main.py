@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,7 +16,7 @@ from bandit_router import api
 from bandit_router.learner import Learner
 from bandit_router.router import Router, RouterOptions
 from bandit_router.settings import RouterConfig, Settings, load_config
-from bandit_router.storage.log_writer import GroupCommitLog
+from bandit_router.storage.log_writer import GroupCommitLog, TickCommitLog
 from bandit_router.storage.sql import SqlStore
 
 
@@ -24,7 +25,7 @@ def create_app(settings: Settings | None = None, config: RouterConfig | None = N
     settings = settings or Settings()
     config = config or load_config(settings.config, extra_api_keys=settings.api_keys)
     store = SqlStore(settings.database_url)
-    decision_log = GroupCommitLog(store)
+    decision_log = TickCommitLog(store) if store.is_sqlite else GroupCommitLog(store)
     learner = Learner(store, [config.policy], snapshot_every=config.snapshot_every)
     router = Router(
         store=store,
@@ -45,7 +46,12 @@ def create_app(settings: Settings | None = None, config: RouterConfig | None = N
         router.set_models(store.list_models())
         learner.restore()
         decision_log.start()
+        store.start_maintenance()
         learner.start_periodic_snapshots(config.snapshot_interval_s)
+        # What start-up allocated lives as long as the process: moving it out of the
+        # collector's generations keeps full collections short under load.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

@@ -10,7 +10,6 @@ from typing import Protocol
 
 from bandit_router.core import (
     Arm,
-    ArmScore,
     Context,
     Decision,
     FeatureValue,
@@ -56,7 +55,9 @@ class RouteResult:
     experiment: str | None
     variant: str | None
     fallbacks: tuple[str, ...]
-    scores: tuple[ArmScore, ...]
+    scores: Mapping[str, Mapping[str, float]]
+    """Per eligible model: expected_quality, expected_cost_usd, exploration_bonus, score,
+    probability."""
     excluded: Mapping[str, str]
     context: Mapping[str, FeatureValue]
     cost_weight: float
@@ -153,6 +154,16 @@ class Router:
             draw_key=decision_id,
         )
         decision, version = self._policies.choose(self._options.policy, context)
+        scores = {
+            s.model: {
+                "expected_quality": s.expected_quality,
+                "expected_cost_usd": s.expected_cost_usd,
+                "exploration_bonus": s.exploration_bonus,
+                "score": s.score,
+                "probability": s.probability,
+            }
+            for s in decision.scores
+        }
         record = DecisionRecord(
             id=decision_id,
             created_at=datetime.now(UTC),
@@ -167,16 +178,7 @@ class Router:
             model=decision.model,
             probability=decision.probability,
             cost_weight=cost_weight,
-            scores={
-                s.model: {
-                    "expected_quality": s.expected_quality,
-                    "expected_cost_usd": s.expected_cost_usd,
-                    "exploration_bonus": s.exploration_bonus,
-                    "score": s.score,
-                    "probability": s.probability,
-                }
-                for s in decision.scores
-            },
+            scores=scores,
             excluded=eligibility.excluded,
         )
         await self._decision_log.append(record)
@@ -188,7 +190,7 @@ class Router:
             experiment=None,
             variant=None,
             fallbacks=tuple(name for name in decision.ranked() if name != decision.model),
-            scores=decision.scores,
+            scores=scores,
             excluded=eligibility.excluded,
             context=features,
             cost_weight=cost_weight,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from bandit_router.core import FeatureValue
@@ -438,3 +438,26 @@ def test_encoder_hashing_is_stable_across_processes() -> None:
     )
     here = FeatureEncoder(hashed_dim=64).encode(_STABILITY_FEATURES).tolist()
     assert json.loads(result.stdout) == here
+
+
+@given(st.text())
+@example("\x1c\x1d\x1e\x1f a\tB9\x0b\x0c\r\n")
+@example("½ Ⅻ ß ǅ")
+def test_fast_character_counts_equal_the_str_methods(text: str) -> None:
+    """The bytes.translate shortcut for ASCII counts exactly what str.isalpha() & co. count."""
+    from bandit_router.features import _char_counts
+
+    expected = (
+        sum(map(str.isalpha, text)),
+        sum(map(str.isdigit, text)),
+        sum(map(str.isspace, text)),
+        sum(map(str.isupper, text)),
+    )
+    assert _char_counts(text) == expected
+    ascii_only = "".join(c for c in text if c.isascii())
+    assert _char_counts(ascii_only) == (
+        sum(map(str.isalpha, ascii_only)),
+        sum(map(str.isdigit, ascii_only)),
+        sum(map(str.isspace, ascii_only)),
+        sum(map(str.isupper, ascii_only)),
+    )

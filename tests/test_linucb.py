@@ -34,9 +34,13 @@ def test_sherman_morrison_inverse_matches_a_fresh_inverse() -> None:
             draw_key=str(i),
         )
         policy.learn(context, rng.choice(["cheap", "dear"]), Outcome(rng.random(), 0.001))
-    for state in policy._arms.values():
-        np.testing.assert_allclose(state.a_inv, np.linalg.inv(state.a), atol=1e-9)
-        np.testing.assert_allclose(state.theta_quality, np.linalg.solve(state.a, state.b_quality))
+    arms = policy._arms
+    assert len(arms.index) == 2
+    for row in arms.index.values():
+        np.testing.assert_allclose(arms.a_inv[row], np.linalg.inv(arms.a[row]), atol=1e-9)
+        np.testing.assert_allclose(
+            arms.theta_quality[row], np.linalg.solve(arms.a[row], arms.b_quality[row])
+        )
 
 
 def test_an_untried_arm_is_valued_at_its_price() -> None:

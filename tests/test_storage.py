@@ -199,3 +199,28 @@ def test_models_upsert_updates_named_models_and_keeps_others(store: SqlStore) ->
     assert models["a"].input_price_per_mtok == 5.0
     assert not models["a"].enabled
     assert models["b"] == b
+
+
+def test_sqlite_write_ahead_log_is_checkpointed_in_the_background(sqlite_url: str) -> None:
+    """Commits never checkpoint (a /route never waits on one); the maintenance thread does,
+    so the write-ahead log stays the same size however much is written."""
+    import time
+    from pathlib import Path
+
+    store = SqlStore(sqlite_url)
+    wal = Path(sqlite_url.removeprefix("sqlite:///") + "-wal")
+    for _ in range(20):
+        store.insert_decisions([decision() for _ in range(250)])
+    # SQLite's own default would have checkpointed at 1,000 pages (4 MB) of log.
+    grown = wal.stat().st_size
+    assert grown > 1000 * 4096
+    store.start_maintenance(interval_s=0.05)
+    time.sleep(0.5)
+    for _ in range(20):
+        store.insert_decisions([decision() for _ in range(250)])
+        time.sleep(0.06)
+    assert wal.stat().st_size <= grown * 1.1
+    store.close()
+    with store.engine.connect() as connection:
+        count = connection.exec_driver_sql("SELECT count(*) FROM decisions").scalar_one()
+    assert count == 10_000

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+import math
 from typing import Any
 
 import numpy as np
@@ -33,40 +33,52 @@ from bandit_router.policies.common import argmax_first, floored_probabilities, s
 Vector = npt.NDArray[np.float64]
 
 
-@dataclass
-class _ArmState:
-    """Sufficient statistics of one arm; A and both b's are additive, so deltas merge exactly."""
+class _Arms:
+    """Sufficient statistics of every arm seen, stacked so one matrix product scores them all.
 
-    a: npt.NDArray[np.float64]
-    a_inv: npt.NDArray[np.float64]
-    b_quality: Vector
-    b_cost: Vector
-    n: int
-    theta_quality: Vector
-    theta_cost: Vector
+    A and both b's are additive, so deltas from several learners merge exactly.
+    """
 
-    @classmethod
-    def fresh(cls, dim: int, ridge: float) -> _ArmState:
-        zeros = np.zeros(dim)
-        return cls(
-            a=np.eye(dim) * ridge,
-            a_inv=np.eye(dim) / ridge,
-            b_quality=zeros.copy(),
-            b_cost=zeros.copy(),
-            n=0,
-            theta_quality=zeros.copy(),
-            theta_cost=zeros.copy(),
-        )
+    def __init__(self, dim: int, ridge: float) -> None:
+        self.dim = dim
+        self.ridge = ridge
+        self.index: dict[str, int] = {}
+        self.a = np.empty((0, dim, dim))
+        self.a_inv = np.empty((0, dim, dim))
+        self.b_quality = np.empty((0, dim))
+        self.b_cost = np.empty((0, dim))
+        self.n = np.empty(0, dtype=np.int64)
+        self.theta_quality = np.empty((0, dim))
+        self.theta_cost = np.empty((0, dim))
 
-    def update(self, x: Vector, quality: float, cost_residual: float) -> None:
-        a_inv_x = self.a_inv @ x
-        self.a_inv -= np.outer(a_inv_x, a_inv_x) / (1.0 + float(x @ a_inv_x))
-        self.a += np.outer(x, x)
-        self.b_quality += quality * x
-        self.b_cost += cost_residual * x
-        self.n += 1
-        self.theta_quality = self.a_inv @ self.b_quality
-        self.theta_cost = self.a_inv @ self.b_cost
+    def row(self, name: str) -> int:
+        """The arm's row, appended with the ridge prior the first time the arm is learned."""
+        found = self.index.get(name)
+        if found is not None:
+            return found
+        eye = np.eye(self.dim)[None]
+        zeros = np.zeros((1, self.dim))
+        self.a = np.concatenate([self.a, eye * self.ridge])
+        self.a_inv = np.concatenate([self.a_inv, eye / self.ridge])
+        self.b_quality = np.concatenate([self.b_quality, zeros])
+        self.b_cost = np.concatenate([self.b_cost, zeros])
+        self.n = np.concatenate([self.n, [0]])
+        self.theta_quality = np.concatenate([self.theta_quality, zeros])
+        self.theta_cost = np.concatenate([self.theta_cost, zeros])
+        self.index[name] = len(self.index)
+        return self.index[name]
+
+    def update(self, name: str, x: Vector, quality: float, cost_residual: float) -> None:
+        i = self.row(name)
+        a_inv = self.a_inv[i]
+        a_inv_x = a_inv @ x
+        a_inv -= np.outer(a_inv_x, a_inv_x) / (1.0 + float(x @ a_inv_x))
+        self.a[i] += np.outer(x, x)
+        self.b_quality[i] += quality * x
+        self.b_cost[i] += cost_residual * x
+        self.n[i] += 1
+        self.theta_quality[i] = a_inv @ self.b_quality[i]
+        self.theta_cost[i] = a_inv @ self.b_cost[i]
 
 
 class LinUCB:
@@ -92,7 +104,7 @@ class LinUCB:
         self.ridge = ridge
         self.seed = seed
         self._encoder = FeatureEncoder(hashed_dim=hashed_dim)
-        self._arms: dict[str, _ArmState] = {}
+        self._arms = _Arms(self._encoder.dim, ridge)
         self._version = 0
 
     @property
@@ -109,25 +121,30 @@ class LinUCB:
         }
 
     def arm_counts(self) -> dict[str, int]:
-        return {name: state.n for name, state in self._arms.items()}
+        return {name: int(self._arms.n[row]) for name, row in self._arms.index.items()}
 
     def choose(self, context: Context) -> Decision:
         if not context.arms:
             raise ValueError("choose needs at least one eligible arm")
         x = self._encoder.encode(context.features)
-        fresh_bonus = self.alpha * float(np.sqrt(x @ x / self.ridge))
+        arms = self._arms
+        fresh_bonus = self.alpha * math.sqrt(float(x @ x) / self.ridge)
+        # One product per statistic scores every known arm; unknown arms get the prior.
+        known_quality = (arms.theta_quality @ x).tolist()
+        known_cost = (arms.theta_cost @ x).tolist()
+        known_width = ((arms.a_inv @ x) @ x).tolist()
         qualities: list[float] = []
         costs: list[float] = []
         bonuses: list[float] = []
         scores: list[float] = []
         for arm in context.arms:
-            state = self._arms.get(arm.name)
-            if state is None:
+            row = arms.index.get(arm.name)
+            if row is None:
                 quality, cost_residual, bonus = 0.0, 0.0, fresh_bonus
             else:
-                quality = float(state.theta_quality @ x)
-                cost_residual = float(state.theta_cost @ x)
-                bonus = self.alpha * float(np.sqrt(max(float(x @ state.a_inv @ x), 0.0)))
+                quality = known_quality[row]
+                cost_residual = known_cost[row]
+                bonus = self.alpha * math.sqrt(max(known_width[row], 0.0))
             cost = max(arm.prior_cost_usd + cost_residual, 0.0)
             qualities.append(quality)
             costs.append(cost)
@@ -155,44 +172,43 @@ class LinUCB:
     def learn(self, context: Context, model: str, outcome: Outcome) -> None:
         x = self._encoder.encode(context.features)
         prior = next((arm.prior_cost_usd for arm in context.arms if arm.name == model), 0.0)
-        state = self._arms.get(model)
-        if state is None:
-            state = self._arms[model] = _ArmState.fresh(self._encoder.dim, self.ridge)
-        state.update(x, outcome.quality, outcome.cost_usd - prior)
+        self._arms.update(model, x, outcome.quality, outcome.cost_usd - prior)
         self._version += 1
 
     def dumps(self) -> bytes:
-        names = sorted(self._arms)
+        arms = self._arms
+        names = sorted(arms.index, key=arms.index.__getitem__)
         meta = {"params": self._params(), "version": self._version, "arms": names}
-        arrays: dict[str, Any] = {"meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
-        for index, name in enumerate(names):
-            state = self._arms[name]
-            arrays[f"a{index}"] = state.a
-            arrays[f"ainv{index}"] = state.a_inv
-            arrays[f"bq{index}"] = state.b_quality
-            arrays[f"bc{index}"] = state.b_cost
-            arrays[f"n{index}"] = np.array([state.n])
         buffer = io.BytesIO()
-        np.savez(buffer, allow_pickle=False, **arrays)
+        np.savez(
+            buffer,
+            allow_pickle=False,
+            meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
+            a=arms.a,
+            a_inv=arms.a_inv,
+            b_quality=arms.b_quality,
+            b_cost=arms.b_cost,
+            n=arms.n,
+        )
         return buffer.getvalue()
 
     @classmethod
     def loads(cls, data: bytes) -> LinUCB:
-        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
-            meta = json.loads(arrays["meta"].tobytes().decode())
+        with np.load(io.BytesIO(data), allow_pickle=False) as saved:
+            meta = json.loads(saved["meta"].tobytes().decode())
             policy = cls(**meta["params"])
             policy._version = int(meta["version"])
-            for index, name in enumerate(meta["arms"]):
-                a_inv = arrays[f"ainv{index}"].astype(np.float64)
-                b_quality = arrays[f"bq{index}"].astype(np.float64)
-                b_cost = arrays[f"bc{index}"].astype(np.float64)
-                policy._arms[name] = _ArmState(
-                    a=arrays[f"a{index}"].astype(np.float64),
-                    a_inv=a_inv,
-                    b_quality=b_quality,
-                    b_cost=b_cost,
-                    n=int(arrays[f"n{index}"][0]),
-                    theta_quality=a_inv @ b_quality,
-                    theta_cost=a_inv @ b_cost,
-                )
+            arms = policy._arms
+            arms.index = {name: row for row, name in enumerate(meta["arms"])}
+            arms.a = saved["a"].astype(np.float64)
+            arms.a_inv = saved["a_inv"].astype(np.float64)
+            arms.b_quality = saved["b_quality"].astype(np.float64)
+            arms.b_cost = saved["b_cost"].astype(np.float64)
+            arms.n = saved["n"].astype(np.int64)
+        # Row by row, the same products as update() makes, so a restored policy is bit-equal.
+        arms.theta_quality = np.array(
+            [a @ b for a, b in zip(arms.a_inv, arms.b_quality, strict=True)]
+        )
+        arms.theta_cost = np.array([a @ b for a, b in zip(arms.a_inv, arms.b_cost, strict=True)])
+        arms.theta_quality.shape = arms.theta_cost.shape = (len(arms.index), arms.dim)
         return policy

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, insert, select, text, update
-from sqlalchemy.engine import RowMapping
+import orjson
+from sqlalchemy import JSON, Engine, create_engine, delete, event, insert, select, text, update
+from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from bandit_router.core import ModelSpec
@@ -21,8 +24,15 @@ from bandit_router.storage.base import (
     StoredFeedback,
 )
 
+log = logging.getLogger(__name__)
+
 # Any constant works: it names the lock that makes feedback ids commit in id order.
 _FEEDBACK_LOCK_KEY = 0x62616E64
+
+
+def _dump_json(value: Any) -> str:
+    # orjson: a decision's ~60 floats take it about 2 µs, where the standard library needs 45.
+    return orjson.dumps(value).decode()
 
 
 def make_engine(url: str) -> Engine:
@@ -31,7 +41,12 @@ def make_engine(url: str) -> Engine:
         database = url.split("///", 1)[1] if "///" in url else ""
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            json_serializer=_dump_json,
+            json_deserializer=orjson.loads,
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -42,17 +57,31 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
+            # Checkpoints (the fsync of WAL mode) run in the store's maintenance thread,
+            # never inside a commit that a /route is waiting on.
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
             cursor.close()
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_engine(
+        url,
+        pool_size=10,
+        max_overflow=20,
+        pool_pre_ping=True,
+        json_serializer=_dump_json,
+        json_deserializer=orjson.loads,
+    )
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
+_DECISION_COLUMNS = tuple(column.name for column in tables.decisions.c)
+
+
 def _decision_row(record: DecisionRecord) -> dict[str, Any]:
+    """The row's values by column, in the table's column order."""
     return {
         "id": record.id,
         "created_at": record.created_at,
@@ -115,15 +144,94 @@ class SqlStore:
         self.url = url
         self.engine = make_engine(url)
         self._postgres = self.engine.dialect.name == "postgresql"
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self._decision_lock = threading.Lock()
+        self._maintenance: threading.Thread | None = None
+        self._stop_maintenance = threading.Event()
+        self._decision_connection: Connection | None = None
+        dialect = self.engine.dialect
+        # Non-JSON columns go through their types' own bind processors, so values are stored
+        # as SQLAlchemy stores them (SQLite's datetime text, for one) and read back the same;
+        # JSON columns are serialised here, and PostgreSQL is told their type by a cast.
+        self._decision_processors = [
+            _dump_json if isinstance(column.type, JSON) else column.type.bind_processor(dialect)
+            for column in tables.decisions.c
+        ]
+        markers = [
+            ("%s::json" if isinstance(column.type, JSON) else "%s")
+            if dialect.paramstyle != "qmark"
+            else "?"
+            for column in tables.decisions.c
+        ]
+        self._insert_decision_sql = (
+            f"INSERT INTO decisions ({', '.join(_DECISION_COLUMNS)}) VALUES ({', '.join(markers)})"
+        )
+
+    def start_maintenance(self, interval_s: float = 1.0) -> None:
+        """SQLite: checkpoints the write-ahead log into the database every interval.
+
+        PASSIVE never blocks a writer; once a checkpoint has caught up, SQLite starts the WAL
+        file over, so it stays small however long the service runs.
+        """
+        if not self.is_sqlite or self._maintenance is not None:
+            return
+        self._stop_maintenance.clear()
+
+        def run() -> None:
+            while not self._stop_maintenance.wait(interval_s):
+                self.checkpoint()
+
+        self._maintenance = threading.Thread(target=run, name="sqlite-checkpoint", daemon=True)
+        self._maintenance.start()
+
+    def checkpoint(self) -> None:
+        if not self.is_sqlite:
+            return
+        try:
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        except Exception:
+            log.exception("SQLite checkpoint failed")
 
     def close(self) -> None:
+        if self._maintenance is not None:
+            self._stop_maintenance.set()
+            self._maintenance.join()
+            self._maintenance = None
+            self.checkpoint()
+        with self._decision_lock:
+            if self._decision_connection is not None:
+                self._decision_connection.close()
+                self._decision_connection = None
         self.engine.dispose()
 
     def insert_decisions(self, records: Sequence[DecisionRecord]) -> None:
+        """One transaction for the batch, through the driver's own executemany.
+
+        This is the hot path of every /route: the statement is built once per store, the JSON
+        columns are serialised here, and the driver binds the rows in C.
+        """
         if not records:
             return
-        with self.engine.begin() as connection:
-            connection.execute(insert(tables.decisions), [_decision_row(r) for r in records])
+        processors = self._decision_processors
+        rows = [
+            tuple(
+                value if process is None else process(value)
+                for process, value in zip(processors, _decision_row(record).values(), strict=True)
+            )
+            for record in records
+        ]
+        with self._decision_lock:
+            # A connection kept for the decision log saves a pool checkout and reset per batch.
+            if self._decision_connection is None or self._decision_connection.closed:
+                self._decision_connection = self.engine.connect()
+            connection = self._decision_connection
+            try:
+                connection.exec_driver_sql(self._insert_decision_sql, rows)
+                connection.commit()
+            except Exception:
+                connection.rollback()
+                raise
 
     def get_decision(self, decision_id: str) -> DecisionRecord | None:
         with self.engine.connect() as connection:

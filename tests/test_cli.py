@@ -1,0 +1,75 @@
+"""The command line: serve's safety checks, db upgrade, and a clean shutdown's snapshot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import inspect
+
+from bandit_router.cli import bind_refusal, main
+from bandit_router.storage.sql import SqlStore
+from tests.support import ServerProcess
+
+
+def test_serve_refuses_a_public_bind_without_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = tmp_path / "unused.db"
+    assert main(["serve", "--host", "0.0.0.0", "--database-url", f"sqlite:///{database}"]) == 2
+    assert "refusing to serve on 0.0.0.0 without API keys" in capsys.readouterr().err
+    assert not database.exists()
+
+
+@pytest.mark.parametrize(
+    ("host", "has_keys", "insecure", "refused"),
+    [
+        ("127.0.0.1", False, False, False),
+        ("localhost", False, False, False),
+        ("::1", False, False, False),
+        ("0.0.0.0", False, False, True),
+        ("10.1.2.3", False, False, True),
+        ("0.0.0.0", True, False, False),
+        ("0.0.0.0", False, True, False),
+    ],
+)
+def test_bind_policy(host: str, has_keys: bool, insecure: bool, refused: bool) -> None:
+    assert (bind_refusal(host, has_keys=has_keys, insecure=insecure) is not None) == refused
+
+
+def test_serve_reports_a_bad_config_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "pool.toml"
+    config.write_text("[router]\npolicy = 3\n")
+    assert main(["serve", "--config", str(config)]) == 2
+    assert "pool.toml" in capsys.readouterr().err
+
+
+def test_db_upgrade_creates_the_schema(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["db", "upgrade", "--database-url", database_url]) == 0
+    store = SqlStore(database_url)
+    assert "feedback" in inspect(store.engine).get_table_names()
+    store.close()
+
+
+def test_sigterm_snapshots_the_policy_before_exit(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'router.db'}"
+    server = ServerProcess(url, None, tmp_path / "server.log")
+    with httpx.Client(base_url=server.base_url) as client:
+        for _ in range(3):
+            decision = client.post("/route", json={"prompt": "Summarize this text."}).json()
+            client.post("/feedback", json={"decision_id": decision["decision_id"], "quality": 1})
+    server.stop()
+    # uvicorn shuts down cleanly, then re-raises the SIGTERM it caught.
+    assert server.process.returncode in (0, -15)
+    store = SqlStore(url)
+    from bandit_router.settings import load_config
+
+    snapshot = store.latest_snapshot("linucb", load_config().policy.key())
+    store.close()
+    assert snapshot is not None
+    assert snapshot.version == 3

@@ -1,0 +1,127 @@
+"""The arrows of ARCHITECTURE.md, enforced by reading every module's imports."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "bandit_router"
+
+# What each module (or package) may import from the project. Anything not listed may import
+# only what its entry allows; the standard library and third-party packages are not limited
+# here, except for core (stdlib only) and the lazy engines below.
+ALLOWED: dict[str, set[str]] = {
+    "core": set(),
+    "features": {"core"},
+    "policies": {"core", "features", "policies"},
+    "eligibility": {"core"},
+    "reward": {"core"},
+    "schemas": {"core"},
+    "settings": {"core"},
+    "storage": {"core", "storage"},
+    "migrations": {"storage", "settings", "migrations"},
+    "learner": {"core", "policies", "storage.base"},
+    "router": {"core", "features", "eligibility", "reward", "policies", "storage.base"},
+    "api": {"core", "router", "schemas", "eligibility", "features"},
+    "main": {"api", "learner", "router", "settings", "storage", "migrations", "core"},
+    "cli": {"settings", "main", "migrations"},
+}
+STDLIB_ONLY = {"core"}
+LAZY_ENGINES = {"vowpalwabbit", "matplotlib"}
+
+
+def _module_name(path: Path) -> str:
+    relative = path.relative_to(PACKAGE).with_suffix("")
+    parts = [p for p in relative.parts if p != "__init__"]
+    return ".".join(parts) or "__init__"
+
+
+def _imports(path: Path) -> list[tuple[str, bool]]:
+    """(imported module, at module level?) for every import in the file."""
+    tree = ast.parse(path.read_text())
+    top_level = {id(node) for node in tree.body}
+    found: list[tuple[str, bool]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, id(node) in top_level) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.module, id(node) in top_level))
+            if node.module == "bandit_router":
+                found += [(f"bandit_router.{a.name}", id(node) in top_level) for a in node.names]
+    return found
+
+
+def _project_targets(path: Path) -> set[str]:
+    return {
+        name.removeprefix("bandit_router.")
+        for name, _ in _imports(path)
+        if name.startswith("bandit_router.")
+    }
+
+
+def _allowed(target: str, allowed: set[str]) -> bool:
+    return any(target == rule or target.startswith(rule + ".") for rule in allowed)
+
+
+def _sources() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def test_every_module_is_covered_by_a_rule() -> None:
+    uncovered = [
+        _module_name(p) for p in _sources()
+        if _module_name(p) != "__init__" and _module_name(p).split(".")[0] not in ALLOWED
+    ]  # fmt: skip
+    assert uncovered == []
+
+
+def test_imports_follow_the_arrows() -> None:
+    violations = []
+    for path in _sources():
+        module = _module_name(path)
+        top = module.split(".")[0]
+        if top == "__init__":
+            continue
+        for target in _project_targets(path):
+            if not _allowed(target, ALLOWED[top]):
+                violations.append(f"{module} imports {target}")
+    assert violations == []
+
+
+def test_nothing_imports_api_or_main_but_the_entry_points() -> None:
+    importers = {
+        _module_name(path) for path in _sources() if _project_targets(path) & {"api", "main"}
+    }
+    assert importers <= {"main", "cli"}
+
+
+def test_router_knows_no_concrete_policy_and_no_sql() -> None:
+    imported = {name for name, _ in _imports(PACKAGE / "router.py")}
+    assert not any(name.startswith(("sqlalchemy", "bandit_router.policies.")) for name in imported)
+    assert "bandit_router.storage.sql" not in imported
+
+
+def test_core_imports_only_the_standard_library() -> None:
+    import sys
+
+    for module in STDLIB_ONLY:
+        for name, _ in _imports(PACKAGE / f"{module}.py"):
+            root = name.split(".")[0]
+            assert root in sys.stdlib_module_names or root == "__future__", name
+
+
+def test_optional_engines_are_imported_lazily() -> None:
+    """vowpalwabbit and matplotlib load inside functions, never at module import."""
+    for path in _sources():
+        for name, top_level in _imports(path):
+            if name.split(".")[0] in LAZY_ENGINES:
+                assert not top_level, f"{_module_name(path)} imports {name} at import time"
+
+
+def test_a_rule_catches_a_forbidden_import(tmp_path: Path) -> None:
+    """The checker itself: a core module importing the router is reported."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("from bandit_router.router import Router\nimport bandit_router.api\n")
+    targets = _project_targets(bad)
+    assert targets == {"router", "api"}
+    assert not any(_allowed(t, ALLOWED["core"]) for t in targets)
