@@ -68,21 +68,45 @@ class _Sample:
     text with lowercased patterns, which Python's regex engine runs about twice as fast as
     IGNORECASE. Whether options are listed is asked by several rules, so it is kept."""
 
-    __slots__ = ("_options", "low", "text")
+    __slots__ = ("_digit", "_options", "_word_set", "_words", "low", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.low = text.lower()
         self._options: bool | None = None
+        self._digit: bool | None = None
+        self._words: list[str] | None = None
+        self._word_set: frozenset[str] | None = None
+
+    @property
+    def words(self) -> list[str]:
+        """The lowercased word tokens (\\w+), in order."""
+        if self._words is None:
+            self._words = _WORD.findall(self.low)
+        return self._words
+
+    @property
+    def has_digit(self) -> bool:
+        """Any character that \\d matches, Unicode digits included."""
+        if self._digit is None:
+            self._digit = _ANY_DIGIT.search(self.text) is not None
+        return self._digit
+
+    @property
+    def word_set(self) -> frozenset[str]:
+        if self._word_set is None:
+            self._word_set = frozenset(self.words)
+        return self._word_set
 
     def has_options(self) -> bool:
         if self._options is None:
-            self._options = _has_options(self.text)
+            self._options = _has_options(self.text, self.low)
         return self._options
 
 
 _Test = Callable[[_Sample], bool]
 _UPPER_OUTSIDE_ESCAPES = re.compile(r"\\.|[A-Z]")
+_ANY_DIGIT = re.compile(r"\d")
 
 
 def _lowercase_pattern(pattern: str) -> str:
@@ -92,12 +116,70 @@ def _lowercase_pattern(pattern: str) -> str:
     )
 
 
-def _found(pattern: str, flags: int = _I) -> _Test:
-    if flags & re.IGNORECASE:
-        lowered = re.compile(_lowercase_pattern(pattern), flags & ~re.IGNORECASE)
-        return lambda sample: lowered.search(sample.low) is not None
-    compiled = re.compile(pattern, flags)
-    return lambda sample: compiled.search(sample.text) is not None
+class _Pattern:
+    """A rule's regular expression, with the literal needles that every match contains.
+
+    A substring test is a fast C scan, a regex search an interpreter walk over every
+    position: testing the needles first skips most searches on most prompts. The needles
+    only ever skip searches that could not match (`tests/test_features.py` checks this for
+    every pattern), so the answer is the regex's own.
+    """
+
+    __slots__ = ("lowered", "needles", "needs_digit", "regex", "words")
+
+    def __init__(
+        self,
+        pattern: str,
+        flags: int,
+        needles: Sequence[str],
+        words: Sequence[str] = (),
+        needs_digit: bool = False,
+    ) -> None:
+        self.lowered = bool(flags & re.IGNORECASE)
+        if self.lowered:
+            pattern, flags = _lowercase_pattern(pattern), flags & ~re.IGNORECASE
+            assert all(n == n.lower() for n in [*needles, *words]), "needles of a lowered rule"
+        assert (bool(needles) + bool(words) + needs_digit) <= 1, "one kind of gate per pattern"
+        self.needs_digit = needs_digit
+        self.regex = re.compile(pattern, flags)
+        self.needles = tuple(needles)
+        self.words = frozenset(words)
+        PATTERNS.append(self)
+
+    def gate(self, sample: _Sample) -> bool:
+        """False only where the pattern cannot match: none of its needles or words is there."""
+        if self.words:
+            return not self.words.isdisjoint(sample.word_set)
+        if self.needs_digit:
+            return sample.has_digit
+        text = sample.low if self.lowered else sample.text
+        return not self.needles or any(needle in text for needle in self.needles)
+
+    def __call__(self, sample: _Sample) -> bool:
+        if not self.gate(sample):
+            return False
+        return self.regex.search(sample.low if self.lowered else sample.text) is not None
+
+
+PATTERNS: list[_Pattern] = []
+"""Every rule's pattern, so a test can check each one's needles."""
+
+
+def _found(
+    pattern: str,
+    flags: int = _I,
+    needles: Sequence[str] = (),
+    words: Sequence[str] = (),
+    needs_digit: bool = False,
+) -> _Pattern:
+    """A rule's pattern, gated by substrings (`needles`), by whole words (`words`) or by the
+    presence of a digit, each a condition that every match of the pattern meets."""
+    return _Pattern(pattern, flags, needles, words, needs_digit)
+
+
+def _any(*tests: _Test) -> _Test:
+    """An alternation split in parts, so that each part is skipped on its own needles."""
+    return lambda sample: any(test(sample) for test in tests)
 
 
 def _both(first: _Test, second: _Test) -> _Test:
@@ -117,9 +199,19 @@ _OPTION_LABELS = (
 )
 
 
-def _has_options(text: str) -> bool:
-    """Options are real when both the first and the second label appear ("A" and "B")."""
-    labels = {m.group(1).lower() for p in _OPTION_LABELS for m in p.finditer(text)}
+def _has_options(text: str, low: str | None = None) -> bool:
+    """Options are real when both the first and the second label appear ("A" and "B").
+
+    Each label pattern needs a character or word that a substring test rules out first.
+    """
+    labels: set[str] = set()
+    if ")" in text:
+        labels.update(m.group(1).lower() for m in _OPTION_LABELS[0].finditer(text))
+    if "." in text:
+        labels.update(m.group(1).lower() for m in _OPTION_LABELS[1].finditer(text))
+    low = text.lower() if low is None else low
+    if "option" in low or "choice" in low:
+        labels.update(m.group(1).lower() for m in _OPTION_LABELS[2].finditer(text))
     return {"a", "b"} <= labels or {"1", "2"} <= labels
 
 
@@ -127,20 +219,67 @@ _LANGS = (
     r"python|javascript|typescript|java|c\+\+|c#|golang|rust|ruby|php|kotlin|swift|scala"
     r"|haskell|sql|bash|powershell|html|css|react|node\.?js|pandas|numpy|django"
 )
-_CODE = _found(
-    r"```|\bdef [A-Za-z_]\w*\s*\(|#include\b|^[ \t]*(?:import [\w.]+|from [\w.]+ import )"
-    r"|\{[ \t]*\n|^[ \t]*\}|=>|\bconsole\.log|System\.out|Traceback \(most recent"
-    r"|\b[A-Z][a-z]+(?:Error|Exception)\b|\b(?:in|using|with) (?:" + _LANGS + r")\b"
-    r"|\b(?:" + _LANGS + r") (?:function|script|code|program|class|snippet|error|library"
-    r"|package|module|query)\b"
-    r"|\b(?:write|implement|create|build|fix|debug|refactor|optimi[sz]e|complete|convert"
-    r"|port|generate)\b[^.?!\n]{0,60}\b(?:function|method|algorithm|regex|regular expression"
-    r"|unit tests?|snippet|endpoint|(?:sql|database) query|code(?! of conduct)"
-    r"|script (?:to|that)|program (?:that|to|which)|class (?:that|to|for|called|named))\b"
-    r"|\b(?:this|my|the following|the above|the below) (?:code|function|script|snippet|regex)\b"
-    r"|\b(?:compiler?|segfault|stack trace|syntax error|pip install|npm install|time complexity"
-    r"|git (?:commit|merge|rebase|push|pull|stash|reset))\b",
-    _I | re.MULTILINE,
+# A language name always stands as a word of its own ("c" for c++ and c#, "node" or "nodejs").
+_LANG_WORDS = (
+    "python", "javascript", "typescript", "java", "c", "golang", "rust", "ruby", "php",
+    "kotlin", "swift", "scala", "haskell", "sql", "bash", "powershell", "html", "css", "react",
+    "node", "nodejs", "pandas", "numpy", "django",
+)  # fmt: skip
+_CODE_FLAGS = _I | re.MULTILINE
+_CODE = _any(
+    _found(r"```", _CODE_FLAGS, ["```"]),
+    _found(r"\bdef [A-Za-z_]\w*\s*\(", _CODE_FLAGS, ["def "]),
+    _found(r"#include\b", _CODE_FLAGS, ["#include"]),
+    _found(r"^[ \t]*(?:import [\w.]+|from [\w.]+ import )", _CODE_FLAGS, ["import "]),
+    _found(r"\{[ \t]*\n|^[ \t]*\}", _CODE_FLAGS, ["{", "}"]),
+    _found(r"=>", _CODE_FLAGS, ["=>"]),
+    _found(r"\bconsole\.log|System\.out", _CODE_FLAGS, ["console.log", "system.out"]),
+    _found(
+        r"Traceback \(most recent|\b[A-Z][a-z]+(?:Error|Exception)\b",
+        _CODE_FLAGS,
+        ["traceback (", "error", "exception"],
+    ),
+    _found(
+        r"\b(?:in|using|with) (?:" + _LANGS + r")\b"
+        r"|\b(?:" + _LANGS + r") (?:function|script|code|program|class|snippet|error|library"
+        r"|package|module|query)\b",
+        _CODE_FLAGS,
+        words=_LANG_WORDS,
+    ),
+    _found(
+        r"\b(?:write|implement|create|build|fix|debug|refactor|optimi[sz]e|complete|convert"
+        r"|port|generate)\b[^.?!\n]{0,60}\b(?:function|method|algorithm|regex|regular expression"
+        r"|unit tests?|snippet|endpoint|(?:sql|database) query|code(?! of conduct)"
+        r"|script (?:to|that)|program (?:that|to|which)|class (?:that|to|for|called|named))\b",
+        _CODE_FLAGS,
+        words=[
+            "write",
+            "implement",
+            "create",
+            "build",
+            "fix",
+            "debug",
+            "refactor",
+            "optimise",
+            "optimize",
+            "complete",
+            "convert",
+            "port",
+            "generate",
+        ],
+    ),
+    _found(
+        r"\b(?:this|my|the following|the above|the below) (?:code|function|script|snippet"
+        r"|regex)\b",
+        _CODE_FLAGS,
+        words=["code", "function", "script", "snippet", "regex"],
+    ),
+    _found(
+        r"\b(?:compiler?|segfault|stack trace|syntax error|pip install|npm install"
+        r"|time complexity|git (?:commit|merge|rebase|push|pull|stash|reset))\b",
+        _CODE_FLAGS,
+        words=["compile", "compiler", "segfault", "stack", "syntax", "pip", "npm", "time", "git"],
+    ),
 )
 _CLASSIFICATION = _found(
     r"\b(?:classify|classification|categori[sz]e|positive or negative|sentiment analysis"
@@ -167,15 +306,51 @@ _CREATIVE = _found(
     r"|\bonce upon a time\b|\bin the style of\b|\bcatchy\b"
 )
 _BLANK = _found(r"(?<!\w)_+(?!\w)")
-_REASONING = _found(
-    r"\d[ \t]*[+*×÷^][ \t]*\d|\d[ \t]+[-/][ \t]+\d|(?<![\d.])\d+[ \t]*%[ \t]*of\b"
-    r"|\b\d+ (?:times|plus|minus|divided by|multiplied by) \d|(?:\d|\b[a-z])[ \t]*=[ \t]*-?\d"
-    r"|\\(?:frac|sqrt|sum|int|cdot|times)\b"
-    r"|\b(?:solve|prove|proof|equations?|integral|derivative|differentiate|simplify"
-    r"|factori[sz]e|probability|theorem|prime number|divisible|remainder when|how many ways"
-    r"|logic puzzle|riddle|brain teaser|next number in|syllogism|calculate|compute)\b"
-    r"|\bif\b[^?]{0,200}\bhow (?:many|much|long|far|old|fast)\b"
-    r"|\bhow (?:many|much)\b[^.?!\n]{0,60}\b(?:left|remain|remaining|altogether|in total|in all)\b"
+_REASONING = _any(
+    _found(
+        r"\d[ \t]*[+*×÷^][ \t]*\d|\d[ \t]+[-/][ \t]+\d|(?<![\d.])\d+[ \t]*%[ \t]*of\b"
+        r"|\b\d+ (?:times|plus|minus|divided by|multiplied by) \d"
+        r"|(?:\d|\b[a-z])[ \t]*=[ \t]*-?\d",
+        needs_digit=True,
+    ),
+    _found(r"\\(?:frac|sqrt|sum|int|cdot|times)\b", needles=["\\"]),
+    _found(
+        r"\b(?:solve|prove|proof|equations?|integral|derivative|differentiate|simplify"
+        r"|factori[sz]e|probability|theorem|prime number|divisible|remainder when|how many ways"
+        r"|logic puzzle|riddle|brain teaser|next number in|syllogism|calculate|compute)\b",
+        words=[
+            "solve",
+            "prove",
+            "proof",
+            "equation",
+            "equations",
+            "integral",
+            "derivative",
+            "differentiate",
+            "simplify",
+            "factorise",
+            "factorize",
+            "probability",
+            "theorem",
+            "prime",
+            "divisible",
+            "remainder",
+            "how",
+            "logic",
+            "riddle",
+            "brain",
+            "next",
+            "syllogism",
+            "calculate",
+            "compute",
+        ],
+    ),
+    _found(
+        r"\bif\b[^?]{0,200}\bhow (?:many|much|long|far|old|fast)\b"
+        r"|\bhow (?:many|much)\b[^.?!\n]{0,60}\b(?:left|remain|remaining|altogether|in total"
+        r"|in all)\b",
+        words=["how"],
+    ),
 )
 _HOW_MUCH = _found(r"\bhow (?:many|much|long|far|fast)\b")
 _DIGIT = _found(r"\d")
@@ -212,35 +387,64 @@ _RULES: tuple[tuple[str, str, _Test], ...] = (
     ("qa", "a question mark, a wh-word or explain/define/describe", _QUESTION),
 )
 
-_CODE_MARKERS = tuple(
-    re.compile(p, re.MULTILINE)
-    for p in (
-        r"```",
-        r"\bdef [A-Za-z_]\w*\s*\(",
-        r"[{}]",
-        r";[ \t]*$",
-        r"==|!=|&&|\|\||=>|->|::",
+# Each marker is one kind of syntax; the score counts how many kinds appear.
+_CODE_MARKERS = (
+    _found(r"```", re.MULTILINE, ["```"]),
+    _found(r"\bdef [A-Za-z_]\w*\s*\(", re.MULTILINE, ["def "]),
+    _found(r"[{}]", re.MULTILINE, ["{", "}"]),
+    _found(r";[ \t]*$", re.MULTILINE, [";"]),
+    _found(r"==|!=|&&|\|\||=>|->|::", re.MULTILINE, ["==", "!=", "&&", "||", "=>", "->", "::"]),
+    _found(
         r"^[ \t]*(?:import [\w.]+|from [\w.]+ import |#include\b|using namespace\b)",
-        r"\b[A-Za-z_]\w*\.[A-Za-z_]\w*\(",
-        r"^(?: {4}|\t)\S",
-        r"</?[A-Za-z][\w-]*[^<>\n]{0,80}>",
+        re.MULTILINE,
+        ["import ", "#include", "using namespace"],
+    ),
+    _found(r"\b[A-Za-z_]\w*\.[A-Za-z_]\w*\(", re.MULTILINE, ["("]),
+    _found(r"^(?: {4}|\t)\S", re.MULTILINE, ["    ", "\t"]),
+    _found(r"</?[A-Za-z][\w-]*[^<>\n]{0,80}>", re.MULTILINE, ["<"]),
+    _found(
         r"Traceback \(most recent|\b[A-Z][a-z]+(?:Error|Exception)\b",
-    )
+        re.MULTILINE,
+        ["Traceback (", "Error", "Exception"],
+    ),
 )
-_MATH_MARKERS = tuple(
-    re.compile(_lowercase_pattern(p))
-    for p in (
-        r"\d[ \t]*[-+*/^×÷][ \t]*\d",
-        r"(?:\d|\b[a-z])[ \t]*=(?!=)[ \t]*-?[\w(]",
+_MATH_MARKERS = (
+    _found(r"\d[ \t]*[-+*/^×÷][ \t]*\d", needs_digit=True),
+    _found(r"(?:\d|\b[a-z])[ \t]*=(?!=)[ \t]*-?[\w(]", needles=["="]),
+    _found(
         r"\\(?:frac|sqrt|sum|int|prod|lim|cdot|times|pi|theta|alpha|infty|mathbb)\b",
-        r"\$[^$\n]{1,80}\$",
+        needles=["\\"],
+    ),
+    _found(r"\$[^$\n]{1,80}\$", needles=["$"]),
+    _found(
         r"[a-z0-9)]\^[-\w({]|[²³√π∑∫≤≥≠±]",
-        r"(?<![\d.])\d+(?:\.\d+)?[ \t]*%",
-        (
-            r"\b(?:solve|equations?|integral|derivative|calculate|compute|simplify|prove|theorem"
-            r"|probability|polynomial|matrix|logarithm|factorial|divisible|remainder|fraction)\b"
-        ),
-    )
+        needles=["^", "²", "³", "√", "π", "∑", "∫", "≤", "≥", "≠", "±"],
+    ),
+    _found(r"(?<![\d.])\d+(?:\.\d+)?[ \t]*%", needles=["%"]),
+    _found(
+        r"\b(?:solve|equations?|integral|derivative|calculate|compute|simplify|prove|theorem"
+        r"|probability|polynomial|matrix|logarithm|factorial|divisible|remainder|fraction)\b",
+        words=[
+            "solve",
+            "equation",
+            "equations",
+            "integral",
+            "derivative",
+            "calculate",
+            "compute",
+            "simplify",
+            "prove",
+            "theorem",
+            "probability",
+            "polynomial",
+            "matrix",
+            "logarithm",
+            "factorial",
+            "divisible",
+            "remainder",
+            "fraction",
+        ],
+    ),
 )
 
 
@@ -331,10 +535,10 @@ def featurize(
     counts as not knowing. Extras go under ``x.`` so they can never shadow a built-in name.
     """
     read = _Sample(_sample(text))
-    sample, low = read.text, read.low
+    sample = read.text
     given = task_type.strip().lower() if task_type is not None else ""
     tokens = estimate_tokens(text)
-    words = _WORD.findall(low)
+    words = read.words
     n = len(sample)
     letters, digits, spaces, upper = _char_counts(sample)
     # isalnum is isalpha or isdecimal/isdigit/isnumeric; the last differs from isdigit only
@@ -345,12 +549,12 @@ def featurize(
         "task_type": given or _infer(read),
         "tokens": float(tokens),
         "log_tokens": min(math.log1p(tokens) / 10, 1.5),
-        "type_token_ratio": _share(len(set(words)), len(words)),
+        "type_token_ratio": _share(len(read.word_set), len(words)),
         "digit_share": _share(digits, n),
         "symbol_share": _share(n - alnum - spaces, n),
         "uppercase_share": _share(upper, letters),
-        "code_markers": min(sum(p.search(sample) is not None for p in _CODE_MARKERS) / 4, 1.0),
-        "math_markers": min(sum(p.search(low) is not None for p in _MATH_MARKERS) / 3, 1.0),
+        "code_markers": min(sum(marker(read) for marker in _CODE_MARKERS) / 4, 1.0),
+        "math_markers": min(sum(marker(read) for marker in _MATH_MARKERS) / 3, 1.0),
         "multiple_choice": 1.0 if read.has_options() else 0.0,
         "questions": min(text.count("?"), 5) / 5,
         "lines": min(math.log1p(lines) / 5, 1.5),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -461,3 +462,50 @@ def test_fast_character_counts_equal_the_str_methods(text: str) -> None:
         sum(map(str.isspace, ascii_only)),
         sum(map(str.isupper, ascii_only)),
     )
+
+
+def _fragments() -> list[str]:
+    """Words, needles and syntax the rules look for, to build texts that make them match."""
+    from bandit_router.features import PATTERNS
+
+    pieces = {piece for p in PATTERNS for piece in (*p.needles, *p.words)}
+    pieces |= {"Write", "a", "the", "function", "that", "how many", "left", "?", "A)", "B)",
+               "Option 1:", "Option 2:", "\n", " ", "    ", "=", "x = 3", "2 + 2", "50%", "$",
+               "ValueError", "Traceback (most recent", "if", "_", ".", "(", ")", "{", "}",
+               "in python", "sql query", "this code", "git push", "stack trace", "$x^2$",
+               "\\frac", "c++", "node.js", "C#", "prime number", "how many ways",
+               "٣ + ٤", "۵%", "x=٣"}  # fmt: skip
+    return sorted(pieces)
+
+
+@given(st.lists(st.sampled_from(_fragments()), max_size=40).map(" ".join))
+def test_rule_gates_never_skip_a_pattern_that_matches(text: str) -> None:
+    """Each pattern's needles or words only skip searches that could not match: the gated
+    answer equals the plain regex search, on texts built from the rules' own vocabulary."""
+    from bandit_router.features import PATTERNS, _Sample
+
+    sample = _Sample(text)
+    for pattern in PATTERNS:
+        target = sample.low if pattern.lowered else sample.text
+        assert pattern(sample) == (pattern.regex.search(target) is not None), pattern.regex
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_rule_gates_agree_with_the_plain_search_on_every_labelled_prompt(text: str) -> None:
+    from bandit_router.features import PATTERNS, _Sample
+
+    sample = _Sample(text)
+    for pattern in PATTERNS:
+        target = sample.low if pattern.lowered else sample.text
+        assert pattern(sample) == (pattern.regex.search(target) is not None), pattern.regex
+
+
+def test_a_gate_that_hides_a_match_is_caught() -> None:
+    """The check above can fail: a pattern gated on a word its matches lack disagrees."""
+    from bandit_router.features import PATTERNS, _Pattern, _Sample
+
+    wrong = _Pattern(r"\bsolve\b", re.IGNORECASE, (), ["prove"])
+    PATTERNS.remove(wrong)
+    sample = _Sample("Solve for x.")
+    assert wrong(sample) is False
+    assert wrong.regex.search(sample.low) is not None
