@@ -216,17 +216,6 @@ def create_app(
 
     @app.get("/models", response_model=list[ModelOut])
     async def models() -> list[ModelOut]:
-        return [
-            ModelOut(
-                name=m.name,
-                provider=m.provider,
-                input_price_per_mtok=m.input_price_per_mtok,
-                output_price_per_mtok=m.output_price_per_mtok,
-                context_window=m.context_window,
-                tags=sorted(m.tags),
-                enabled=m.enabled,
-            )
-            for m in router.models()
-        ]
+        return [ModelOut.from_spec(m) for m in router.models()]
 
     return app

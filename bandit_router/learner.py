@@ -87,17 +87,17 @@ class Learner:
                 rows = self._store.feedback_since(start, self._batch_size)
                 for stored, decision in rows:
                     feedback = stored.feedback
-                    learnable = feedback.quality is not None
+                    # Without a quality there is nothing to learn; the cursor still moves on.
+                    outcome = (
+                        None
+                        if feedback.quality is None
+                        else Outcome(feedback.quality, feedback.cost_usd, feedback.latency_ms)
+                    )
                     for name, policy in self._policies.items():
                         if stored.id <= self._cursors[name]:
                             continue
-                        if learnable:
-                            assert feedback.quality is not None
-                            policy.learn(
-                                context_of(decision),
-                                decision.model,
-                                Outcome(feedback.quality, feedback.cost_usd, feedback.latency_ms),
-                            )
+                        if outcome is not None:
+                            policy.learn(context_of(decision), decision.model, outcome)
                         self._cursors[name] = stored.id
                     applied += 1
                 if len(rows) < self._batch_size:

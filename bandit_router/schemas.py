@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from bandit_router.core import ErrorKind
+from bandit_router.core import ErrorKind, ModelSpec
 
 
 def _storable(text: str) -> str:
@@ -137,6 +137,18 @@ class ModelOut(BaseModel):
     context_window: int
     tags: list[str]
     enabled: bool
+
+    @classmethod
+    def from_spec(cls, model: ModelSpec) -> ModelOut:
+        return cls(
+            name=model.name,
+            provider=model.provider,
+            input_price_per_mtok=model.input_price_per_mtok,
+            output_price_per_mtok=model.output_price_per_mtok,
+            context_window=model.context_window,
+            tags=sorted(model.tags),
+            enabled=model.enabled,
+        )
 
 
 class ErrorOut(BaseModel):

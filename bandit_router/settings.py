@@ -46,6 +46,17 @@ class _ModelEntry(BaseModel):
     tags: list[str] = Field(default_factory=list)
     enabled: bool = True
 
+    def to_spec(self) -> ModelSpec:
+        return ModelSpec(
+            name=self.name,
+            provider=self.provider,
+            input_price_per_mtok=self.input_price_per_mtok,
+            output_price_per_mtok=self.output_price_per_mtok,
+            context_window=self.context_window,
+            tags=frozenset(self.tags),
+            enabled=self.enabled,
+        )
+
 
 class _RouterSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -134,16 +145,5 @@ def config_from_mapping(
         snapshot_every=router.snapshot_every,
         snapshot_interval_s=router.snapshot_interval_s,
         api_keys=tuple(keys),
-        models=tuple(
-            ModelSpec(
-                name=entry.name,
-                provider=entry.provider,
-                input_price_per_mtok=entry.input_price_per_mtok,
-                output_price_per_mtok=entry.output_price_per_mtok,
-                context_window=entry.context_window,
-                tags=frozenset(entry.tags),
-                enabled=entry.enabled,
-            )
-            for entry in parsed.models
-        ),
+        models=tuple(entry.to_spec() for entry in parsed.models),
     )

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bandit_router.core import ArmScore, Context, Decision, Outcome
-from bandit_router.policies.common import floored_probabilities, seeded_draw
+from bandit_router.core import Context, Decision, Outcome
+from bandit_router.policies.common import draw_decision, floored_probabilities
 
 
 class _Baseline:
@@ -37,21 +37,15 @@ class _Baseline:
         probabilities = floored_probabilities(
             len(context.arms), self._greedy(context), self.epsilon
         )
-        chosen = seeded_draw(probabilities, self.seed, context.draw_key)
-        return Decision(
-            model=context.arms[chosen].name,
-            probability=probabilities[chosen],
-            scores=tuple(
-                ArmScore(
-                    model=arm.name,
-                    expected_quality=0.0,
-                    expected_cost_usd=arm.prior_cost_usd,
-                    exploration_bonus=0.0,
-                    score=probabilities[i],
-                    probability=probabilities[i],
-                )
-                for i, arm in enumerate(context.arms)
-            ),
+        zeros = [0.0] * len(context.arms)
+        return draw_decision(
+            context,
+            probabilities,
+            self.seed,
+            qualities=zeros,
+            costs=[arm.prior_cost_usd for arm in context.arms],
+            bonuses=zeros,
+            scores=probabilities,
         )
 
     def learn(self, context: Context, model: str, outcome: Outcome) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bandit_router.core import stable_uniform
+from bandit_router.core import ArmScore, Context, Decision, stable_uniform
 
 
 def floored_probabilities(n_arms: int, greedy: int, epsilon: float) -> list[float]:
@@ -42,3 +42,32 @@ def argmax_first(values: Sequence[float]) -> int:
         if values[index] > values[best]:
             best = index
     return best
+
+
+def draw_decision(
+    context: Context,
+    probabilities: Sequence[float],
+    seed: int,
+    *,
+    qualities: Sequence[float],
+    costs: Sequence[float],
+    bonuses: Sequence[float],
+    scores: Sequence[float],
+) -> Decision:
+    """Draws the arm by its seeded uniform and reports every arm's view of the request."""
+    chosen = seeded_draw(probabilities, seed, context.draw_key)
+    return Decision(
+        model=context.arms[chosen].name,
+        probability=probabilities[chosen],
+        scores=tuple(
+            ArmScore(
+                model=arm.name,
+                expected_quality=qualities[i],
+                expected_cost_usd=costs[i],
+                exploration_bonus=bonuses[i],
+                score=scores[i],
+                probability=probabilities[i],
+            )
+            for i, arm in enumerate(context.arms)
+        ),
+    )

@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from bandit_router.core import ArmScore, Context, Decision, Outcome
+from bandit_router.core import Context, Decision, Outcome
 from bandit_router.features import FeatureEncoder
-from bandit_router.policies.common import argmax_first, floored_probabilities, seeded_draw
+from bandit_router.policies.common import argmax_first, draw_decision, floored_probabilities
 
 Vector = npt.NDArray[np.float64]
 
@@ -152,21 +152,14 @@ class LinUCB:
             scores.append(quality + bonus - context.cost_weight * cost)
         greedy = argmax_first(scores)
         probabilities = floored_probabilities(len(context.arms), greedy, self.epsilon)
-        chosen = seeded_draw(probabilities, self.seed, context.draw_key)
-        return Decision(
-            model=context.arms[chosen].name,
-            probability=probabilities[chosen],
-            scores=tuple(
-                ArmScore(
-                    model=arm.name,
-                    expected_quality=qualities[i],
-                    expected_cost_usd=costs[i],
-                    exploration_bonus=bonuses[i],
-                    score=scores[i],
-                    probability=probabilities[i],
-                )
-                for i, arm in enumerate(context.arms)
-            ),
+        return draw_decision(
+            context,
+            probabilities,
+            self.seed,
+            qualities=qualities,
+            costs=costs,
+            bonuses=bonuses,
+            scores=scores,
         )
 
     def learn(self, context: Context, model: str, outcome: Outcome) -> None:
