@@ -73,3 +73,17 @@ def test_sigterm_snapshots_the_policy_before_exit(tmp_path: Path) -> None:
     store.close()
     assert snapshot is not None
     assert snapshot.version == 3
+
+
+def test_database_url_and_config_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = tmp_path / "from-env.db"
+    monkeypatch.setenv("BANDIT_ROUTER_DATABASE_URL", f"sqlite:///{database}")
+    assert main(["db", "upgrade"]) == 0
+    assert database.exists()
+    config = tmp_path / "broken.toml"
+    config.write_text("not toml [")
+    monkeypatch.setenv("BANDIT_ROUTER_CONFIG", str(config))
+    assert main(["serve"]) == 2
+    assert "broken.toml is not valid TOML" in capsys.readouterr().err
