@@ -68,11 +68,12 @@ class _Sample:
     text with lowercased patterns, which Python's regex engine runs about twice as fast as
     IGNORECASE. Whether options are listed is asked by several rules, so it is kept."""
 
-    __slots__ = ("_digit", "_options", "_word_set", "_words", "low", "text")
+    __slots__ = ("_digit", "_open", "_options", "_word_set", "_words", "low", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.low = text.lower()
+        self._open: set[int] | None = None
         self._options: bool | None = None
         self._digit: bool | None = None
         self._words: list[str] | None = None
@@ -97,6 +98,13 @@ class _Sample:
         if self._word_set is None:
             self._word_set = frozenset(self.words)
         return self._word_set
+
+    @property
+    def open_patterns(self) -> set[int]:
+        """Indexes of the patterns whose gate lets them search this text (see _GateIndex)."""
+        if self._open is None:
+            self._open = _GATES.open(self)
+        return self._open
 
     def has_options(self) -> bool:
         if self._options is None:
@@ -125,7 +133,7 @@ class _Pattern:
     every pattern), so the answer is the regex's own.
     """
 
-    __slots__ = ("lowered", "needles", "needs_digit", "regex", "words")
+    __slots__ = ("index", "lowered", "needles", "needs_digit", "regex", "words")
 
     def __init__(
         self,
@@ -144,25 +152,58 @@ class _Pattern:
         self.regex = re.compile(pattern, flags)
         self.needles = tuple(needles)
         self.words = frozenset(words)
+        self.index = len(PATTERNS)
         PATTERNS.append(self)
 
-    def gate(self, sample: _Sample) -> bool:
-        """False only where the pattern cannot match: none of its needles or words is there."""
-        if self.words:
-            return not self.words.isdisjoint(sample.word_set)
-        if self.needs_digit:
-            return sample.has_digit
-        text = sample.low if self.lowered else sample.text
-        return not self.needles or any(needle in text for needle in self.needles)
+    def search(self, sample: _Sample) -> bool:
+        """The regex alone, for a caller that knows the gate is open."""
+        return self.regex.search(sample.low if self.lowered else sample.text) is not None
 
     def __call__(self, sample: _Sample) -> bool:
-        if not self.gate(sample):
-            return False
-        return self.regex.search(sample.low if self.lowered else sample.text) is not None
+        return self.index in sample.open_patterns and self.search(sample)
 
 
 PATTERNS: list[_Pattern] = []
 """Every rule's pattern, so a test can check each one's needles."""
+
+
+class _GateIndex:
+    """Every pattern's gate, inverted: one pass over the needles and one set intersection
+    with the prompt's words open all the patterns worth searching, instead of a test per
+    pattern (a prompt meets about forty patterns and opens few)."""
+
+    def __init__(self, patterns: Sequence[_Pattern]) -> None:
+        self.always = frozenset(p.index for p in patterns if self._ungated(p))
+        self.low_needles: dict[str, list[int]] = {}
+        self.text_needles: dict[str, list[int]] = {}
+        self.by_word: dict[str, list[int]] = {}
+        self.digit = tuple(p.index for p in patterns if p.needs_digit)
+        for p in patterns:
+            needles = self.low_needles if p.lowered else self.text_needles
+            for needle in p.needles:
+                needles.setdefault(needle, []).append(p.index)
+            for word in p.words:
+                self.by_word.setdefault(word, []).append(p.index)
+        self.words = frozenset(self.by_word)
+
+    @staticmethod
+    def _ungated(pattern: _Pattern) -> bool:
+        return not (pattern.needles or pattern.words or pattern.needs_digit)
+
+    def open(self, sample: _Sample) -> set[int]:
+        opened = set(self.always)
+        low, text = sample.low, sample.text
+        for needle, owners in self.low_needles.items():
+            if needle in low:
+                opened.update(owners)
+        for needle, owners in self.text_needles.items():
+            if needle in text:
+                opened.update(owners)
+        for word in self.words.intersection(sample.word_set):
+            opened.update(self.by_word[word])
+        if sample.has_digit:
+            opened.update(self.digit)
+        return opened
 
 
 def _found(
@@ -177,9 +218,21 @@ def _found(
     return _Pattern(pattern, flags, needles, words, needs_digit)
 
 
-def _any(*tests: _Test) -> _Test:
-    """An alternation split in parts, so that each part is skipped on its own needles."""
-    return lambda sample: any(test(sample) for test in tests)
+class _AnyOf:
+    """An alternation split in parts, so that each part is skipped on its own gate: only the
+    parts the sample opened are searched (one set intersection finds them)."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, *parts: _Pattern) -> None:
+        self.parts = {part.index: part for part in parts}
+
+    def count(self, sample: _Sample) -> int:
+        """How many parts match."""
+        return sum(self.parts[i].search(sample) for i in sample.open_patterns & self.parts.keys())
+
+    def __call__(self, sample: _Sample) -> bool:
+        return any(self.parts[i].search(sample) for i in sample.open_patterns & self.parts.keys())
 
 
 def _both(first: _Test, second: _Test) -> _Test:
@@ -226,7 +279,7 @@ _LANG_WORDS = (
     "node", "nodejs", "pandas", "numpy", "django",
 )  # fmt: skip
 _CODE_FLAGS = _I | re.MULTILINE
-_CODE = _any(
+_CODE = _AnyOf(
     _found(r"```", _CODE_FLAGS, ["```"]),
     _found(r"\bdef [A-Za-z_]\w*\s*\(", _CODE_FLAGS, ["def "]),
     _found(r"#include\b", _CODE_FLAGS, ["#include"]),
@@ -289,12 +342,45 @@ _CLASSIFICATION = _found(
     r"|sarcastic|clickbait|fake news)"
     r"|label (?:it|this|these|each|every|the \w+)|which (?:category|class|label|genre|topic"
     r"|department|intent)|assign (?:a|one|the) (?:label|category|tag)"
-    r"|detect the (?:language|intent|emotion|tone))\b"
+    r"|detect the (?:language|intent|emotion|tone))\b",
+    words=[
+        "classify",
+        "classification",
+        "categorise",
+        "categorize",
+        "positive",
+        "sentiment",
+        "spam",
+        "is",
+        "are",
+        "label",
+        "which",
+        "assign",
+        "detect",
+    ],
 )
 _SUMMARIZATION = _found(
     r"\b(?:summari[sz]e|summari[sz]ing|summary|summaries|tl;? ?dr|recap|condense|synopsis"
     r"|key (?:points|takeaways)|main (?:points?|ideas?)|gist|boil (?:this|it) down"
-    r"|in (?:a few|one|two|three|four|five|\d) (?:sentences?|bullet points|bullets|lines))\b"
+    r"|in (?:a few|one|two|three|four|five|\d) (?:sentences?|bullet points|bullets|lines))\b",
+    words=[
+        "summarise",
+        "summarize",
+        "summarising",
+        "summarizing",
+        "summary",
+        "summaries",
+        "tl",
+        "tldr",
+        "recap",
+        "condense",
+        "synopsis",
+        "key",
+        "main",
+        "gist",
+        "boil",
+        "in",
+    ],
 )
 _CREATIVE = _found(
     r"\b(?:write|compose|draft|create|generate|come up with|give me|make up|craft|tell me"
@@ -303,10 +389,28 @@ _CREATIVE = _found(
     r"|ad copy|advert|advertisement|marketing (?:copy|email)|product description|caption"
     r"|tweet|jokes?|puns?|screenplay|script for|monologue|dialogue|essay|blog post|article"
     r"|email|letter|speech|toast|wedding vows|names? (?:ideas )?for|name ideas|riddle)\b"
-    r"|\bonce upon a time\b|\bin the style of\b|\bcatchy\b"
+    r"|\bonce upon a time\b|\bin the style of\b|\bcatchy\b",
+    words=[
+        "write",
+        "compose",
+        "draft",
+        "create",
+        "generate",
+        "come",
+        "give",
+        "make",
+        "craft",
+        "tell",
+        "brainstorm",
+        "suggest",
+        "need",
+        "once",
+        "in",
+        "catchy",
+    ],
 )
-_BLANK = _found(r"(?<!\w)_+(?!\w)")
-_REASONING = _any(
+_BLANK = _found(r"(?<!\w)_+(?!\w)", needles=["_"])
+_REASONING = _AnyOf(
     _found(
         r"\d[ \t]*[+*×÷^][ \t]*\d|\d[ \t]+[-/][ \t]+\d|(?<![\d.])\d+[ \t]*%[ \t]*of\b"
         r"|\b\d+ (?:times|plus|minus|divided by|multiplied by) \d"
@@ -352,15 +456,16 @@ _REASONING = _any(
         words=["how"],
     ),
 )
-_HOW_MUCH = _found(r"\bhow (?:many|much|long|far|fast)\b")
-_DIGIT = _found(r"\d")
-_MONEY = _found(r"[$€£]\d")
+_HOW_MUCH = _found(r"\bhow (?:many|much|long|far|fast)\b", words=["how"])
+_DIGIT = _found(r"\d", needs_digit=True)
+_MONEY = _found(r"[$€£]\d", needles=["$", "€", "£"])
 _SMALL_TALK = _found(
     r"\b(?:how are (?:you|things)|how're you|how's it going|how is it going|how have you been"
     r"|what'?s up|how was your (?:day|weekend)|how's your (?:day|week|morning)"
     r"|nice to meet you|who are you|what'?s your name|what is your name"
     r"|are you (?:a )?(?:human|robot|bot|real|sentient|alive)|do you (?:like|love|enjoy|ever"
-    r"|dream|have feelings)|your favou?rite|tell me about yourself|let's (?:chat|talk))\b"
+    r"|dream|have feelings)|your favou?rite|tell me about yourself|let's (?:chat|talk))\b",
+    words=["how", "what", "whats", "nice", "who", "are", "do", "your", "tell", "let"],
 )
 _QUESTION = _found(
     r"\?|\b(?:question|answer):|(?:^|[.!?,:;\n])[ \t]*(?:what|what's|who|whom|whose|when"
@@ -382,13 +487,17 @@ _RULES: tuple[tuple[str, str, _Test], ...] = (
     ("qa", "a question with lettered or numbered options", _options_listed),
     ("reasoning", "arithmetic, an equation, a proof or a math/logic keyword", _REASONING),
     ("reasoning", "how many/much/long/far about given numbers", _both(_HOW_MUCH, _DIGIT)),
-    ("reasoning", "a question about given amounts of money", _both(_MONEY, _found(r"\?"))),
+    (
+        "reasoning",
+        "a question about given amounts of money",
+        _both(_MONEY, _found(r"\?", needles=["?"])),
+    ),
     ("chat", "small talk about the assistant or the user", _SMALL_TALK),
     ("qa", "a question mark, a wh-word or explain/define/describe", _QUESTION),
 )
 
 # Each marker is one kind of syntax; the score counts how many kinds appear.
-_CODE_MARKERS = (
+_CODE_MARKERS = _AnyOf(
     _found(r"```", re.MULTILINE, ["```"]),
     _found(r"\bdef [A-Za-z_]\w*\s*\(", re.MULTILINE, ["def "]),
     _found(r"[{}]", re.MULTILINE, ["{", "}"]),
@@ -408,7 +517,7 @@ _CODE_MARKERS = (
         ["Traceback (", "Error", "Exception"],
     ),
 )
-_MATH_MARKERS = (
+_MATH_MARKERS = _AnyOf(
     _found(r"\d[ \t]*[-+*/^×÷][ \t]*\d", needs_digit=True),
     _found(r"(?:\d|\b[a-z])[ \t]*=(?!=)[ \t]*-?[\w(]", needles=["="]),
     _found(
@@ -446,6 +555,9 @@ _MATH_MARKERS = (
         ],
     ),
 )
+
+
+_GATES = _GateIndex(PATTERNS)
 
 
 def _sample(text: str) -> str:
@@ -553,8 +665,8 @@ def featurize(
         "digit_share": _share(digits, n),
         "symbol_share": _share(n - alnum - spaces, n),
         "uppercase_share": _share(upper, letters),
-        "code_markers": min(sum(marker(read) for marker in _CODE_MARKERS) / 4, 1.0),
-        "math_markers": min(sum(marker(read) for marker in _MATH_MARKERS) / 3, 1.0),
+        "code_markers": min(_CODE_MARKERS.count(read) / 4, 1.0),
+        "math_markers": min(_MATH_MARKERS.count(read) / 3, 1.0),
         "multiple_choice": 1.0 if read.has_options() else 0.0,
         "questions": min(text.count("?"), 5) / 5,
         "lines": min(math.log1p(lines) / 5, 1.5),
