@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 from sqlalchemy import JSON, Engine, create_engine, delete, event, insert, select, text, update
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import PoolProxiedConnection
 
 from bandit_router.core import ModelSpec
 from bandit_router.storage import tables
@@ -30,9 +32,16 @@ log = logging.getLogger(__name__)
 _FEEDBACK_LOCK_KEY = 0x62616E64
 
 
+def _plain(value: Any) -> Any:
+    """orjson's fallback for the read-only mappings a record may hold."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"cannot store {type(value).__name__} as JSON")
+
+
 def _dump_json(value: Any) -> str:
     # orjson: a decision's ~60 floats take it about 2 µs, where the standard library needs 45.
-    return orjson.dumps(value).decode()
+    return orjson.dumps(value, default=_plain).decode()
 
 
 def make_engine(url: str) -> Engine:
@@ -78,27 +87,11 @@ def _now() -> datetime:
 
 
 _DECISION_COLUMNS = tuple(column.name for column in tables.decisions.c)
-
-
-def _decision_row(record: DecisionRecord) -> dict[str, Any]:
-    """The row's values by column, in the table's column order."""
-    return {
-        "id": record.id,
-        "created_at": record.created_at,
-        "policy": record.policy,
-        "policy_version": record.policy_version,
-        "experiment": record.experiment,
-        "variant": record.variant,
-        "unit_id": record.unit_id,
-        "features": dict(record.features),
-        "eligible": list(record.eligible),
-        "prior_costs": dict(record.prior_costs),
-        "model": record.model,
-        "probability": record.probability,
-        "cost_weight": record.cost_weight,
-        "scores": {name: dict(values) for name, values in record.scores.items()},
-        "excluded": dict(record.excluded),
-    }
+_DECISION_ROW_ORDER = (
+    "id", "created_at", "policy", "policy_version", "experiment", "variant", "unit_id",
+    "features", "eligible", "prior_costs", "model", "probability", "cost_weight", "scores",
+    "excluded",
+)  # fmt: skip
 
 
 def _decision_from(row: RowMapping, prefix: str = "") -> DecisionRecord:
@@ -148,15 +141,14 @@ class SqlStore:
         self._decision_lock = threading.Lock()
         self._maintenance: threading.Thread | None = None
         self._stop_maintenance = threading.Event()
-        self._decision_connection: Connection | None = None
+        self._decision_connection: PoolProxiedConnection | None = None
         dialect = self.engine.dialect
-        # Non-JSON columns go through their types' own bind processors, so values are stored
-        # as SQLAlchemy stores them (SQLite's datetime text, for one) and read back the same;
-        # JSON columns are serialised here, and PostgreSQL is told their type by a cast.
-        self._decision_processors = [
-            _dump_json if isinstance(column.type, JSON) else column.type.bind_processor(dialect)
-            for column in tables.decisions.c
-        ]
+        # Rows are written as tuples in this order (insert_decisions); a schema change that
+        # moves a column must move it there too.
+        if _DECISION_COLUMNS != _DECISION_ROW_ORDER:
+            raise RuntimeError(f"decisions columns changed: {_DECISION_COLUMNS}")
+        # SQLite stores datetimes as SQLAlchemy formats them, so they read back the same.
+        self._bind_created_at = tables.decisions.c.created_at.type.bind_processor(dialect)
         markers = [
             ("%s::json" if isinstance(column.type, JSON) else "%s")
             if dialect.paramstyle != "qmark"
@@ -208,29 +200,48 @@ class SqlStore:
     def insert_decisions(self, records: Sequence[DecisionRecord]) -> None:
         """One transaction for the batch, through the driver's own executemany.
 
-        This is the hot path of every /route: the statement is built once per store, the JSON
-        columns are serialised here, and the driver binds the rows in C.
+        This is the hot path of every /route: the statement is built once per store, the row
+        is a tuple in column order, and the driver binds the rows in C on a connection kept
+        for the log (no pool checkout, no per-statement engine events).
         """
         if not records:
             return
-        processors = self._decision_processors
+        when = self._bind_created_at
         rows = [
-            tuple(
-                value if process is None else process(value)
-                for process, value in zip(processors, _decision_row(record).values(), strict=True)
+            (
+                r.id,
+                r.created_at if when is None else when(r.created_at),
+                r.policy,
+                r.policy_version,
+                r.experiment,
+                r.variant,
+                r.unit_id,
+                _dump_json(r.features),
+                _dump_json(r.eligible),
+                _dump_json(r.prior_costs),
+                r.model,
+                r.probability,
+                r.cost_weight,
+                _dump_json(r.scores),
+                _dump_json(r.excluded),
             )
-            for record in records
+            for r in records
         ]
         with self._decision_lock:
-            # A connection kept for the decision log saves a pool checkout and reset per batch.
-            if self._decision_connection is None or self._decision_connection.closed:
-                self._decision_connection = self.engine.connect()
+            if self._decision_connection is None:
+                self._decision_connection = self.engine.raw_connection()
             connection = self._decision_connection
             try:
-                connection.exec_driver_sql(self._insert_decision_sql, rows)
+                cursor = connection.cursor()
+                cursor.executemany(self._insert_decision_sql, rows)
+                cursor.close()
                 connection.commit()
             except Exception:
-                connection.rollback()
+                # Whatever went wrong, the next batch starts on a fresh connection.
+                self._decision_connection = None
+                with contextlib.suppress(Exception):
+                    connection.rollback()
+                connection.invalidate()
                 raise
 
     def get_decision(self, decision_id: str) -> DecisionRecord | None:
