@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from bandit_router import policies
 from bandit_router.core import Arm, Context, Decision, Outcome, Policy, PolicySpec
-from bandit_router.storage.base import DecisionRecord, Snapshot, Store
+from bandit_router.storage.base import DecisionRecord, Snapshot, Store, StoredFeedback
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,8 @@ class Learner:
         self._specs = {spec.name: spec for spec in specs}
         self._snapshot_every = snapshot_every
         self._batch_size = batch_size
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
+        self._catch_up_lock = threading.Lock()
         self._policies: dict[str, Policy] = {}
         self._cursors: dict[str, int] = {}
         self._learned_since_snapshot = 0
@@ -79,42 +80,53 @@ class Learner:
             return policy.choose(context), policy.version
 
     def catch_up(self) -> int:
-        """Learns every feedback logged since the cursors; returns how many rows it applied."""
+        """Learns every feedback logged since the cursors; returns how many rows it applied.
+
+        One catch-up runs at a time (so no row is read twice before its cursor moves), and
+        the policies are locked only while rows are applied: a /route never waits on the
+        database read.
+        """
         applied = 0
-        with self._lock:
+        with self._catch_up_lock:
             while True:
-                start = min(self._cursors.values(), default=0)
+                with self._lock:
+                    start = min(self._cursors.values(), default=0)
                 rows = self._store.feedback_since(start, self._batch_size)
-                for stored, decision in rows:
-                    feedback = stored.feedback
-                    # Without a quality there is nothing to learn; the cursor still moves on.
-                    outcome = (
-                        None
-                        if feedback.quality is None
-                        else Outcome(feedback.quality, feedback.cost_usd, feedback.latency_ms)
-                    )
-                    for name, policy in self._policies.items():
-                        if stored.id <= self._cursors[name]:
-                            continue
-                        if outcome is not None:
-                            policy.learn(context_of(decision), decision.model, outcome)
-                        self._cursors[name] = stored.id
-                    applied += 1
+                with self._lock:
+                    applied += self._apply(rows)
                 if len(rows) < self._batch_size:
                     break
-            self.learned += applied
-            self._learned_since_snapshot += applied
-            if self._learned_since_snapshot >= self._snapshot_every:
-                self._snapshot_locked()
+            with self._lock:
+                self.learned += applied
+                self._learned_since_snapshot += applied
+                due = self._learned_since_snapshot >= self._snapshot_every
+            if due:
+                self.snapshot()
         return applied
 
-    def snapshot(self) -> None:
-        with self._lock:
-            self._snapshot_locked()
+    def _apply(self, rows: Sequence[tuple[StoredFeedback, DecisionRecord]]) -> int:
+        """Applies the rows past each policy's cursor; returns how many rows moved a cursor."""
+        moved = 0
+        for stored, decision in rows:
+            feedback = stored.feedback
+            # Without a quality there is nothing to learn; the cursor still moves on.
+            outcome = (
+                None
+                if feedback.quality is None
+                else Outcome(feedback.quality, feedback.cost_usd, feedback.latency_ms)
+            )
+            behind = [name for name in self._policies if stored.id > self._cursors[name]]
+            for name in behind:
+                if outcome is not None:
+                    self._policies[name].learn(context_of(decision), decision.model, outcome)
+                self._cursors[name] = stored.id
+            moved += bool(behind)
+        return moved
 
-    def _snapshot_locked(self) -> None:
-        for name, policy in self._policies.items():
-            self._store.save_snapshot(
+    def snapshot(self) -> None:
+        """Serialises every policy under the lock, then writes outside it."""
+        with self._lock:
+            snapshots = [
                 Snapshot(
                     policy=name,
                     spec=self._specs[name].key(),
@@ -122,8 +134,11 @@ class Learner:
                     feedback_cursor=self._cursors[name],
                     state=policy.dumps(),
                 )
-            )
-        self._learned_since_snapshot = 0
+                for name, policy in self._policies.items()
+            ]
+            self._learned_since_snapshot = 0
+        for snapshot in snapshots:
+            self._store.save_snapshot(snapshot)
 
     def start_periodic_snapshots(self, interval_s: float) -> None:
         """Snapshots every interval when anything was learned since the last snapshot."""
@@ -132,8 +147,9 @@ class Learner:
             while not self._stop.wait(interval_s):
                 try:
                     with self._lock:
-                        if self._learned_since_snapshot:
-                            self._snapshot_locked()
+                        due = self._learned_since_snapshot > 0
+                    if due:
+                        self.snapshot()
                 except Exception:
                     log.exception("periodic policy snapshot failed")
 

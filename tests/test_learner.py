@@ -173,3 +173,26 @@ def test_context_of_a_logged_decision_is_what_the_policy_saw() -> None:
     context = context_of(record)
     assert context.arms == (Arm("a", 0.1), Arm("b", 0.2))
     assert (context.cost_weight, context.draw_key) == (3.0, "d1")
+
+
+def test_concurrent_catch_ups_learn_each_feedback_exactly_once(store: SqlStore) -> None:
+    """Feedback handlers in several threads each call catch_up; no row is learned twice."""
+    import threading
+
+    learner = Learner(store, [SPEC], snapshot_every=7)
+    learner.restore()
+    _log(store, learner, 40)
+    threads = [threading.Thread(target=learner.catch_up) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    _, version = learner.choose("linucb", Context({"task_type": "qa"}, (Arm("a", 0.0),), 0.0, "k"))
+    assert version == 40
+    assert learner.learned == 40
+    restarted = Learner(store, [SPEC])
+    restarted.restore()
+    _, restored_version = restarted.choose(
+        "linucb", Context({"task_type": "qa"}, (Arm("a", 0.0),), 0.0, "k")
+    )
+    assert restored_version == 40

@@ -60,14 +60,14 @@ def draw_decision(
         model=context.arms[chosen].name,
         probability=probabilities[chosen],
         scores=tuple(
-            ArmScore(
-                model=arm.name,
-                expected_quality=qualities[i],
-                expected_cost_usd=costs[i],
-                exploration_bonus=bonuses[i],
-                score=scores[i],
-                probability=probabilities[i],
+            map(
+                ArmScore,
+                context.arm_names(),
+                qualities,
+                costs,
+                bonuses,
+                scores,
+                probabilities,
             )
-            for i, arm in enumerate(context.arms)
         ),
     )
