@@ -78,6 +78,10 @@ class ArmScore(NamedTuple):
     probability: float
 
 
+def _negative_score(score: ArmScore) -> float:
+    return -score.score
+
+
 @dataclass(frozen=True)
 class Decision:
     """The arm a policy chose, with the exact probability of that choice and every arm's score."""
@@ -88,8 +92,7 @@ class Decision:
 
     def ranked(self) -> tuple[str, ...]:
         """Eligible models ordered best first by score (ties keep the arm order)."""
-        order = sorted(range(len(self.scores)), key=lambda i: -self.scores[i].score)
-        return tuple(self.scores[i].model for i in order)
+        return tuple(s.model for s in sorted(self.scores, key=_negative_score))
 
 
 @dataclass(frozen=True)
