@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from bandit_router.core import (
     ModelSpec,
     NoEligibleModel,
     NotFound,
+    time_ordered_uuid,
 )
 from bandit_router.eligibility import Constraints, split_eligible
 from bandit_router.features import featurize
@@ -146,7 +146,7 @@ class Router:
             if request.cost_weight is None
             else request.cost_weight
         )
-        decision_id = str(uuid.uuid4())
+        decision_id = time_ordered_uuid()
         context = Context(
             features=features,
             arms=tuple(Arm(model.name, cost) for model, cost in eligibility.eligible),

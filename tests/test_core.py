@@ -1,0 +1,40 @@
+"""Small values of core: time-ordered decision ids, stable hashing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+
+from bandit_router.core import stable_uniform, time_ordered_uuid
+
+
+def test_decision_ids_are_version_7_uuids_that_grow_with_time() -> None:
+    ids = []
+    for _ in range(5):
+        ids.append(time_ordered_uuid())
+        time.sleep(0.002)
+    parsed = [uuid.UUID(value) for value in ids]
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in parsed)
+    assert ids == sorted(ids)
+    millis = parsed[-1].int >> 80
+    assert abs(millis - time.time_ns() // 1_000_000) < 5_000
+
+
+def test_decision_ids_do_not_repeat_within_a_millisecond() -> None:
+    ids = {time_ordered_uuid() for _ in range(20_000)}
+    assert len(ids) == 20_000
+
+
+def test_stable_uniform_is_the_same_in_another_process() -> None:
+    here = stable_uniform("7", "decision-1")
+    program = (
+        "from bandit_router.core import stable_uniform\n"
+        "print(repr(stable_uniform('7', 'decision-1')))"
+    )
+    there = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert float(there) == here
+    assert 0.0 <= here < 1.0
