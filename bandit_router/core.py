@@ -6,9 +6,9 @@ Only the standard library is imported here, so that every other module can depen
 from __future__ import annotations
 
 import hashlib
+import operator
 import os
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, Protocol, TypeAlias, get_args
@@ -65,6 +65,7 @@ class Context:
     cost_weight: float
     draw_key: str
 
+    @property
     def arm_names(self) -> tuple[str, ...]:
         return tuple(arm.name for arm in self.arms)
 
@@ -81,8 +82,7 @@ class ArmScore(NamedTuple):
     probability: float
 
 
-def _negative_score(score: ArmScore) -> float:
-    return -score.score
+_SCORE = operator.attrgetter("score")
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,8 @@ class Decision:
 
     def ranked(self) -> tuple[str, ...]:
         """Eligible models ordered best first by score (ties keep the arm order)."""
-        return tuple(s.model for s in sorted(self.scores, key=_negative_score))
+        # A stable sort, reversed, keeps tied arms in their order.
+        return tuple(s.model for s in sorted(self.scores, key=_SCORE, reverse=True))
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,8 @@ def time_ordered_uuid() -> str:
         | 0b10 << 62
         | random_bits & (1 << 62) - 1
     )
-    return str(uuid.UUID(int=value))
+    digits = f"{value:032x}"
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 def stable_uniform(*parts: str) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bandit_router.core import ModelSpec
+from bandit_router.core import Arm, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -20,9 +20,9 @@ class Constraints:
 
 @dataclass(frozen=True)
 class Eligibility:
-    """The eligible models with their priced cost for this request, the others with a reason."""
+    """The eligible models as arms priced for this request, the others with a reason."""
 
-    eligible: tuple[tuple[ModelSpec, float], ...]
+    eligible: tuple[Arm, ...]
     excluded: dict[str, str]
 
 
@@ -43,7 +43,8 @@ def split_eligible(
     needed_context = max(
         prompt_tokens + expected_output_tokens, constraints.min_context_tokens or 0
     )
-    eligible: list[tuple[ModelSpec, float]] = []
+    max_cost = constraints.max_cost_usd
+    eligible: list[Arm] = []
     excluded: dict[str, str] = {}
     for model in models:
         cost = model.price_usd(prompt_tokens, expected_output_tokens)
@@ -55,8 +56,8 @@ def split_eligible(
             excluded[model.name] = "not_local"
         elif model.context_window < needed_context:
             excluded[model.name] = "context_too_long"
-        elif constraints.max_cost_usd is not None and cost > constraints.max_cost_usd:
+        elif max_cost is not None and cost > max_cost:
             excluded[model.name] = "over_budget"
         else:
-            eligible.append((model, cost))
+            eligible.append(Arm(model.name, cost))
     return Eligibility(eligible=tuple(eligible), excluded=excluded)

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from bandit_router.core import (
-    Arm,
     Context,
     Decision,
     FeatureValue,
@@ -149,7 +148,7 @@ class Router:
         decision_id = time_ordered_uuid()
         context = Context(
             features=features,
-            arms=tuple(Arm(model.name, cost) for model, cost in eligibility.eligible),
+            arms=eligibility.eligible,
             cost_weight=cost_weight,
             draw_key=decision_id,
         )
@@ -173,7 +172,7 @@ class Router:
             variant=None,
             unit_id=request.unit_id,
             features=features,
-            eligible=context.arm_names(),
+            eligible=context.arm_names,
             prior_costs={arm.name: arm.prior_cost_usd for arm in context.arms},
             model=decision.model,
             probability=decision.probability,

@@ -49,9 +49,9 @@ def test_chosen_arm_is_eligible_and_probabilities_sum_to_one(spec: PolicySpec) -
     for i in range(50):
         context = _context(1000 + i)
         decision = policy.choose(context)
-        assert decision.model in context.arm_names()
+        assert decision.model in context.arm_names
         assert sum(s.probability for s in decision.scores) == pytest.approx(1.0)
-        assert {s.model for s in decision.scores} == set(context.arm_names())
+        assert {s.model for s in decision.scores} == set(context.arm_names)
         chosen = next(s for s in decision.scores if s.model == decision.model)
         assert decision.probability == chosen.probability > 0.0
 

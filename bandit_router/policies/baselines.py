@@ -104,7 +104,7 @@ class FixedPolicy(_Baseline):
         self.name = f"fixed:{model}"
 
     def _greedy(self, context: Context) -> int:
-        names = context.arm_names()
+        names = context.arm_names
         return names.index(self.model) if self.model in names else _cheapest_index(context)
 
     def _params(self) -> dict[str, Any]:

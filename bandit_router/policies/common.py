@@ -62,7 +62,7 @@ def draw_decision(
         scores=tuple(
             map(
                 ArmScore,
-                context.arm_names(),
+                context.arm_names,
                 qualities,
                 costs,
                 bonuses,
