@@ -102,6 +102,22 @@ def test_a_decision_round_trips_with_every_field(store: SqlStore) -> None:
     assert loaded.scores == record.scores
     assert loaded.excluded == record.excluded
     assert (loaded.model, loaded.probability, loaded.cost_weight) == ("a", 0.975, 10.0)
+    # Stored in UTC; SQLite hands back a naive datetime, PostgreSQL an aware one.
+    assert loaded.created_at.replace(tzinfo=None) == record.created_at.replace(tzinfo=None)
+    with store.engine.connect() as connection:
+        from sqlalchemy import select
+
+        from bandit_router.storage.tables import decisions
+
+        raw = connection.execute(
+            select(decisions.c.created_at).where(decisions.c.id == record.id)
+        ).scalar_one()
+        text = connection.exec_driver_sql(
+            f"SELECT CAST(created_at AS TEXT) FROM decisions WHERE id = '{record.id}'"
+        ).scalar_one()
+    assert raw == loaded.created_at
+    if store.is_sqlite:  # the text SQLAlchemy's own DATETIME writes, not sqlite3's adapter
+        assert text == record.created_at.strftime("%Y-%m-%d %H:%M:%S.%f")
     assert store.get_decision(str(uuid.uuid4())) is None
 
 

@@ -148,7 +148,8 @@ class SqlStore:
         if _DECISION_COLUMNS != _DECISION_ROW_ORDER:
             raise RuntimeError(f"decisions columns changed: {_DECISION_COLUMNS}")
         # SQLite stores datetimes as SQLAlchemy formats them, so they read back the same.
-        self._bind_created_at = tables.decisions.c.created_at.type.bind_processor(dialect)
+        created_at = tables.decisions.c.created_at.type.dialect_impl(dialect)
+        self._bind_created_at = created_at.bind_processor(dialect)
         markers = [
             ("%s::json" if isinstance(column.type, JSON) else "%s")
             if dialect.paramstyle != "qmark"
