@@ -334,80 +334,133 @@ _CODE = _AnyOf(
         words=["compile", "compiler", "segfault", "stack", "syntax", "pip", "npm", "time", "git"],
     ),
 )
-_CLASSIFICATION = _found(
-    r"\b(?:classify|classification|categori[sz]e|positive or negative|sentiment analysis"
-    r"|sentiment of (?:this|that|these|the following|each|my)"
-    r"|positive, negative,? or neutral|spam or (?:not|ham)"
-    r"|(?:is|are) (?:this|it|these|the following)\b[^.?!\n]{0,40}\b(?:spam|toxic|offensive"
-    r"|sarcastic|clickbait|fake news)"
-    r"|label (?:it|this|these|each|every|the \w+)|which (?:category|class|label|genre|topic"
-    r"|department|intent)|assign (?:a|one|the) (?:label|category|tag)"
-    r"|detect the (?:language|intent|emotion|tone))\b",
-    words=[
-        "classify",
-        "classification",
-        "categorise",
-        "categorize",
-        "positive",
-        "sentiment",
-        "spam",
-        "is",
-        "are",
-        "label",
-        "which",
-        "assign",
-        "detect",
-    ],
+# Each rule below is split where its alternatives need different words, so a prompt pays for a
+# search only when a word a match needs is there ("which" alone opens nothing: "which genre"
+# needs "genre").
+_CLASSIFICATION = _AnyOf(
+    _found(
+        r"\b(?:classify|classification|categori[sz]e|positive or negative|sentiment analysis"
+        r"|sentiment of (?:this|that|these|the following|each|my)"
+        r"|positive, negative,? or neutral|spam or (?:not|ham))\b",
+        words=[
+            "classify",
+            "classification",
+            "categorise",
+            "categorize",
+            "positive",
+            "sentiment",
+            "spam",
+        ],
+    ),
+    _found(
+        r"\b(?:is|are) (?:this|it|these|the following)\b[^.?!\n]{0,40}\b(?:spam|toxic"
+        r"|offensive|sarcastic|clickbait|fake news)\b",
+        words=["spam", "toxic", "offensive", "sarcastic", "clickbait", "fake"],
+    ),
+    _found(r"\blabel (?:it|this|these|each|every|the \w+)\b", words=["label"]),
+    _found(
+        r"\bwhich (?:category|class|label|genre|topic|department|intent)\b",
+        words=["category", "class", "label", "genre", "topic", "department", "intent"],
+    ),
+    _found(r"\bassign (?:a|one|the) (?:label|category|tag)\b", words=["assign"]),
+    _found(r"\bdetect the (?:language|intent|emotion|tone)\b", words=["detect"]),
 )
-_SUMMARIZATION = _found(
-    r"\b(?:summari[sz]e|summari[sz]ing|summary|summaries|tl;? ?dr|recap|condense|synopsis"
-    r"|key (?:points|takeaways)|main (?:points?|ideas?)|gist|boil (?:this|it) down"
-    r"|in (?:a few|one|two|three|four|five|\d) (?:sentences?|bullet points|bullets|lines))\b",
-    words=[
-        "summarise",
-        "summarize",
-        "summarising",
-        "summarizing",
-        "summary",
-        "summaries",
-        "tl",
-        "tldr",
-        "recap",
-        "condense",
-        "synopsis",
-        "key",
-        "main",
-        "gist",
-        "boil",
-        "in",
-    ],
+_SUMMARIZATION = _AnyOf(
+    _found(
+        r"\b(?:summari[sz]e|summari[sz]ing|summary|summaries|tl;? ?dr|recap|condense|synopsis"
+        r"|gist)\b",
+        words=[
+            "summarise",
+            "summarize",
+            "summarising",
+            "summarizing",
+            "summary",
+            "summaries",
+            "tl",
+            "tldr",
+            "recap",
+            "condense",
+            "synopsis",
+            "gist",
+        ],
+    ),
+    _found(
+        r"\b(?:key (?:points|takeaways)|main (?:points?|ideas?))\b",
+        words=["points", "takeaways", "point", "idea", "ideas"],
+    ),
+    _found(r"\bboil (?:this|it) down\b", words=["boil"]),
+    _found(
+        r"\bin (?:a few|one|two|three|four|five|\d) (?:sentences?|bullet points|bullets"
+        r"|lines)\b",
+        words=["sentence", "sentences", "bullet", "bullets", "lines"],
+    ),
 )
-_CREATIVE = _found(
-    r"\b(?:write|compose|draft|create|generate|come up with|give me|make up|craft|tell me"
-    r"|brainstorm|suggest|need)\b[^.?!\n]{0,50}\b(?:poems?|haikus?|limericks?|sonnets?|ode"
-    r"|verses?|rhymes?|story|stories|tale|fable|song|lyrics|rap|slogans?|taglines?|jingle"
-    r"|ad copy|advert|advertisement|marketing (?:copy|email)|product description|caption"
-    r"|tweet|jokes?|puns?|screenplay|script for|monologue|dialogue|essay|blog post|article"
-    r"|email|letter|speech|toast|wedding vows|names? (?:ideas )?for|name ideas|riddle)\b"
-    r"|\bonce upon a time\b|\bin the style of\b|\bcatchy\b",
-    words=[
-        "write",
-        "compose",
-        "draft",
-        "create",
-        "generate",
-        "come",
-        "give",
-        "make",
-        "craft",
-        "tell",
-        "brainstorm",
-        "suggest",
-        "need",
-        "once",
-        "in",
-        "catchy",
-    ],
+_CREATIVE = _AnyOf(
+    _found(
+        r"\b(?:write|compose|draft|create|generate|come up with|give me|make up|craft|tell me"
+        r"|brainstorm|suggest|need)\b[^.?!\n]{0,50}\b(?:poems?|haikus?|limericks?|sonnets?|ode"
+        r"|verses?|rhymes?|story|stories|tale|fable|song|lyrics|rap|slogans?|taglines?|jingle"
+        r"|ad copy|advert|advertisement|marketing (?:copy|email)|product description|caption"
+        r"|tweet|jokes?|puns?|screenplay|script for|monologue|dialogue|essay|blog post|article"
+        r"|email|letter|speech|toast|wedding vows|names? (?:ideas )?for|name ideas|riddle)\b",
+        words=[
+            "poem",
+            "poems",
+            "haiku",
+            "haikus",
+            "limerick",
+            "limericks",
+            "sonnet",
+            "sonnets",
+            "ode",
+            "verse",
+            "verses",
+            "rhyme",
+            "rhymes",
+            "story",
+            "stories",
+            "tale",
+            "fable",
+            "song",
+            "lyrics",
+            "rap",
+            "slogan",
+            "slogans",
+            "tagline",
+            "taglines",
+            "jingle",
+            "ad",
+            "advert",
+            "advertisement",
+            "marketing",
+            "product",
+            "caption",
+            "tweet",
+            "joke",
+            "jokes",
+            "pun",
+            "puns",
+            "screenplay",
+            "script",
+            "monologue",
+            "dialogue",
+            "essay",
+            "blog",
+            "article",
+            "email",
+            "letter",
+            "speech",
+            "toast",
+            "wedding",
+            "name",
+            "names",
+            "riddle",
+        ],
+    ),
+    _found(
+        r"\bonce upon a time\b|\bin the style of\b|\bcatchy\b",
+        words=["once", "style", "catchy"],
+    ),
 )
 _BLANK = _found(r"(?<!\w)_+(?!\w)", needles=["_"])
 _REASONING = _AnyOf(
