@@ -466,7 +466,7 @@ def test_fast_character_counts_equal_the_str_methods(text: str) -> None:
 
 def _fragments() -> list[str]:
     """Words, needles and syntax the rules look for, to build texts that make them match."""
-    from bandit_router.features import PATTERNS
+    from bandit_router.text_rules import PATTERNS
 
     pieces = {piece for p in PATTERNS for piece in (*p.needles, *p.words)}
     pieces |= {"Write", "a", "the", "function", "that", "how many", "left", "?", "A)", "B)",
@@ -482,9 +482,9 @@ def _fragments() -> list[str]:
 def test_rule_gates_never_skip_a_pattern_that_matches(text: str) -> None:
     """Each pattern's needles or words only skip searches that could not match: the gated
     answer equals the plain regex search, on texts built from the rules' own vocabulary."""
-    from bandit_router.features import PATTERNS, _Sample
+    from bandit_router.text_rules import PATTERNS, Sample
 
-    sample = _Sample(text)
+    sample = Sample(text)
     for pattern in PATTERNS:
         target = sample.low if pattern.lowered else sample.text
         assert pattern(sample) == (pattern.regex.search(target) is not None), pattern.regex
@@ -492,9 +492,9 @@ def test_rule_gates_never_skip_a_pattern_that_matches(text: str) -> None:
 
 @pytest.mark.parametrize("text", TEXTS)
 def test_rule_gates_agree_with_the_plain_search_on_every_labelled_prompt(text: str) -> None:
-    from bandit_router.features import PATTERNS, _Sample
+    from bandit_router.text_rules import PATTERNS, Sample
 
-    sample = _Sample(text)
+    sample = Sample(text)
     for pattern in PATTERNS:
         target = sample.low if pattern.lowered else sample.text
         assert pattern(sample) == (pattern.regex.search(target) is not None), pattern.regex
@@ -502,10 +502,10 @@ def test_rule_gates_agree_with_the_plain_search_on_every_labelled_prompt(text: s
 
 def test_a_gate_that_hides_a_match_is_caught() -> None:
     """The check above can fail: a pattern gated on a word its matches lack disagrees."""
-    from bandit_router.features import PATTERNS, _Pattern, _Sample
+    from bandit_router.text_rules import PATTERNS, Pattern, Sample
 
-    wrong = _Pattern(r"\bsolve\b", re.IGNORECASE, (), ["prove"])
+    wrong = Pattern(r"\bsolve\b", re.IGNORECASE, (), ["prove"])
     PATTERNS.remove(wrong)
-    sample = _Sample("Solve for x.")
+    sample = Sample("Solve for x.")
     assert wrong(sample) is False
     assert wrong.regex.search(sample.low) is not None

@@ -12,7 +12,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "bandit_router"
 # here, except for core (stdlib only) and the lazy engines below.
 ALLOWED: dict[str, set[str]] = {
     "core": set(),
-    "features": {"core"},
+    "features": {"core", "text_rules"},
+    "text_rules": set(),
     "policies": {"core", "features", "policies"},
     "eligibility": {"core"},
     "reward": {"core"},
