@@ -102,17 +102,20 @@ class Router:
         self._store = store
         self._decision_log = decision_log
         self._policies = policies
-        self._models = {model.name: model for model in models}
         self._options = options
+        self.set_models(models)
 
     def set_models(self, models: Sequence[ModelSpec]) -> None:
+        self._pool = tuple(models)
         self._models = {model.name: model for model in models}
 
     def models(self) -> list[ModelSpec]:
-        return list(self._models.values())
+        return list(self._pool)
 
     def _check(self, request: RouteRequest) -> None:
-        size = len(request.text.encode("utf-8", "surrogatepass"))
+        # A character is at most 4 bytes of UTF-8: most prompts pass without being encoded.
+        too_long = len(request.text) * 4 > self._options.max_prompt_bytes
+        size = len(request.text.encode("utf-8", "surrogatepass")) if too_long else 0
         if size > self._options.max_prompt_bytes:
             raise InvalidInput(
                 (request.text_field,),
@@ -132,7 +135,7 @@ class Router:
         features = featurize(request.text, request.task_type, request.features)
         prompt_tokens = float(features["tokens"])
         eligibility = split_eligible(
-            list(self._models.values()),
+            self._pool,
             prompt_tokens=prompt_tokens,
             expected_output_tokens=self._options.expected_output_tokens,
             candidates=request.candidates,
