@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bandit_router.core import PolicySpec
 from bandit_router.settings import ConfigError, Settings, load_config
 
 
@@ -76,6 +78,44 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number ≥ 0")
+    return value
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from bandit_router import policies
+    from bandit_router.simulator.outcomes import OutcomeTableError, load_outcomes
+    from bandit_router.simulator.report import (
+        DEFAULT_COST_WEIGHTS,
+        build_report,
+        default_policy_names,
+        write_report,
+    )
+
+    names = args.policy or default_policy_names()
+    try:
+        for name in names:
+            policies.build(PolicySpec(name))
+        train = load_outcomes(args.train)
+        test = load_outcomes(args.test) if args.test else None
+        report = build_report(
+            train,
+            test,
+            policy_names=names,
+            cost_weights=args.cost_weight or DEFAULT_COST_WEIGHTS,
+            seeds=args.seeds,
+        )
+    except (OutcomeTableError, ValueError) as error:
+        print(f"bandit-router replay: {error}", file=sys.stderr)
+        return 2
+    write_report(report, args.out)
+    print(f"wrote {args.out / 'report.json'} and {args.out / 'report.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bandit-router", description="A contextual-bandit router for LLM requests."
@@ -93,6 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
     serve.set_defaults(handler=_serve)
+
+    replay = commands.add_parser(
+        "replay", help="replay policies over an outcome table; writes report.json and report.md"
+    )
+    replay.add_argument("--train", type=Path, required=True, help="outcome table (CSV or .gz)")
+    replay.add_argument("--test", type=Path, help="held-out table scored by the frozen policy")
+    replay.add_argument("--policy", action="append", help="repeatable; default: every learner")
+    replay.add_argument("--cost-weight", type=_non_negative, action="append", help="repeatable λ")
+    replay.add_argument("--seeds", type=int, default=1, choices=range(1, 1001), metavar="N")
+    replay.add_argument("--out", type=Path, default=Path("replay-report"))
+    replay.set_defaults(handler=_replay)
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)

@@ -25,7 +25,9 @@ ALLOWED: dict[str, set[str]] = {
     "router": {"core", "features", "eligibility", "reward", "policies", "storage.base"},
     "api": {"core", "router", "schemas", "eligibility", "features"},
     "main": {"api", "learner", "router", "settings", "storage", "migrations", "core"},
-    "cli": {"settings", "main", "migrations"},
+    "cli": {"settings", "main", "migrations", "simulator", "policies", "core"},
+    # The simulator replays the service's own featurizer and policies, never its API or SQL.
+    "simulator": {"core", "features", "policies", "simulator"},
 }
 STDLIB_ONLY = {"core"}
 LAZY_ENGINES = {"vowpalwabbit", "matplotlib"}

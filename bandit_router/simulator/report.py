@@ -1,0 +1,195 @@
+"""The replay report: report.json exactly as API.md specifies, and report.md with its tables."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bandit_router import policies
+from bandit_router.core import PolicySpec
+from bandit_router.simulator.metrics import aiq, cost_to_reach, frontier, quality_at
+from bandit_router.simulator.outcomes import OutcomeTable
+from bandit_router.simulator.replay import replay, table_features
+
+DEFAULT_COST_WEIGHTS = (0.0, 3.0, 10.0, 20.0, 30.0, 50.0, 100.0, 300.0, 1000.0)
+
+
+def _per_task_best(
+    train: OutcomeTable, evaluate: OutcomeTable, cost_weight: float
+) -> tuple[float, float]:
+    """Knowing every training outcome, the best model per task for this λ, on `evaluate`."""
+    reward = train.quality - cost_weight * train.cost
+    best = {
+        task: int(np.argmax(reward[[t == task for t in train.tasks]].mean(axis=0)))
+        for task in set(train.tasks)
+    }
+    fallback = int(np.argmax(reward.mean(axis=0)))  # a task the training table never saw
+    chosen = [best.get(task, fallback) for task in evaluate.tasks]
+    rows = np.arange(len(evaluate))
+    return float(evaluate.quality[rows, chosen].mean()), float(evaluate.cost[rows, chosen].mean())
+
+
+def _oracle(table: OutcomeTable, cost_weight: float) -> tuple[float, float]:
+    """Every outcome known: per prompt the best reward, the cheaper model on a tie."""
+    reward = table.quality - cost_weight * table.cost
+    # Cheapest first among equal rewards: sort models by cost, take the first maximum.
+    order = np.argsort(table.cost, axis=1, kind="stable")
+    ranked = np.take_along_axis(reward, order, axis=1)
+    chosen = order[np.arange(len(table)), np.argmax(ranked, axis=1)]
+    rows = np.arange(len(table))
+    return float(table.quality[rows, chosen].mean()), float(table.cost[rows, chosen].mean())
+
+
+def _point(cost_weight: float, quality: float, cost: float, **extra: Any) -> dict[str, Any]:
+    return {"cost_weight": cost_weight, "quality": quality, "cost_usd": cost, **extra}
+
+
+def build_report(
+    train: OutcomeTable,
+    test: OutcomeTable | None,
+    *,
+    policy_names: Sequence[str],
+    cost_weights: Sequence[float] = DEFAULT_COST_WEIGHTS,
+    seeds: int = 1,
+) -> dict[str, Any]:
+    """Replays each bandit policy at each λ and seed, and the full-information references."""
+    if test is not None and test.models != train.models:
+        raise ValueError(f"{test.path}: its models differ from {train.path}'s")
+    evaluate = test if test is not None else train
+    singles = {
+        model: {
+            "quality": float(evaluate.quality[:, j].mean()),
+            "cost_usd": float(evaluate.cost[:, j].mean()),
+        }
+        for j, model in enumerate(evaluate.models)
+    }
+    best_model = max(singles, key=lambda m: (singles[m]["quality"], -singles[m]["cost_usd"]))
+    oracle_quality, oracle_cost = _oracle(evaluate, 0.0)
+    costs = [s["cost_usd"] for s in singles.values()]
+    cost_range = (min(costs), max(costs))
+    train_features = table_features(train)
+    test_features = table_features(test) if test is not None else None
+    report_policies: dict[str, Any] = {}
+    for name in policy_names:
+        spec = PolicySpec(name)
+        points = []
+        for cost_weight in cost_weights:
+            runs = [
+                replay(
+                    spec, train, train_features, cost_weight=cost_weight, seed=seed,
+                    test=test, test_features=test_features,
+                )
+                for seed in range(seeds)
+            ]  # fmt: skip
+            online_q = float(np.mean([r.online_quality for r in runs]))
+            online_c = float(np.mean([r.online_cost for r in runs]))
+            quality = (
+                float(np.mean([r.test_quality for r in runs if r.test_quality is not None]))
+                if test is not None
+                else online_q
+            )
+            cost = (
+                float(np.mean([r.test_cost for r in runs if r.test_cost is not None]))
+                if test is not None
+                else online_c
+            )
+            points.append(
+                _point(
+                    cost_weight, quality, cost,
+                    online_quality=online_q, online_cost_usd=online_c, seeds=seeds,
+                )
+            )  # fmt: skip
+        report_policies[name] = {"feedback": "bandit", "points": points}
+    references: dict[str, Callable[[float], tuple[float, float]]] = {
+        "oracle": lambda lam: _oracle(evaluate, lam),
+        "per-task-best": lambda lam: _per_task_best(train, evaluate, lam),
+    }
+    for name, evaluate_at in references.items():
+        points = []
+        for cost_weight in cost_weights:
+            quality, cost = evaluate_at(cost_weight)
+            points.append(_point(cost_weight, quality, cost, seeds=1))
+        report_policies[name] = {"feedback": "full", "points": points}
+    for entry in report_policies.values():
+        pairs = [(p["cost_usd"], p["quality"]) for p in entry["points"]]
+        entry["aiq"] = aiq(pairs, *cost_range)
+    return {
+        "train": train.path,
+        "test": test.path if test is not None else None,
+        "n_train": len(train),
+        "n_test": len(test) if test is not None else 0,
+        "models": list(train.models),
+        "reference": {
+            "single_models": singles,
+            "best_single": {"model": best_model, **singles[best_model]},
+            "oracle": {"quality": oracle_quality, "cost_usd": oracle_cost},
+        },
+        "policies": report_policies,
+    }
+
+
+def default_policy_names() -> list[str]:
+    """Every registered learning policy, and `random` as the floor."""
+    return [*policies.LEARNING_POLICIES, "random"]
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    best = report["reference"]["best_single"]
+    budget = 0.25 * best["cost_usd"]
+    lines = [
+        "# Replay report",
+        "",
+        f"Train: `{report['train']}` ({report['n_train']} prompts); test: "
+        f"`{report['test']}` ({report['n_test']} prompts)." if report["test"] else
+        f"Train: `{report['train']}` ({report['n_train']} prompts), scored online.",
+        "",
+        "## Single models",
+        "",
+        "| model | quality | cost_usd |",
+        "| --- | --- | --- |",
+        *(
+            f"| {m} | {v['quality']:.3f} | {v['cost_usd']:.6f} |"
+            for m, v in sorted(
+                report["reference"]["single_models"].items(), key=lambda kv: kv[1]["cost_usd"]
+            )
+        ),
+        "",
+        f"Best single model: {best['model']} ({best['quality']:.3f} at ${best['cost_usd']:.6f}).",
+        "",
+        "## Policies",
+        "",
+        "| policy | feedback | AIQ | quality at 25% of the best single's cost | "
+        "cost to reach the best single's quality |",
+        "| --- | --- | --- | --- | --- |",
+    ]  # fmt: skip
+    for name, entry in report["policies"].items():
+        hull = frontier([(p["cost_usd"], p["quality"]) for p in entry["points"]])
+        reach = cost_to_reach(hull, best["quality"])
+        reach_text = "never" if reach is None else f"{reach / best['cost_usd']:.1%} of its cost"
+        lines.append(
+            f"| {name} | {entry['feedback']} | {entry['aiq']:.4f} | "
+            f"{quality_at(hull, budget):.3f} | {reach_text} |"
+        )
+    lines += [
+        "",
+        "## Points",
+        "",
+        "| policy | λ | quality | cost_usd |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, entry in report["policies"].items():
+        for p in entry["points"]:
+            lines.append(
+                f"| {name} | {p['cost_weight']:g} | {p['quality']:.3f} | {p['cost_usd']:.6f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "report.md").write_text(_markdown(report))

@@ -1,0 +1,181 @@
+"""The replay simulator: outcome tables, honest bandit replay, and the report's contract."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from bandit_router import policies
+from bandit_router.cli import main
+from bandit_router.core import Context, Outcome, Policy, PolicySpec
+from bandit_router.simulator.outcomes import OutcomeTableError, load_outcomes
+from bandit_router.simulator.replay import replay, table_features
+from bandit_router.simulator.report import build_report
+
+COLUMNS = ["prompt_id", "task", "prompt_text", "model", "quality", "cost_usd"]
+# Best model per task: "cheap" for qa, "dear" for code; "dear" costs 20 times more.
+BEST = {"qa": "cheap", "code": "dear"}
+
+
+def write_table(
+    path: Path, prompts: int, seed: int, rows: list[list[object]] | None = None
+) -> Path:
+    rng = random.Random(seed)
+    if rows is None:
+        rows = []
+        for i in range(prompts):
+            task = ("qa", "code")[i % 2]
+            text = (
+                f"What is the capital of country {i}?"
+                if task == "qa"
+                else f"Write a Python function number {i} that sorts a list."
+            )
+            for model, cost in (("cheap", 0.0001), ("dear", 0.002)):
+                p = 0.9 if BEST[task] == model else 0.3
+                rows.append([f"p{seed}-{i}", task, text, model, float(rng.random() < p), cost])
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wt", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        writer.writerows(rows)
+    return path
+
+
+def test_loads_a_gzipped_table_into_prompt_by_model_arrays(tmp_path: Path) -> None:
+    table = load_outcomes(write_table(tmp_path / "t.csv.gz", 10, 1))
+    assert len(table) == 10
+    assert table.models == ("cheap", "dear")
+    assert table.quality.shape == table.cost.shape == (10, 2)
+    assert table.tasks[:2] == ("qa", "code")
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([["p1", "qa", "x", "a", "yes", 0.1]], r"row 1, column quality: 'yes' is not a number"),
+        ([["p1", "qa", "x", "a", 1.5, 0.1]], r"row 1, column quality: '1.5' is out of range"),
+        ([["p1", "qa", "x", "a", 1, -2]], r"row 1, column cost_usd: '-2' is out of range"),
+        ([["p1", "qa", "x", "a", 1, "nan"]], r"row 1, column cost_usd: 'nan' is out of range"),
+        (
+            [["p1", "qa", "x", "a", 1, 0.1], ["p1", "qa", "x", "b", 1, 0.1],
+             ["p2", "qa", "y", "a", 1, 0.1]],
+            r"prompt 'p2' has no rows for models b",
+        ),
+        ([["p1", "qa", "x", "a", 1, 0.1], ["p1", "qa", "x", "a", 0, 0.1]], r"row 2: a second row"),
+    ],
+)  # fmt: skip
+def test_bad_tables_are_refused_naming_file_row_and_column(
+    tmp_path: Path, rows: list[list[object]], message: str
+) -> None:
+    path = write_table(tmp_path / "bad.csv", 0, 0, rows)
+    with pytest.raises(OutcomeTableError, match=message) as caught:
+        load_outcomes(path)
+    assert str(path) in str(caught.value)
+
+
+def test_missing_columns_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "cols.csv"
+    path.write_text("prompt_id,task,model\np1,qa,a\n")
+    with pytest.raises(OutcomeTableError, match="missing columns prompt_text, quality, cost_usd"):
+        load_outcomes(path)
+
+
+def test_replay_command_exits_2_on_a_bad_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_table(tmp_path / "bad.csv", 0, 0, [["p1", "qa", "x", "a", "?", 0.1]])
+    assert main(["replay", "--train", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert "row 1, column quality" in capsys.readouterr().err
+
+
+class _Spy:
+    """Wraps a policy and records which feature dicts it learned from."""
+
+    def __init__(self, inner: Policy) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.learned: list[int] = []
+
+    @property
+    def version(self) -> int:
+        return self.inner.version
+
+    def choose(self, context: Context):  # type: ignore[no-untyped-def]
+        return self.inner.choose(context)
+
+    def learn(self, context: Context, model: str, outcome: Outcome) -> None:
+        self.learned.append(id(context.features))
+        self.inner.learn(context, model, outcome)
+
+    def dumps(self) -> bytes:
+        return self.inner.dumps()
+
+
+def test_replay_learns_from_every_train_prompt_once_and_never_from_test(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train = load_outcomes(write_table(tmp_path / "train.csv", 60, 1))
+    test = load_outcomes(write_table(tmp_path / "test.csv", 40, 2))
+    train_features, test_features = table_features(train), table_features(test)
+    spies: list[_Spy] = []
+    original = policies.build
+
+    def build(spec: PolicySpec) -> Policy:
+        spy = _Spy(original(spec))
+        spies.append(spy)
+        return spy
+
+    # The replay builds its policy through the registry, so the spy takes its place there.
+    monkeypatch.setattr(policies, "build", build)
+    replay(
+        PolicySpec("linucb"), train, train_features,
+        cost_weight=10.0, seed=3, test=test, test_features=test_features,
+    )  # fmt: skip
+    learned = spies[0].learned
+    assert sorted(learned) == sorted(id(f) for f in train_features)
+    assert not set(learned) & {id(f) for f in test_features}
+
+
+def test_linucb_learns_the_best_model_per_task_from_bandit_feedback(tmp_path: Path) -> None:
+    """On held-out prompts the frozen policy is close to knowing the best model per task."""
+    train = load_outcomes(write_table(tmp_path / "train.csv", 400, 1))
+    test = load_outcomes(write_table(tmp_path / "test.csv", 200, 2))
+    report = build_report(train, test, policy_names=["linucb", "random"], cost_weights=[1.0])
+    linucb = report["policies"]["linucb"]["points"][0]
+    best = report["policies"]["per-task-best"]["points"][0]
+    random_point = report["policies"]["random"]["points"][0]
+    assert linucb["quality"] >= best["quality"] - 0.03
+    assert linucb["quality"] > random_point["quality"] + 0.2
+
+
+def test_report_json_follows_the_contract(tmp_path: Path) -> None:
+    train = write_table(tmp_path / "train.csv", 80, 1)
+    test = write_table(tmp_path / "test.csv", 40, 2)
+    out = tmp_path / "out"
+    code = main([
+        "replay", "--train", str(train), "--test", str(test), "--policy", "linucb",
+        "--cost-weight", "0", "--cost-weight", "100", "--seeds", "2", "--out", str(out),
+    ])  # fmt: skip
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert set(report) == {"train", "test", "n_train", "n_test", "models", "reference", "policies"}
+    assert (report["n_train"], report["n_test"], report["models"]) == (80, 40, ["cheap", "dear"])
+    assert set(report["reference"]) == {"single_models", "best_single", "oracle"}
+    assert set(report["policies"]) == {"linucb", "oracle", "per-task-best"}
+    assert report["policies"]["linucb"]["feedback"] == "bandit"
+    assert report["policies"]["oracle"]["feedback"] == "full"
+    for entry in report["policies"].values():
+        assert [p["cost_weight"] for p in entry["points"]] == [0.0, 100.0]
+        assert 0.0 <= entry["aiq"] <= 1.0
+    point = report["policies"]["linucb"]["points"][0]
+    assert set(point) == {
+        "cost_weight", "quality", "cost_usd", "online_quality", "online_cost_usd", "seeds",
+    }  # fmt: skip
+    assert point["seeds"] == 2
+    assert report["policies"]["oracle"]["aiq"] >= report["policies"]["linucb"]["aiq"]
+    assert "| linucb | bandit |" in (out / "report.md").read_text()
