@@ -23,8 +23,14 @@ BEST = {"qa": "cheap", "code": "dear"}
 
 
 def write_table(
-    path: Path, prompts: int, seed: int, rows: list[list[object]] | None = None
+    path: Path,
+    prompts: int,
+    seed: int,
+    rows: list[list[object]] | None = None,
+    strong_everywhere: bool = False,
 ) -> Path:
+    """A synthetic pool: "cheap" is best on qa, "dear" on code (or, with strong_everywhere,
+    "dear" is as good as "cheap" on qa and better on code: a weak and a strong model)."""
     rng = random.Random(seed)
     if rows is None:
         rows = []
@@ -36,7 +42,7 @@ def write_table(
                 else f"Write a Python function number {i} that sorts a list."
             )
             for model, cost in (("cheap", 0.0001), ("dear", 0.002)):
-                p = 0.9 if BEST[task] == model else 0.3
+                p = 0.9 if BEST[task] == model or (strong_everywhere and model == "dear") else 0.3
                 rows.append([f"p{seed}-{i}", task, text, model, float(rng.random() < p), cost])
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "wt", newline="") as handle:
@@ -151,6 +157,8 @@ def test_linucb_learns_the_best_model_per_task_from_bandit_feedback(tmp_path: Pa
     random_point = report["policies"]["random"]["points"][0]
     assert linucb["quality"] >= best["quality"] - 0.03
     assert linucb["quality"] > random_point["quality"] + 0.2
+    supervised = report["policies"]["supervised-ridge"]["points"][0]
+    assert supervised["quality"] >= best["quality"] - 0.03
 
 
 def test_report_json_follows_the_contract(tmp_path: Path) -> None:
@@ -166,7 +174,7 @@ def test_report_json_follows_the_contract(tmp_path: Path) -> None:
     assert set(report) == {"train", "test", "n_train", "n_test", "models", "reference", "policies"}
     assert (report["n_train"], report["n_test"], report["models"]) == (80, 40, ["cheap", "dear"])
     assert set(report["reference"]) == {"single_models", "best_single", "oracle"}
-    assert set(report["policies"]) == {"linucb", "oracle", "per-task-best"}
+    assert set(report["policies"]) == {"linucb", "oracle", "per-task-best", "supervised-ridge"}
     assert report["policies"]["linucb"]["feedback"] == "bandit"
     assert report["policies"]["oracle"]["feedback"] == "full"
     for entry in report["policies"].values():
@@ -174,8 +182,23 @@ def test_report_json_follows_the_contract(tmp_path: Path) -> None:
         assert 0.0 <= entry["aiq"] <= 1.0
     point = report["policies"]["linucb"]["points"][0]
     assert set(point) == {
-        "cost_weight", "quality", "cost_usd", "online_quality", "online_cost_usd", "seeds",
+        "cost_weight", "quality", "cost_usd", "online_quality", "online_cost_usd", "regret",
+        "shares", "seeds",
     }  # fmt: skip
     assert point["seeds"] == 2
     assert report["policies"]["oracle"]["aiq"] >= report["policies"]["linucb"]["aiq"]
     assert "| linucb | bandit |" in (out / "report.md").read_text()
+
+
+def test_a_two_model_pool_reports_apgr_and_cpt(tmp_path: Path) -> None:
+    train = load_outcomes(write_table(tmp_path / "train.csv", 400, 1, strong_everywhere=True))
+    test = load_outcomes(write_table(tmp_path / "test.csv", 200, 2, strong_everywhere=True))
+    report = build_report(train, test, policy_names=["linucb"], cost_weights=[0.0, 30.0, 300.0])
+    entry = report["policies"]["linucb"]
+    # "dear" is better on code prompts only: sending just those to it recovers the whole gap
+    # with half the calls, an APGR of 0.75 (random routing would have 0.5).
+    assert 0.65 < entry["apgr"] <= 1.0
+    assert entry["cpt50"] is not None
+    assert entry["cpt50"] < 0.5
+    assert all(abs(sum(p["shares"].values()) - 1.0) < 1e-9 for p in entry["points"])
+    assert "apgr" not in report["policies"]["oracle"]

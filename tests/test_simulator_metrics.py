@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bandit_router.simulator.metrics import aiq, cost_to_reach, frontier, quality_at
+from bandit_router.simulator.metrics import aiq, apgr, cost_to_reach, cpt, frontier, quality_at
 
 
 def test_frontier_drops_dominated_and_concave_breaking_points() -> None:
@@ -39,3 +39,19 @@ def test_cost_to_reach_a_quality() -> None:
     assert cost_to_reach(hull, 0.7) == pytest.approx(2.0)
     assert cost_to_reach(hull, 0.4) == pytest.approx(1.0)
     assert cost_to_reach(hull, 0.95) is None
+
+
+def test_apgr_of_random_routing_is_one_half() -> None:
+    """Random routing lies on the diagonal between weak and strong: half the gap on average."""
+    diagonal = [(share, 0.5 + 0.4 * share) for share in (0.25, 0.5, 0.75)]
+    assert apgr(diagonal, 0.5, 0.9) == pytest.approx(0.5)
+    assert cpt(diagonal, 0.5, 0.9, 0.5) == pytest.approx(0.5)
+    assert cpt(diagonal, 0.5, 0.9, 0.8) == pytest.approx(0.8)
+
+
+def test_apgr_and_cpt_of_a_router_that_recovers_the_gap_with_few_strong_calls() -> None:
+    # At 20% of calls to the strong model it reaches the strong model's quality.
+    points = [(0.2, 0.9)]
+    # PGR rises linearly to 1 over [0, 0.2], then stays: area 0.1 + 0.8 = 0.9.
+    assert apgr(points, 0.5, 0.9) == pytest.approx(0.9)
+    assert cpt(points, 0.5, 0.9, 0.5) == pytest.approx(0.1)

@@ -73,3 +73,33 @@ def cost_to_reach(hull: Sequence[tuple[float, float]], quality: float) -> float 
         if q0 <= quality <= q1:
             return c0 + (c1 - c0) * (quality - q0) / (q1 - q0)
     return None
+
+
+def apgr(
+    points: Sequence[tuple[float, float]], weak_quality: float, strong_quality: float
+) -> float:
+    """RouteLLM's average performance gap recovered (Ong et al. 2024, arXiv 2406.18665).
+
+    `points` are (share of calls to the strong model, quality). PGR = (q − q_weak) /
+    (q_strong − q_weak); APGR is its mean over shares from 0 to 1 on the router's frontier,
+    which always includes routing everything to the weak or to the strong model (0 and 1).
+    """
+    gap = strong_quality - weak_quality
+    if gap <= 0:
+        raise ValueError("the strong model must be better than the weak one")
+    anchored = [*points, (0.0, weak_quality), (1.0, strong_quality)]
+    pgr = [(share, (quality - weak_quality) / gap) for share, quality in anchored]
+    return aiq(pgr, 0.0, 1.0)
+
+
+def cpt(
+    points: Sequence[tuple[float, float]],
+    weak_quality: float,
+    strong_quality: float,
+    recovered: float,
+) -> float | None:
+    """RouteLLM's call-performance threshold: the least share of calls to the strong model
+    at which the frontier recovers `recovered` (e.g. 0.5) of the performance gap."""
+    anchored = [*points, (0.0, weak_quality), (1.0, strong_quality)]
+    target = weak_quality + recovered * (strong_quality - weak_quality)
+    return cost_to_reach(frontier(anchored), target)

@@ -28,6 +28,8 @@ class Run:
     """Cumulative regret against the oracle after each round."""
     test_quality: float | None
     test_cost: float | None
+    shares: dict[str, float]
+    """How often each model was called: on the test table when there is one, else online."""
 
 
 def table_features(table: OutcomeTable) -> list[Features]:
@@ -75,10 +77,12 @@ def replay(
     rewards = np.empty(len(order))
     regret = np.empty(len(order))
     total_quality = total_cost = total_regret = 0.0
+    calls = np.zeros(len(train.models))
     for step, prompt in enumerate(order):
         context = Context(train_features[prompt], arms, cost_weight, f"{seed}/{step}")
         decision = policy.choose(context)
         j = column[decision.model]
+        calls[j] += 1
         quality, cost = float(train.quality[prompt, j]), float(train.cost[prompt, j])
         policy.learn(context, decision.model, Outcome(quality, cost))
         total_quality += quality
@@ -98,6 +102,7 @@ def replay(
         rows = np.arange(len(test))
         test_quality = float(test.quality[rows, chosen].mean())
         test_cost = float(test.cost[rows, chosen].mean())
+        calls = np.bincount(chosen, minlength=len(test.models)).astype(float)
     return Run(
         online_quality=total_quality / len(order),
         online_cost=total_cost / len(order),
@@ -105,4 +110,5 @@ def replay(
         regret=regret,
         test_quality=test_quality,
         test_cost=test_cost,
+        shares={model: float(calls[j] / calls.sum()) for j, model in enumerate(train.models)},
     )

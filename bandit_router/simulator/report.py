@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 from bandit_router import policies
-from bandit_router.core import PolicySpec
-from bandit_router.simulator.metrics import aiq, cost_to_reach, frontier, quality_at
+from bandit_router.core import Features, PolicySpec
+from bandit_router.features import FeatureEncoder
+from bandit_router.simulator.metrics import aiq, apgr, cost_to_reach, cpt, frontier, quality_at
 from bandit_router.simulator.outcomes import OutcomeTable
 from bandit_router.simulator.replay import replay, table_features
 
@@ -29,6 +30,26 @@ def _per_task_best(
     }
     fallback = int(np.argmax(reward.mean(axis=0)))  # a task the training table never saw
     chosen = [best.get(task, fallback) for task in evaluate.tasks]
+    rows = np.arange(len(evaluate))
+    return float(evaluate.quality[rows, chosen].mean()), float(evaluate.cost[rows, chosen].mean())
+
+
+def _supervised(
+    train: OutcomeTable,
+    evaluate: OutcomeTable,
+    train_features: list[Features],
+    evaluate_features: list[Features],
+    cost_weight: float,
+    ridge: float = 1.0,
+) -> tuple[float, float]:
+    """A full-information router on the same features: one ridge regression of quality per
+    model, fitted on every training outcome (what a bandit never sees), each model priced at
+    its mean training cost; it picks the best predicted reward."""
+    encoder = FeatureEncoder()
+    x = np.array([encoder.encode(f) for f in train_features])
+    weights = np.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1]), x.T @ train.quality)
+    predicted = np.array([encoder.encode(f) for f in evaluate_features]) @ weights
+    chosen = np.argmax(predicted - cost_weight * train.cost.mean(axis=0), axis=1)
     rows = np.arange(len(evaluate))
     return float(evaluate.quality[rows, chosen].mean()), float(evaluate.cost[rows, chosen].mean())
 
@@ -97,16 +118,22 @@ def build_report(
                 if test is not None
                 else online_c
             )
+            regret = float(np.mean([r.regret[-1] for r in runs]))
+            shares = {m: float(np.mean([r.shares[m] for r in runs])) for m in train.models}
             points.append(
                 _point(
-                    cost_weight, quality, cost,
-                    online_quality=online_q, online_cost_usd=online_c, seeds=seeds,
+                    cost_weight, quality, cost, online_quality=online_q,
+                    online_cost_usd=online_c, regret=regret, shares=shares, seeds=seeds,
                 )
             )  # fmt: skip
         report_policies[name] = {"feedback": "bandit", "points": points}
+    evaluate_features = test_features if test_features is not None else train_features
     references: dict[str, Callable[[float], tuple[float, float]]] = {
         "oracle": lambda lam: _oracle(evaluate, lam),
         "per-task-best": lambda lam: _per_task_best(train, evaluate, lam),
+        "supervised-ridge": lambda lam: _supervised(
+            train, evaluate, train_features, evaluate_features, lam
+        ),
     }
     for name, evaluate_at in references.items():
         points = []
@@ -117,6 +144,8 @@ def build_report(
     for entry in report_policies.values():
         pairs = [(p["cost_usd"], p["quality"]) for p in entry["points"]]
         entry["aiq"] = aiq(pairs, *cost_range)
+    if len(evaluate.models) == 2:
+        _add_routellm_metrics(report_policies, singles)
     return {
         "train": train.path,
         "test": test.path if test is not None else None,
@@ -130,6 +159,21 @@ def build_report(
         },
         "policies": report_policies,
     }
+
+
+def _add_routellm_metrics(report_policies: dict[str, Any], singles: dict[str, Any]) -> None:
+    """For a pool of two models: APGR, CPT(50%) and CPT(80%) of every bandit policy."""
+    weak, strong = sorted(singles, key=lambda m: singles[m]["quality"])
+    q_weak, q_strong = singles[weak]["quality"], singles[strong]["quality"]
+    if q_strong <= q_weak:
+        return
+    for entry in report_policies.values():
+        if entry["feedback"] != "bandit":
+            continue
+        pairs = [(p["shares"][strong], p["quality"]) for p in entry["points"]]
+        entry["apgr"] = apgr(pairs, q_weak, q_strong)
+        entry["cpt50"] = cpt(pairs, q_weak, q_strong, 0.5)
+        entry["cpt80"] = cpt(pairs, q_weak, q_strong, 0.8)
 
 
 def default_policy_names() -> list[str]:
