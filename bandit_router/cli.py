@@ -101,7 +101,7 @@ def _replay(args: argparse.Namespace) -> int:
             policies.build(PolicySpec(name))
         train = load_outcomes(args.train)
         test = load_outcomes(args.test) if args.test else None
-        report = build_report(
+        result = build_report(
             train,
             test,
             policy_names=names,
@@ -111,8 +111,8 @@ def _replay(args: argparse.Namespace) -> int:
     except (OutcomeTableError, ValueError) as error:
         print(f"bandit-router replay: {error}", file=sys.stderr)
         return 2
-    write_report(report, args.out)
-    print(f"wrote {args.out / 'report.json'} and {args.out / 'report.md'}")
+    written = write_report(result, args.out)
+    print("wrote " + ", ".join(str(path) for path in written))
     return 0
 
 

@@ -151,7 +151,7 @@ def test_linucb_learns_the_best_model_per_task_from_bandit_feedback(tmp_path: Pa
     """On held-out prompts the frozen policy is close to knowing the best model per task."""
     train = load_outcomes(write_table(tmp_path / "train.csv", 400, 1))
     test = load_outcomes(write_table(tmp_path / "test.csv", 200, 2))
-    report = build_report(train, test, policy_names=["linucb", "random"], cost_weights=[1.0])
+    report = build_report(train, test, policy_names=["linucb", "random"], cost_weights=[1.0]).report
     linucb = report["policies"]["linucb"]["points"][0]
     best = report["policies"]["per-task-best"]["points"][0]
     random_point = report["policies"]["random"]["points"][0]
@@ -187,13 +187,20 @@ def test_report_json_follows_the_contract(tmp_path: Path) -> None:
     }  # fmt: skip
     assert point["seeds"] == 2
     assert report["policies"]["oracle"]["aiq"] >= report["policies"]["linucb"]["aiq"]
-    assert "| linucb | bandit |" in (out / "report.md").read_text()
+    markdown = (out / "report.md").read_text()
+    assert "| linucb | bandit |" in markdown
+    # With matplotlib installed (the dev extra), the plots are drawn and linked.
+    for picture in ("frontier.png", "learning.png"):
+        assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"({picture})" in markdown
 
 
 def test_a_two_model_pool_reports_apgr_and_cpt(tmp_path: Path) -> None:
     train = load_outcomes(write_table(tmp_path / "train.csv", 400, 1, strong_everywhere=True))
     test = load_outcomes(write_table(tmp_path / "test.csv", 200, 2, strong_everywhere=True))
-    report = build_report(train, test, policy_names=["linucb"], cost_weights=[0.0, 30.0, 300.0])
+    report = build_report(
+        train, test, policy_names=["linucb"], cost_weights=[0.0, 30.0, 300.0]
+    ).report
     entry = report["policies"]["linucb"]
     # "dear" is better on code prompts only: sending just those to it recovers the whole gap
     # with half the calls, an APGR of 0.75 (random routing would have 0.5).

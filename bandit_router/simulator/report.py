@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,14 @@ def _point(cost_weight: float, quality: float, cost: float, **extra: Any) -> dic
     return {"cost_weight": cost_weight, "quality": quality, "cost_usd": cost, **extra}
 
 
+@dataclass(frozen=True)
+class Replay:
+    """report.json's content, and the learning curves (first seed, median λ) for the plots."""
+
+    report: dict[str, Any]
+    curves: dict[str, dict[str, Any]]
+
+
 def build_report(
     train: OutcomeTable,
     test: OutcomeTable | None,
@@ -76,7 +85,7 @@ def build_report(
     policy_names: Sequence[str],
     cost_weights: Sequence[float] = DEFAULT_COST_WEIGHTS,
     seeds: int = 1,
-) -> dict[str, Any]:
+) -> Replay:
     """Replays each bandit policy at each λ and seed, and the full-information references."""
     if test is not None and test.models != train.models:
         raise ValueError(f"{test.path}: its models differ from {train.path}'s")
@@ -95,6 +104,8 @@ def build_report(
     train_features = table_features(train)
     test_features = table_features(test) if test is not None else None
     report_policies: dict[str, Any] = {}
+    curve_weight = sorted(cost_weights)[len(cost_weights) // 2]
+    curves: dict[str, dict[str, Any]] = {}
     for name in policy_names:
         spec = PolicySpec(name)
         points = []
@@ -118,6 +129,12 @@ def build_report(
                 if test is not None
                 else online_c
             )
+            if cost_weight == curve_weight and name not in curves:
+                curves[name] = {
+                    "cost_weight": cost_weight,
+                    "reward": runs[0].online_reward.tolist(),
+                    "regret": runs[0].regret.tolist(),
+                }
             regret = float(np.mean([r.regret[-1] for r in runs]))
             shares = {m: float(np.mean([r.shares[m] for r in runs])) for m in train.models}
             points.append(
@@ -146,19 +163,22 @@ def build_report(
         entry["aiq"] = aiq(pairs, *cost_range)
     if len(evaluate.models) == 2:
         _add_routellm_metrics(report_policies, singles)
-    return {
-        "train": train.path,
-        "test": test.path if test is not None else None,
-        "n_train": len(train),
-        "n_test": len(test) if test is not None else 0,
-        "models": list(train.models),
-        "reference": {
-            "single_models": singles,
-            "best_single": {"model": best_model, **singles[best_model]},
-            "oracle": {"quality": oracle_quality, "cost_usd": oracle_cost},
+    return Replay(
+        report={
+            "train": train.path,
+            "test": test.path if test is not None else None,
+            "n_train": len(train),
+            "n_test": len(test) if test is not None else 0,
+            "models": list(train.models),
+            "reference": {
+                "single_models": singles,
+                "best_single": {"model": best_model, **singles[best_model]},
+                "oracle": {"quality": oracle_quality, "cost_usd": oracle_cost},
+            },
+            "policies": report_policies,
         },
-        "policies": report_policies,
-    }
+        curves=curves,
+    )
 
 
 def _add_routellm_metrics(report_policies: dict[str, Any], singles: dict[str, Any]) -> None:
@@ -233,7 +253,23 @@ def _markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(report: dict[str, Any], out: Path) -> None:
+def write_report(replay_result: Replay, out: Path, *, plots: bool = True) -> list[Path]:
+    """Writes report.json and report.md, and the PNG plots when matplotlib is installed;
+    returns the paths written."""
+    report = replay_result.report
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "report.md").write_text(_markdown(report))
+    written = [out / "report.json", out / "report.md"]
+    written[0].write_text(json.dumps(report, indent=2) + "\n")
+    markdown = _markdown(report)
+    if plots:
+        from bandit_router.simulator.plots import PlotsUnavailable, plot_frontier, plot_learning
+
+        try:
+            plot_frontier(report, out / "frontier.png")
+            plot_learning(replay_result.curves, out / "learning.png")
+            written += [out / "frontier.png", out / "learning.png"]
+            markdown += "\n![frontier](frontier.png)\n\n![learning curves](learning.png)\n"
+        except PlotsUnavailable as error:
+            markdown += f"\nNo plots: {error}.\n"
+    written[1].write_text(markdown)
+    return written
