@@ -33,6 +33,7 @@ unit: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/route_throughput.py
+	$(BIN)/python bench/replay_speed.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis

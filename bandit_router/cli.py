@@ -88,6 +88,7 @@ def _non_negative(text: str) -> float:
 def _replay(args: argparse.Namespace) -> int:
     from bandit_router import policies
     from bandit_router.simulator.outcomes import OutcomeTableError, load_outcomes
+    from bandit_router.simulator.progress import Progress
     from bandit_router.simulator.report import (
         DEFAULT_COST_WEIGHTS,
         build_report,
@@ -101,13 +102,17 @@ def _replay(args: argparse.Namespace) -> int:
             policies.build(PolicySpec(name))
         train = load_outcomes(args.train)
         test = load_outcomes(args.test) if args.test else None
+        cost_weights = args.cost_weight or DEFAULT_COST_WEIGHTS
+        progress = Progress(len(names) * len(cost_weights) * args.seeds)
         result = build_report(
             train,
             test,
             policy_names=names,
-            cost_weights=args.cost_weight or DEFAULT_COST_WEIGHTS,
+            cost_weights=cost_weights,
             seeds=args.seeds,
+            progress=progress,
         )
+        progress.close()
     except (OutcomeTableError, ValueError) as error:
         print(f"bandit-router replay: {error}", file=sys.stderr)
         return 2

@@ -209,3 +209,21 @@ def test_a_two_model_pool_reports_apgr_and_cpt(tmp_path: Path) -> None:
     assert entry["cpt50"] < 0.5
     assert all(abs(sum(p["shares"].values()) - 1.0) < 1e-9 for p in entry["points"])
     assert "apgr" not in report["policies"]["oracle"]
+
+
+def test_progress_bar_appears_only_after_a_few_seconds() -> None:
+    import io
+
+    from bandit_router.simulator.progress import Progress
+
+    now = [0.0]
+    stream = io.StringIO()
+    progress = Progress(4, stream=stream, after_s=2.0, clock=lambda: now[0])
+    progress.advance()
+    assert stream.getvalue() == ""  # a short run stays quiet
+    now[0] = 3.0
+    progress.advance()
+    assert stream.getvalue().endswith("2/4 runs, 3.0 s")
+    assert "[###############...............]" in stream.getvalue()
+    progress.close()
+    assert stream.getvalue().endswith("\n")

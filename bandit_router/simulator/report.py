@@ -15,6 +15,7 @@ from bandit_router.core import Features, PolicySpec
 from bandit_router.features import FeatureEncoder
 from bandit_router.simulator.metrics import aiq, apgr, cost_to_reach, cpt, frontier, quality_at
 from bandit_router.simulator.outcomes import OutcomeTable
+from bandit_router.simulator.progress import Progress
 from bandit_router.simulator.replay import replay, table_features
 
 DEFAULT_COST_WEIGHTS = (0.0, 3.0, 10.0, 20.0, 30.0, 50.0, 100.0, 300.0, 1000.0)
@@ -85,6 +86,7 @@ def build_report(
     policy_names: Sequence[str],
     cost_weights: Sequence[float] = DEFAULT_COST_WEIGHTS,
     seeds: int = 1,
+    progress: Progress | None = None,
 ) -> Replay:
     """Replays each bandit policy at each λ and seed, and the full-information references."""
     if test is not None and test.models != train.models:
@@ -117,6 +119,8 @@ def build_report(
                 )
                 for seed in range(seeds)
             ]  # fmt: skip
+            if progress is not None:
+                progress.advance(seeds)
             online_q = float(np.mean([r.online_quality for r in runs]))
             online_c = float(np.mean([r.online_cost for r in runs]))
             quality = (

@@ -1,0 +1,66 @@
+"""Speed of the replay simulator on the RouterBench train table (issue 3's speed targets).
+
+1. One policy (linucb), one λ, one seed over the whole table: target ≤ 2 s.
+2. The default sweep (every default policy, the default λ values, 5 seeds, the references):
+   target ≤ 2 minutes on 2 cores.
+As a baseline measured in the same run, the `random` policy (no learning) streams the same
+prompts through the same loop: the ratio shows what learning itself costs.
+
+    python bench/replay_speed.py [--table PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from bandit_router.core import PolicySpec
+from bandit_router.simulator.outcomes import load_outcomes
+from bandit_router.simulator.replay import replay, table_features
+from bandit_router.simulator.report import (
+    DEFAULT_COST_WEIGHTS,
+    build_report,
+    default_policy_names,
+)
+
+TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "routerbench" / "train.csv.gz"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table", type=Path, default=TABLE)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    table = load_outcomes(args.table)
+    features = table_features(table)
+    prepared = time.perf_counter() - started
+    print(f"loaded and featurized {len(table)} prompts in {prepared:.2f} s")
+
+    timings = {}
+    for name in ("random", "linucb"):
+        started = time.perf_counter()
+        replay(PolicySpec(name), table, features, cost_weight=30.0, seed=0)
+        timings[name] = time.perf_counter() - started
+        print(
+            f"{name:>7}: one λ, one seed: {timings[name]:.3f} s, "
+            f"{len(table) / timings[name]:,.0f} events/s"
+        )
+    print(f"linucb ÷ random time: {timings['linucb'] / timings['random']:.2f}")
+    print(f"target one run ≤ 2 s: {'met' if timings['linucb'] <= 2.0 else 'NOT met'}")
+
+    started = time.perf_counter()
+    build_report(table, None, policy_names=default_policy_names(), seeds=5)
+    sweep = time.perf_counter() - started
+    runs = len(default_policy_names()) * len(DEFAULT_COST_WEIGHTS) * 5
+    print(
+        f"default sweep ({runs} runs and the references): {sweep:.1f} s, "
+        f"{runs * len(table) / sweep:,.0f} events/s; target ≤ 120 s: "
+        f"{'met' if sweep <= 120 else 'NOT met'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
