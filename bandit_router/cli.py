@@ -85,9 +85,16 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction strictly between 0 and 1")
+    return value
+
+
 def _replay(args: argparse.Namespace) -> int:
     from bandit_router import policies
-    from bandit_router.simulator.outcomes import OutcomeTableError, load_outcomes
+    from bandit_router.simulator.outcomes import OutcomeTableError, holdout_split, load_outcomes
     from bandit_router.simulator.progress import Progress
     from bandit_router.simulator.report import (
         DEFAULT_COST_WEIGHTS,
@@ -102,6 +109,10 @@ def _replay(args: argparse.Namespace) -> int:
             policies.build(PolicySpec(name))
         train = load_outcomes(args.train)
         test = load_outcomes(args.test) if args.test else None
+        if args.holdout is not None:
+            if test is not None:
+                raise ValueError("give --test or --holdout, not both")
+            train, test = holdout_split(train, args.holdout, args.split_seed)
         cost_weights = args.cost_weight or DEFAULT_COST_WEIGHTS
         progress = Progress(len(names) * len(cost_weights) * args.seeds)
         result = build_report(
@@ -144,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--train", type=Path, required=True, help="outcome table (CSV or .gz)")
     replay.add_argument("--test", type=Path, help="held-out table scored by the frozen policy")
+    replay.add_argument(
+        "--holdout",
+        type=_fraction,
+        help="hold out this share of the train prompts (seeded) as the test table",
+    )
+    replay.add_argument("--split-seed", type=int, default=0, help="seed of the --holdout split")
     replay.add_argument("--policy", action="append", help="repeatable; default: every learner")
     replay.add_argument("--cost-weight", type=_non_negative, action="append", help="repeatable λ")
     replay.add_argument("--seeds", type=int, default=1, choices=range(1, 1001), metavar="N")

@@ -227,3 +227,26 @@ def test_progress_bar_appears_only_after_a_few_seconds() -> None:
     assert "[###############...............]" in stream.getvalue()
     progress.close()
     assert stream.getvalue().endswith("\n")
+
+
+def test_holdout_split_is_seeded_disjoint_and_complete(tmp_path: Path) -> None:
+    from bandit_router.simulator.outcomes import holdout_split
+
+    table = load_outcomes(write_table(tmp_path / "t.csv", 100, 1))
+    train, test = holdout_split(table, 0.3, seed=5)
+    again_train, _ = holdout_split(table, 0.3, seed=5)
+    assert (len(train), len(test)) == (70, 30)
+    assert set(train.prompt_ids).isdisjoint(test.prompt_ids)
+    assert set(train.prompt_ids) | set(test.prompt_ids) == set(table.prompt_ids)
+    assert train.prompt_ids == again_train.prompt_ids
+    assert holdout_split(table, 0.3, seed=6)[0].prompt_ids != train.prompt_ids
+
+
+def test_replay_command_holds_out_a_split(tmp_path: Path) -> None:
+    table = write_table(tmp_path / "t.csv", 60, 1)
+    out = tmp_path / "out"
+    args = ["replay", "--train", str(table), "--holdout", "0.25", "--cost-weight", "10"]
+    assert main([*args, "--policy", "linucb", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert (report["n_train"], report["n_test"]) == (45, 15)
+    assert main([*args, "--test", str(table), "--out", str(out)]) == 2

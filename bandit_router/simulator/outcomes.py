@@ -129,3 +129,18 @@ def load_outcomes(path: Path | str) -> OutcomeTable:
         quality=quality,
         cost=cost,
     )
+
+
+def holdout_split(
+    table: OutcomeTable, fraction: float, seed: int
+) -> tuple[OutcomeTable, OutcomeTable]:
+    """A seeded random split of the prompts: (the rest, the held-out `fraction`)."""
+    order = np.random.default_rng(seed).permutation(len(table))
+    held = max(1, round(fraction * len(table)))
+    if held >= len(table):
+        raise OutcomeTableError(f"{table.path}: too few prompts to hold out {fraction:.0%}")
+    name = f"{table.path} (holdout {fraction:g}, seed {seed})"
+    return (
+        table.subset(np.sort(order[held:]), f"{name}: train"),
+        table.subset(np.sort(order[:held]), f"{name}: test"),
+    )
