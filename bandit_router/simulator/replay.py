@@ -31,6 +31,12 @@ class Run:
     shares: dict[str, float]
     """How often each model was called: on the test table when there is one, else online."""
 
+    def scored(self) -> tuple[float, float]:
+        """Quality and cost as reported: on the test table when there is one, else online."""
+        if self.test_quality is not None and self.test_cost is not None:
+            return self.test_quality, self.test_cost
+        return self.online_quality, self.online_cost
+
 
 def table_features(table: OutcomeTable) -> list[Features]:
     """Each prompt as the service featurizes a request with that prompt and task type."""

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from bandit_router import policies
 from bandit_router.core import Features, PolicySpec
@@ -38,20 +39,30 @@ def _per_task_best(
 
 def _supervised(
     train: OutcomeTable,
-    evaluate: OutcomeTable,
     train_features: list[Features],
     evaluate_features: list[Features],
-    cost_weight: float,
     ridge: float = 1.0,
-) -> tuple[float, float]:
+) -> npt.NDArray[np.float64]:
     """A full-information router on the same features: one ridge regression of quality per
-    model, fitted on every training outcome (what a bandit never sees), each model priced at
-    its mean training cost; it picks the best predicted reward."""
+    model, fitted on every training outcome (what a bandit never sees). Returns the predicted
+    quality of every model on every prompt to evaluate (P × M)."""
     encoder = FeatureEncoder()
     x = np.array([encoder.encode(f) for f in train_features])
     weights = np.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1]), x.T @ train.quality)
-    predicted = np.array([encoder.encode(f) for f in evaluate_features]) @ weights
-    chosen = np.argmax(predicted - cost_weight * train.cost.mean(axis=0), axis=1)
+    predicted: npt.NDArray[np.float64] = (
+        np.array([encoder.encode(f) for f in evaluate_features]) @ weights
+    )
+    return predicted
+
+
+def _pick(
+    evaluate: OutcomeTable,
+    predicted: npt.NDArray[np.float64],
+    prices: npt.NDArray[np.float64],
+    cost_weight: float,
+) -> tuple[float, float]:
+    """Quality and cost of choosing, per prompt, the best predicted reward."""
+    chosen = np.argmax(predicted - cost_weight * prices, axis=1)
     rows = np.arange(len(evaluate))
     return float(evaluate.quality[rows, chosen].mean()), float(evaluate.cost[rows, chosen].mean())
 
@@ -123,16 +134,7 @@ def build_report(
                 progress.advance(seeds)
             online_q = float(np.mean([r.online_quality for r in runs]))
             online_c = float(np.mean([r.online_cost for r in runs]))
-            quality = (
-                float(np.mean([r.test_quality for r in runs if r.test_quality is not None]))
-                if test is not None
-                else online_q
-            )
-            cost = (
-                float(np.mean([r.test_cost for r in runs if r.test_cost is not None]))
-                if test is not None
-                else online_c
-            )
+            quality, cost = (float(v) for v in np.mean([r.scored() for r in runs], axis=0))
             if cost_weight == curve_weight and name not in curves:
                 curves[name] = {
                     "cost_weight": cost_weight,
@@ -149,12 +151,13 @@ def build_report(
             )  # fmt: skip
         report_policies[name] = {"feedback": "bandit", "points": points}
     evaluate_features = test_features if test_features is not None else train_features
+    predicted = _supervised(train, train_features, evaluate_features)
+    prices = train.cost.mean(axis=0)
     references: dict[str, Callable[[float], tuple[float, float]]] = {
         "oracle": lambda lam: _oracle(evaluate, lam),
         "per-task-best": lambda lam: _per_task_best(train, evaluate, lam),
-        "supervised-ridge": lambda lam: _supervised(
-            train, evaluate, train_features, evaluate_features, lam
-        ),
+        # Each model priced at its mean training cost, as the bandit policies see it.
+        "supervised-ridge": lambda lam: _pick(evaluate, predicted, prices, lam),
     }
     for name, evaluate_at in references.items():
         points = []
