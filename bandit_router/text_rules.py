@@ -385,7 +385,12 @@ _REASONING = AnyOf(
     ),
 )
 _HOW_MUCH = _found(r"\bhow (?:many|much|long|far|fast)\b", words=_w("how"))
-_DIGIT = _found(r"\d", needs_digit=True)
+
+
+def _has_digit(sample: Sample) -> bool:
+    return sample.has_digit
+
+
 _MONEY = _found(r"[$€£]\d", needles=_w("$ € £"))
 _SMALL_TALK = _found(
     r"\b(?:how are (?:you|things)|how're you|how's it going|how is it going|how have you been"
@@ -414,7 +419,7 @@ RULES: tuple[tuple[str, str, _Test], ...] = (
     ("reasoning", "a blank '_' to fill from listed options", _both(_BLANK, _options_listed)),
     ("qa", "a question with lettered or numbered options", _options_listed),
     ("reasoning", "arithmetic, an equation, a proof or a math/logic keyword", _REASONING),
-    ("reasoning", "how many/much/long/far about given numbers", _both(_HOW_MUCH, _DIGIT)),
+    ("reasoning", "how many/much/long/far about given numbers", _both(_HOW_MUCH, _has_digit)),
     (
         "reasoning",
         "a question about given amounts of money",

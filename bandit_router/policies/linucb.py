@@ -120,9 +120,6 @@ class LinUCB:
             "seed": self.seed,
         }
 
-    def arm_counts(self) -> dict[str, int]:
-        return {name: int(self._arms.n[row]) for name, row in self._arms.index.items()}
-
     def choose(self, context: Context) -> Decision:
         if not context.arms:
             raise ValueError("choose needs at least one eligible arm")
