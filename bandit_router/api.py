@@ -210,6 +210,7 @@ def create_app(
                 "decision_id": result.decision_id,
                 "reward": result.reward,
                 "duplicate": result.duplicate,
+                "late": result.late,
             },
             status_code=200 if result.duplicate else 202,
         )

@@ -60,12 +60,27 @@ def _serve(args: argparse.Namespace) -> int:
 
     upgrade(settings.database_url)
     uvicorn.run(
-        create_app(settings, config),
+        create_app(settings, config, learner_mode=args.learner),
         host=args.host,
         port=args.port,
         log_level=args.log_level,
         access_log=args.access_log,
     )
+    return 0
+
+
+def _learner(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    try:
+        config = load_config(settings.config, extra_api_keys=settings.api_keys)
+    except ConfigError as error:
+        print(f"bandit-router: {error}", file=sys.stderr)
+        return 2
+    from bandit_router.main import run_learner_process
+    from bandit_router.migrations import upgrade
+
+    upgrade(settings.database_url)
+    run_learner_process(settings, config)
     return 0
 
 
@@ -148,7 +163,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
+    serve.add_argument(
+        "--learner",
+        choices=("embedded", "none"),
+        default="embedded",
+        help="none: only route and record; a separate `bandit-router learner` learns",
+    )
     serve.set_defaults(handler=_serve)
+
+    learner = commands.add_parser(
+        "learner",
+        help="learn from the shared logs and publish policy snapshots for every serve process",
+    )
+    learner.add_argument("--database-url", help="default: BANDIT_ROUTER_DATABASE_URL or SQLite")
+    learner.add_argument("--config", type=Path, help="TOML file (default: the packaged pool)")
+    learner.set_defaults(handler=_learner)
 
     replay = commands.add_parser(
         "replay", help="replay policies over an outcome table; writes report.json and report.md"

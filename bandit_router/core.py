@@ -49,6 +49,7 @@ class Arm(NamedTuple):
 
     name: str
     prior_cost_usd: float
+    tags: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,15 @@ class Context:
     The eligible arms travel with the context, so a policy never owns the arm list: models can
     be added, removed or masked without retraining. ``draw_key`` seeds the policy's random draw
     for this request (the decision id in the service), so a decision can be reproduced.
+    ``words`` are the prompt's first word tokens, lower-cased; they are filled only for a
+    policy that reads them (``Policy.reads_words``), since most policies never look.
     """
 
     features: Features
     arms: tuple[Arm, ...]
     cost_weight: float
     draw_key: str
+    words: tuple[str, ...] = ()
 
     @property
     def arm_names(self) -> tuple[str, ...]:
@@ -122,13 +126,21 @@ class Policy(Protocol):
     name: str
 
     @property
+    def reads_words(self) -> bool:
+        """Whether choose and learn read ``Context.words``."""
+        ...
+
+    @property
     def version(self) -> int:
         """How many outcomes the policy has learned from; names its state in logs."""
         ...
 
     def choose(self, context: Context) -> Decision: ...
 
-    def learn(self, context: Context, model: str, outcome: Outcome) -> None: ...
+    def learn(self, context: Context, model: str, outcome: Outcome, *, probability: float) -> None:
+        """Learns the outcome of ``model``, chosen with ``probability`` (the logged propensity,
+        which importance-weighting learners need)."""
+        ...
 
     def dumps(self) -> bytes: ...
 

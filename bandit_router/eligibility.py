@@ -59,5 +59,5 @@ def split_eligible(
         elif max_cost is not None and cost > max_cost:
             excluded[model.name] = "over_budget"
         else:
-            eligible.append(Arm(model.name, cost))
+            eligible.append(Arm(model.name, cost, model.tags))
     return Eligibility(eligible=tuple(eligible), excluded=excluded)

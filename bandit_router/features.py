@@ -80,9 +80,14 @@ def text_of_messages(messages: Sequence[tuple[str, str]]) -> str:
     return "\n".join(content for _role, content in messages)
 
 
-def text_tokens(text: str, limit: int = 256) -> list[str]:
-    """Stops scanning at ``limit`` words, so a huge prompt costs no more than a short one."""
-    return [m.group().lower() for m in islice(_WORD.finditer(text), max(limit, 0))]
+PROMPT_WORDS = 128
+"""How many of a prompt's first words a word-reading policy sees (``Context.words``)."""
+
+
+def prompt_words(text: str, limit: int = PROMPT_WORDS) -> tuple[str, ...]:
+    """Lower-cased word tokens; scanning stops at ``limit`` words, so a huge prompt costs
+    no more than a short one."""
+    return tuple(m.group().lower() for m in islice(_WORD.finditer(text), max(limit, 0)))
 
 
 _ASCII_LETTERS = bytes(range(65, 91)) + bytes(range(97, 123))

@@ -1,31 +1,122 @@
-"""Applies the feedback log to the policies, exactly once, and snapshots their state.
+"""Applies the feedback log to the policies, each decision exactly once, and snapshots them.
 
-The feedback log is the source of truth: a policy's state is its latest snapshot plus every
-feedback logged after the snapshot's cursor. Feedback ids become visible in id order (see
-SqlStore.insert_feedback), so walking the log by id with a cursor learns each row once, and a
-restart that restores a snapshot and walks on from its cursor loses nothing and repeats nothing.
+The logs are the source of truth: a policy's state is its latest snapshot plus what the logs
+hold past the snapshot's cursors, so a restart that restores a snapshot and walks on from its
+cursors loses nothing and repeats nothing.
+
+When a decision is learned follows Azure Personalizer's delayed rewards (``RewardRules``):
+
+- ``wait_s = 0`` (the default): at its first feedback that carries a quality. The learner walks
+  the feedback log by id (ids become visible in id order, see SqlStore.insert_feedback); later
+  feedback on the same decision is stored, never learned.
+- ``wait_s > 0``: when its window [created_at, created_at + wait_s] has closed. The learner walks
+  the decisions in (created_at, id) order once their window closed ``settle_s`` ago (so feedback
+  committed at the boundary is in), combines the feedback created inside the window by
+  ``aggregation``, and learns ``default_reward`` when there was none (or skips the decision
+  when no default is set). Feedback created after the window is stored and reported as late.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal, TypeAlias, get_args
 
 from bandit_router import policies
 from bandit_router.core import Arm, Context, Decision, Outcome, Policy, PolicySpec
-from bandit_router.storage.base import DecisionRecord, Snapshot, Store, StoredFeedback
+from bandit_router.storage.base import (
+    DecisionRecord,
+    FeedbackRecord,
+    Snapshot,
+    Store,
+    StoredFeedback,
+    window_cursor_of,
+)
 
 log = logging.getLogger(__name__)
+
+Aggregation: TypeAlias = Literal["first", "last", "mean", "sum"]
+AGGREGATIONS: tuple[str, ...] = get_args(Aggregation)
+Clock: TypeAlias = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class RewardRules:
+    """When a decision's outcome is learned; see the module docstring."""
+
+    wait_s: float = 0.0
+    default_reward: float | None = None
+    """The quality learned for a decision whose window closed without feedback (its cost is
+    the priced cost of the model called). None: such a decision is not learned at all."""
+    aggregation: Aggregation = "first"
+    settle_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.wait_s < 0 or self.settle_s < 0:
+            raise ValueError("wait_s and settle_s must be ≥ 0")
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation must be one of {', '.join(AGGREGATIONS)}")
+        if self.default_reward is not None and not 0.0 <= self.default_reward <= 1.0:
+            raise ValueError("default_reward is a quality in [0, 1]")
+
+    @property
+    def windowed(self) -> bool:
+        return self.wait_s > 0
+
+    def window_end(self, decision: DecisionRecord) -> datetime:
+        return decision.created_at + timedelta(seconds=self.wait_s)
+
+    def is_late(self, decision: DecisionRecord, at: datetime) -> bool:
+        return self.windowed and at > self.window_end(decision)
+
+    def outcome(
+        self, decision: DecisionRecord, feedback: Sequence[FeedbackRecord]
+    ) -> Outcome | None:
+        """What a closed window learns: the scored feedback inside it, combined; the default
+        when there is none; None when there is nothing to learn."""
+        end = self.window_end(decision)
+        scored = [f for f in feedback if f.quality is not None and f.created_at <= end]
+        if not scored:
+            if self.default_reward is None:
+                return None
+            return Outcome(self.default_reward, decision.prior_costs.get(decision.model, 0.0))
+        if self.aggregation == "first":
+            first = scored[0]
+            return Outcome(first.quality or 0.0, first.cost_usd, first.latency_ms)
+        qualities = [f.quality or 0.0 for f in scored]
+        # Every source reports on the same call: its cost is the latest report's figure.
+        last = scored[-1]
+        quality = {
+            "last": qualities[-1],
+            "mean": sum(qualities) / len(qualities),
+            "sum": sum(qualities),
+        }[self.aggregation]
+        return Outcome(quality, last.cost_usd, last.latency_ms)
 
 
 def context_of(decision: DecisionRecord) -> Context:
     """The context the policy saw when it made a logged decision."""
     return Context(
         features=decision.features,
-        arms=tuple(Arm(name, decision.prior_costs.get(name, 0.0)) for name in decision.eligible),
+        arms=tuple(
+            Arm(
+                name,
+                decision.prior_costs.get(name, 0.0),
+                frozenset(decision.arm_tags.get(name, ())),
+            )
+            for name in decision.eligible
+        ),
         cost_weight=decision.cost_weight,
         draw_key=decision.id,
+        words=decision.words,
     )
 
 
@@ -34,41 +125,48 @@ class UnknownServingPolicy(KeyError):
 
 
 class Learner:
-    """Hosts the policies in memory; one lock orders choose, learn and snapshot."""
+    """Hosts the policies in memory and learns them; one lock orders choose, learn, snapshot."""
 
     def __init__(
         self,
         store: Store,
         specs: Sequence[PolicySpec],
         *,
+        rules: Mapping[str, RewardRules] | None = None,
         snapshot_every: int = 200,
         batch_size: int = 500,
+        clock: Clock = utc_now,
     ) -> None:
         self._store = store
         self._specs = {spec.name: spec for spec in specs}
+        self._rules = {name: (rules or {}).get(name, RewardRules()) for name in self._specs}
         self._snapshot_every = snapshot_every
         self._batch_size = batch_size
+        self._clock = clock
         self._lock = threading.Lock()
         self._catch_up_lock = threading.Lock()
         self._policies: dict[str, Policy] = {}
         self._cursors: dict[str, int] = {}
+        self._window_cursors: dict[str, str | None] = {}
         self._learned_since_snapshot = 0
         self.learned = 0
-        """Feedback rows applied to policies by this process (for tests and metrics)."""
+        """Outcomes applied to policies by this process (for tests and metrics)."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def restore(self) -> None:
-        """Latest snapshot of each policy (same spec only), then the log after its cursor."""
+        """Latest snapshot of each policy (same spec only), then the logs after its cursors."""
         with self._lock:
             for name, spec in self._specs.items():
                 snapshot = self._store.latest_snapshot(name, spec.key())
                 if snapshot is None:
                     self._policies[name] = policies.build(spec)
                     self._cursors[name] = 0
+                    self._window_cursors[name] = None
                 else:
                     self._policies[name] = policies.loads(name, snapshot.state)
                     self._cursors[name] = snapshot.feedback_cursor
+                    self._window_cursors[name] = snapshot.window_cursor
             self._learned_since_snapshot = 0
         self.catch_up()
 
@@ -79,8 +177,18 @@ class Learner:
                 raise UnknownServingPolicy(policy_name)
             return policy.choose(context), policy.version
 
+    def reads_words(self, policy_name: str) -> bool:
+        policy = self._policies.get(policy_name)
+        if policy is None:
+            raise UnknownServingPolicy(policy_name)
+        return policy.reads_words
+
+    def is_late(self, decision: DecisionRecord, at: datetime) -> bool:
+        rules = self._rules.get(decision.policy)
+        return rules is not None and rules.is_late(decision, at)
+
     def catch_up(self) -> int:
-        """Learns every feedback logged since the cursors; returns how many rows it applied.
+        """Learns what the logs hold past the cursors; returns how many outcomes it learned.
 
         One catch-up runs at a time (so no row is read twice before its cursor moves), and
         the policies are locked only while rows are applied: a /route never waits on the
@@ -88,14 +196,18 @@ class Learner:
         """
         applied = 0
         with self._catch_up_lock:
-            while True:
+            immediate = [name for name, rules in self._rules.items() if not rules.windowed]
+            while immediate:
                 with self._lock:
-                    start = min(self._cursors.values(), default=0)
+                    start = min(self._cursors[name] for name in immediate)
                 rows = self._store.feedback_since(start, self._batch_size)
                 with self._lock:
-                    applied += self._apply(rows)
+                    applied += self._apply_feedback(immediate, rows)
                 if len(rows) < self._batch_size:
                     break
+            for name, rules in self._rules.items():
+                if rules.windowed:
+                    applied += self._close_windows(name, rules)
             with self._lock:
                 self.learned += applied
                 self._learned_since_snapshot += applied
@@ -104,24 +216,48 @@ class Learner:
                 self.snapshot()
         return applied
 
-    def _apply(self, rows: Sequence[tuple[StoredFeedback, DecisionRecord]]) -> int:
-        """Applies the rows past each policy's cursor; returns how many rows moved a cursor."""
-        moved = 0
+    def _learn(self, name: str, decision: DecisionRecord, outcome: Outcome) -> None:
+        self._policies[name].learn(
+            context_of(decision), decision.model, outcome, probability=decision.probability
+        )
+
+    def _apply_feedback(
+        self, names: Sequence[str], rows: Sequence[tuple[StoredFeedback, DecisionRecord]]
+    ) -> int:
+        """Learns each decision's first scored feedback past each policy's cursor. Every hosted
+        policy learns every logged decision, whichever policy made it: a policy that replaces
+        another starts from all that the log knows."""
+        learned = 0
         for stored, decision in rows:
             feedback = stored.feedback
-            # Without a quality there is nothing to learn; the cursor still moves on.
-            outcome = (
-                None
-                if feedback.quality is None
-                else Outcome(feedback.quality, feedback.cost_usd, feedback.latency_ms)
-            )
-            behind = [name for name in self._policies if stored.id > self._cursors[name]]
+            behind = [name for name in names if stored.id > self._cursors[name]]
+            if stored.first and feedback.quality is not None:
+                outcome = Outcome(feedback.quality, feedback.cost_usd, feedback.latency_ms)
+                for name in behind:
+                    self._learn(name, decision, outcome)
+                    learned += 1
             for name in behind:
-                if outcome is not None:
-                    self._policies[name].learn(context_of(decision), decision.model, outcome)
                 self._cursors[name] = stored.id
-            moved += bool(behind)
-        return moved
+        return learned
+
+    def _close_windows(self, name: str, rules: RewardRules) -> int:
+        """Learns every decision of the policy whose window closed (and settled) since its
+        cursor, in (created_at, id) order."""
+        learned = 0
+        bound = self._clock() - timedelta(seconds=rules.wait_s + rules.settle_s)
+        while True:
+            with self._lock:
+                cursor = self._window_cursors[name]
+            batch = self._store.closed_decisions(cursor, bound, self._batch_size)
+            with self._lock:
+                for decision, feedback in batch:
+                    outcome = rules.outcome(decision, feedback)
+                    if outcome is not None:
+                        self._learn(name, decision, outcome)
+                        learned += 1
+                    self._window_cursors[name] = window_cursor_of(decision)
+            if len(batch) < self._batch_size:
+                return learned
 
     def snapshot(self) -> None:
         """Serialises every policy under the lock, then writes outside it."""
@@ -133,6 +269,7 @@ class Learner:
                     version=policy.version,
                     feedback_cursor=self._cursors[name],
                     state=policy.dumps(),
+                    window_cursor=self._window_cursors[name],
                 )
                 for name, policy in self._policies.items()
             ]
@@ -140,27 +277,140 @@ class Learner:
         for snapshot in snapshots:
             self._store.save_snapshot(snapshot)
 
-    def start_periodic_snapshots(self, interval_s: float) -> None:
-        """Snapshots every interval when anything was learned since the last snapshot."""
+    def start(self, *, snapshot_interval_s: float, poll_s: float = 1.0) -> None:
+        """A background thread that learns what other processes logged (and closes reward
+        windows) every ``poll_s``, and snapshots every ``snapshot_interval_s`` when anything
+        was learned since the last snapshot."""
 
         def run() -> None:
-            while not self._stop.wait(interval_s):
+            last_snapshot = time.monotonic()
+            while not self._stop.wait(poll_s):
                 try:
-                    with self._lock:
-                        due = self._learned_since_snapshot > 0
-                    if due:
-                        self.snapshot()
+                    self.catch_up()
+                    if time.monotonic() - last_snapshot >= snapshot_interval_s:
+                        last_snapshot = time.monotonic()
+                        with self._lock:
+                            due = self._learned_since_snapshot > 0
+                        if due:
+                            self.snapshot()
                 except Exception:
-                    log.exception("periodic policy snapshot failed")
+                    log.exception("background learning failed; retrying")
 
         self._stop.clear()
-        self._thread = threading.Thread(target=run, name="policy-snapshots", daemon=True)
+        self._thread = threading.Thread(target=run, name="learner", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        """Stops the periodic snapshots and takes a last one."""
+        """Stops the background thread and takes a last snapshot."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
         self.snapshot()
+
+
+class SnapshotFollower:
+    """Serves the policies a separate learner publishes, without learning (``--learner none``).
+
+    It loads the newest snapshot of each policy at start and whenever a newer one appears:
+    a thread polls the snapshot table's newest id (one indexed row) every ``poll_s``.
+    """
+
+    def __init__(self, store: Store, specs: Sequence[PolicySpec], *, poll_s: float = 0.25):
+        self._store = store
+        self._specs = {spec.name: spec for spec in specs}
+        self._poll_s = poll_s
+        self._lock = threading.Lock()
+        self._policies: dict[str, Policy] = {}
+        self._snapshot_ids: dict[str, int | None] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def restore(self) -> None:
+        for name, spec in self._specs.items():
+            snapshot = self._store.latest_snapshot(name, spec.key())
+            policy = (
+                policies.build(spec) if snapshot is None else policies.loads(name, snapshot.state)
+            )
+            with self._lock:
+                self._policies[name] = policy
+                self._snapshot_ids[name] = None if snapshot is None else snapshot.id
+
+    def choose(self, policy_name: str, context: Context) -> tuple[Decision, int]:
+        with self._lock:
+            policy = self._policies.get(policy_name)
+            if policy is None:
+                raise UnknownServingPolicy(policy_name)
+            return policy.choose(context), policy.version
+
+    def reads_words(self, policy_name: str) -> bool:
+        policy = self._policies.get(policy_name)
+        if policy is None:
+            raise UnknownServingPolicy(policy_name)
+        return policy.reads_words
+
+    def is_late(self, decision: DecisionRecord, at: datetime) -> bool:
+        return False  # the learner process owns the reward rules
+
+    def catch_up(self) -> int:
+        """Loads newer snapshots; returns how many policies changed."""
+        changed = 0
+        for name, spec in self._specs.items():
+            newest = self._store.latest_snapshot_id(name, spec.key())
+            if newest is None or newest == self._snapshot_ids.get(name):
+                continue
+            snapshot = self._store.latest_snapshot(name, spec.key())
+            if snapshot is None:
+                continue
+            policy = policies.loads(name, snapshot.state)  # outside the lock: routes go on
+            with self._lock:
+                self._policies[name] = policy
+                self._snapshot_ids[name] = snapshot.id
+            changed += 1
+        return changed
+
+    def start(self) -> None:
+        def run() -> None:
+            while not self._stop.wait(self._poll_s):
+                try:
+                    self.catch_up()
+                except Exception:
+                    log.exception("loading a newer policy snapshot failed; retrying")
+
+        self._stop.clear()
+        self._thread = threading.Thread(target=run, name="snapshot-follower", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+
+def run_learner(
+    learner: Learner,
+    stop: threading.Event,
+    *,
+    poll_s: float = 0.1,
+    publish_s: float = 0.5,
+) -> None:
+    """The ``bandit-router learner`` loop: learn what arrived, publish a snapshot at most every
+    ``publish_s`` when anything was learned, so serving replicas see it within about a second."""
+    learner.restore()
+    pending = 0
+    last_publish = time.monotonic()
+    while not stop.is_set():
+        try:
+            applied = learner.catch_up()
+        except Exception:
+            log.exception("learning from the logs failed; retrying")
+            applied = 0
+        pending += applied
+        if pending and time.monotonic() - last_publish >= publish_s:
+            learner.snapshot()
+            pending = 0
+            last_publish = time.monotonic()
+        if not applied:
+            stop.wait(poll_s)
+    learner.snapshot()

@@ -7,26 +7,68 @@
 from __future__ import annotations
 
 import gc
+import signal
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Literal, cast
 
 from fastapi import FastAPI
 
 from bandit_router import api
-from bandit_router.learner import Learner
+from bandit_router.learner import (
+    Aggregation,
+    Learner,
+    RewardRules,
+    SnapshotFollower,
+    run_learner,
+)
 from bandit_router.router import Router, RouterOptions
 from bandit_router.settings import RouterConfig, Settings, load_config
 from bandit_router.storage.log_writer import GroupCommitLog, TickCommitLog
 from bandit_router.storage.sql import SqlStore
 
+LearnerMode = Literal["embedded", "none"]
 
-def create_app(settings: Settings | None = None, config: RouterConfig | None = None) -> FastAPI:
-    """Nothing touches the database until the app starts (its lifespan)."""
+
+def reward_rules(config: RouterConfig) -> RewardRules:
+    return RewardRules(
+        wait_s=config.reward_wait_s,
+        default_reward=config.default_reward,
+        aggregation=cast(Aggregation, config.aggregation),
+        settle_s=config.settle_s,
+    )
+
+
+def _learner(store: SqlStore, config: RouterConfig) -> Learner:
+    return Learner(
+        store,
+        [config.policy],
+        rules={config.policy.name: reward_rules(config)},
+        snapshot_every=config.snapshot_every,
+    )
+
+
+def create_app(
+    settings: Settings | None = None,
+    config: RouterConfig | None = None,
+    *,
+    learner_mode: LearnerMode = "embedded",
+) -> FastAPI:
+    """Nothing touches the database until the app starts (its lifespan).
+
+    ``learner_mode="none"``: this process only routes and records; it serves the snapshots a
+    separate ``bandit-router learner`` publishes, loading each new one as it appears.
+    """
     settings = settings or Settings()
     config = config or load_config(settings.config, extra_api_keys=settings.api_keys)
     store = SqlStore(settings.database_url)
     decision_log = TickCommitLog(store) if store.is_sqlite else GroupCommitLog(store)
-    learner = Learner(store, [config.policy], snapshot_every=config.snapshot_every)
+    learner: Learner | SnapshotFollower = (
+        _learner(store, config)
+        if learner_mode == "embedded"
+        else SnapshotFollower(store, [config.policy])
+    )
     router = Router(
         store=store,
         decision_log=decision_log,
@@ -47,7 +89,10 @@ def create_app(settings: Settings | None = None, config: RouterConfig | None = N
         learner.restore()
         decision_log.start()
         store.start_maintenance()
-        learner.start_periodic_snapshots(config.snapshot_interval_s)
+        if isinstance(learner, Learner):
+            learner.start(snapshot_interval_s=config.snapshot_interval_s)
+        else:
+            learner.start()
         # What start-up allocated lives as long as the process: moving it out of the
         # collector's generations keeps full collections short under load. A request makes
         # a few hundred short-lived objects and no cycles worth chasing, so the youngest
@@ -63,3 +108,17 @@ def create_app(settings: Settings | None = None, config: RouterConfig | None = N
             store.close()
 
     return api.create_app(router, api_keys=config.api_keys, lifespan=lifespan)
+
+
+def run_learner_process(settings: Settings, config: RouterConfig) -> None:
+    """``bandit-router learner``: learns from the shared logs and publishes snapshots until
+    SIGINT or SIGTERM."""
+    store = SqlStore(settings.database_url)
+    learner = _learner(store, config)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        run_learner(learner, stop)
+    finally:
+        store.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -18,7 +18,7 @@ from bandit_router.core import (
     time_ordered_uuid,
 )
 from bandit_router.eligibility import Constraints, split_eligible
-from bandit_router.features import featurize
+from bandit_router.features import featurize, prompt_words
 from bandit_router.reward import resolve_cost, reward_of
 from bandit_router.storage.base import DecisionLog, DecisionRecord, FeedbackRecord, Store
 
@@ -27,6 +27,12 @@ class PolicyHost(Protocol):
     """Serves a named policy's choices and applies newly logged feedback to it."""
 
     def choose(self, policy_name: str, context: Context) -> tuple[Decision, int]: ...
+
+    def reads_words(self, policy_name: str) -> bool: ...
+
+    def is_late(self, decision: DecisionRecord, at: datetime) -> bool:
+        """Whether feedback arriving at ``at`` comes after the decision's reward window."""
+        ...
 
     def catch_up(self) -> int: ...
 
@@ -79,6 +85,8 @@ class FeedbackResult:
     decision_id: str
     reward: float | None
     duplicate: bool
+    late: bool = False
+    """Stored after the decision's reward window closed: kept and reported, not learned."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +106,9 @@ class Router:
         policies: PolicyHost,
         models: Sequence[ModelSpec],
         options: RouterOptions,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self._clock = clock
         self._store = store
         self._decision_log = decision_log
         self._policies = policies
@@ -149,11 +159,13 @@ class Router:
             else request.cost_weight
         )
         decision_id = time_ordered_uuid()
+        reads_words = self._policies.reads_words(self._options.policy)
         context = Context(
             features=features,
             arms=eligibility.eligible,
             cost_weight=cost_weight,
             draw_key=decision_id,
+            words=prompt_words(request.text) if reads_words else (),
         )
         decision, version = self._policies.choose(self._options.policy, context)
         scores = {
@@ -168,7 +180,7 @@ class Router:
         }
         record = DecisionRecord(
             id=decision_id,
-            created_at=datetime.now(UTC),
+            created_at=self._clock(),
             policy=self._options.policy,
             policy_version=version,
             experiment=None,
@@ -182,6 +194,8 @@ class Router:
             cost_weight=cost_weight,
             scores=scores,
             excluded=eligibility.excluded,
+            words=context.words,
+            arm_tags={arm.name: tuple(sorted(arm.tags)) for arm in context.arms if arm.tags},
         )
         await self._decision_log.append(record)
         return RouteResult(
@@ -215,11 +229,12 @@ class Router:
             ),
         )
         reward = reward_of(request.quality, cost.cost_usd, decision.cost_weight)
+        now = self._clock()
         inserted = self._store.insert_feedback(
             FeedbackRecord(
                 decision_id=decision.id,
                 source=request.source,
-                created_at=datetime.now(UTC),
+                created_at=now,
                 quality=request.quality,
                 cost_usd=cost.cost_usd,
                 cost_source=cost.source,
@@ -234,5 +249,8 @@ class Router:
             # Learned before the answer, so the next /route of this process already knows.
             self._policies.catch_up()
         return FeedbackResult(
-            decision_id=decision.id, reward=inserted.reward, duplicate=inserted.duplicate
+            decision_id=decision.id,
+            reward=inserted.reward,
+            duplicate=inserted.duplicate,
+            late=self._policies.is_late(decision, now),
         )

@@ -127,6 +127,9 @@ class FeedbackOut(BaseModel):
     decision_id: str
     reward: float | None
     duplicate: bool
+    late: bool = Field(
+        description="arrived after the decision's reward window closed: stored, not learned"
+    )
 
 
 class ModelOut(BaseModel):

@@ -7,7 +7,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -77,10 +77,22 @@ class _RouterSection(BaseModel):
         return keys
 
 
+class _LearningSection(BaseModel):
+    """Delayed rewards (Azure Personalizer's semantics); see learner.py."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reward_wait_s: float = Field(default=0.0, ge=0.0, le=30 * 86400, allow_inf_nan=False)
+    default_reward: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
+    aggregation: Literal["first", "last", "mean", "sum"] = "first"
+    settle_s: float = Field(default=2.0, ge=0.0, le=3600.0, allow_inf_nan=False)
+
+
 class _ConfigFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     router: _RouterSection = Field(default_factory=_RouterSection)
+    learning: _LearningSection = Field(default_factory=_LearningSection)
     policies: dict[str, dict[str, float | int | str]] = Field(default_factory=dict)
     models: list[_ModelEntry] = Field(min_length=1)
 
@@ -97,6 +109,10 @@ class RouterConfig:
     snapshot_interval_s: float
     api_keys: tuple[str, ...]
     models: tuple[ModelSpec, ...]
+    reward_wait_s: float = 0.0
+    default_reward: float | None = None
+    aggregation: str = "first"
+    settle_s: float = 2.0
 
 
 def _default_config_text() -> str:
@@ -146,4 +162,8 @@ def config_from_mapping(
         snapshot_interval_s=router.snapshot_interval_s,
         api_keys=tuple(keys),
         models=tuple(entry.to_spec() for entry in parsed.models),
+        reward_wait_s=parsed.learning.reward_wait_s,
+        default_reward=parsed.learning.default_reward,
+        aggregation=parsed.learning.aggregation,
+        settle_s=parsed.learning.settle_s,
     )

@@ -150,6 +150,7 @@ def test_feedback_is_accepted_once_per_source_and_learned_at_once(client: TestCl
         "decision_id": decision_id,
         "reward": pytest.approx(0.8),
         "duplicate": False,
+        "late": False,
     }
     again = client.post("/feedback", json={"decision_id": decision_id, "quality": 0})
     assert again.status_code == 200
@@ -159,8 +160,9 @@ def test_feedback_is_accepted_once_per_source_and_learned_at_once(client: TestCl
         "/feedback", json={"decision_id": decision_id, "quality": 0.5, "source": "user"}
     )
     assert user.status_code == 202
-    # Two learned feedbacks: the next route's policy version says so.
-    assert _route(client)["policy"] == "linucb@2"
+    # Without a reward window a decision is learned at its first scored feedback, once: the
+    # user's is stored but not learned, as the next route's policy version says.
+    assert _route(client)["policy"] == "linucb@1"
 
 
 def test_feedback_cost_comes_from_tokens_then_from_the_prediction(client: TestClient) -> None:

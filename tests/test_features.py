@@ -23,8 +23,8 @@ from bandit_router.features import (
     estimate_tokens,
     featurize,
     infer_task_type,
+    prompt_words,
     text_of_messages,
-    text_tokens,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -337,10 +337,10 @@ def test_text_of_messages_joins_contents_only() -> None:
     assert text_of_messages([]) == ""
 
 
-def test_text_tokens_lowercases_and_stops_at_limit() -> None:
-    assert text_tokens("Hello, World! snake_case 42") == ["hello", "world", "snake_case", "42"]
-    assert text_tokens("a b c d", limit=2) == ["a", "b"]
-    assert text_tokens("a b", limit=0) == []
+def test_prompt_words_lowercases_and_stops_at_limit() -> None:
+    assert prompt_words("Hello, World! snake_case 42") == ("hello", "world", "snake_case", "42")
+    assert prompt_words("a b c d", limit=2) == ("a", "b")
+    assert prompt_words("a b", limit=0) == ()
 
 
 def test_encoder_dim_is_bias_numeric_tasks_other_and_hashed() -> None:

@@ -145,7 +145,7 @@ def test_stop_takes_a_final_snapshot(store: SqlStore) -> None:
     learner.restore()
     _log(store, learner, 9)
     learner.catch_up()
-    learner.start_periodic_snapshots(3600.0)
+    learner.start(snapshot_interval_s=3600.0)
     learner.stop()
     snapshot = store.latest_snapshot("linucb", SPEC.key())
     assert snapshot is not None

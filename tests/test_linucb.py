@@ -33,7 +33,9 @@ def test_sherman_morrison_inverse_matches_a_fresh_inverse() -> None:
             cost_weight=1.0,
             draw_key=str(i),
         )
-        policy.learn(context, rng.choice(["cheap", "dear"]), Outcome(rng.random(), 0.001))
+        policy.learn(
+            context, rng.choice(["cheap", "dear"]), Outcome(rng.random(), 0.001), probability=0.5
+        )
     arms = policy._arms
     assert len(arms.index) == 2
     for row in arms.index.values():
@@ -55,7 +57,7 @@ def test_cost_head_learns_the_observed_cost() -> None:
     """A model that costs ten times its price is expected to, after some feedback."""
     policy = LinUCB()
     for i in range(100):
-        policy.learn(_context("qa", str(i)), "cheap", Outcome(1.0, 0.001))
+        policy.learn(_context("qa", str(i)), "cheap", Outcome(1.0, 0.001), probability=0.5)
     scores = {s.model: s for s in policy.choose(_context("qa", "z")).scores}
     assert scores["cheap"].expected_cost_usd == pytest.approx(0.001, rel=0.05)
 
@@ -69,7 +71,9 @@ def test_learns_a_different_best_arm_per_task() -> None:
         context = _context(task, f"t{i}")
         decision = policy.choose(context)
         p = 0.9 if decision.model == best[task] else 0.3
-        policy.learn(context, decision.model, Outcome(float(rng.random() < p), 0.0))
+        policy.learn(
+            context, decision.model, Outcome(float(rng.random() < p), 0.0), probability=0.5
+        )
     for task, model in best.items():
         assert policy.choose(_context(task, "final")).model == model
 
@@ -78,8 +82,8 @@ def test_a_higher_cost_weight_moves_the_choice_to_the_cheaper_arm() -> None:
     """Two heads: the same learned state serves every λ without relearning."""
     policy = LinUCB(epsilon=0.0, alpha=0.0)
     for i in range(50):
-        policy.learn(_context("qa", str(i)), "cheap", Outcome(0.7, 0.0001))
-        policy.learn(_context("qa", str(i)), "dear", Outcome(0.9, 0.01))
+        policy.learn(_context("qa", str(i)), "cheap", Outcome(0.7, 0.0001), probability=0.5)
+        policy.learn(_context("qa", str(i)), "dear", Outcome(0.9, 0.01), probability=0.5)
     assert policy.choose(_context("qa", "a", cost_weight=1.0)).model == "dear"
     assert policy.choose(_context("qa", "b", cost_weight=100.0)).model == "cheap"
 

@@ -105,6 +105,7 @@ class _Spy:
     def __init__(self, inner: Policy) -> None:
         self.inner = inner
         self.name = inner.name
+        self.reads_words = inner.reads_words
         self.learned: list[int] = []
 
     @property
@@ -114,9 +115,9 @@ class _Spy:
     def choose(self, context: Context):  # type: ignore[no-untyped-def]
         return self.inner.choose(context)
 
-    def learn(self, context: Context, model: str, outcome: Outcome) -> None:
+    def learn(self, context: Context, model: str, outcome: Outcome, *, probability: float) -> None:
         self.learned.append(id(context.features))
-        self.inner.learn(context, model, outcome)
+        self.inner.learn(context, model, outcome, probability=probability)
 
     def dumps(self) -> bytes:
         return self.inner.dumps()
@@ -127,7 +128,7 @@ def test_replay_learns_from_every_train_prompt_once_and_never_from_test(
 ) -> None:
     train = load_outcomes(write_table(tmp_path / "train.csv", 60, 1))
     test = load_outcomes(write_table(tmp_path / "test.csv", 40, 2))
-    train_features, test_features = table_features(train), table_features(test)
+    train_prompts, test_prompts = table_features(train), table_features(test)
     spies: list[_Spy] = []
     original = policies.build
 
@@ -139,12 +140,12 @@ def test_replay_learns_from_every_train_prompt_once_and_never_from_test(
     # The replay builds its policy through the registry, so the spy takes its place there.
     monkeypatch.setattr(policies, "build", build)
     replay(
-        PolicySpec("linucb"), train, train_features,
-        cost_weight=10.0, seed=3, test=test, test_features=test_features,
+        PolicySpec("linucb"), train, train_prompts,
+        cost_weight=10.0, seed=3, test=test, test_prompts=test_prompts,
     )  # fmt: skip
     learned = spies[0].learned
-    assert sorted(learned) == sorted(id(f) for f in train_features)
-    assert not set(learned) & {id(f) for f in test_features}
+    assert sorted(learned) == sorted(id(p.features) for p in train_prompts)
+    assert not set(learned) & {id(p.features) for p in test_prompts}
 
 
 def test_linucb_learns_the_best_model_per_task_from_bandit_feedback(tmp_path: Path) -> None:

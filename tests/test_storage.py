@@ -92,7 +92,7 @@ def test_migrations_downgrade_to_base_and_up_again(database_url: str) -> None:
 
 
 def test_a_decision_round_trips_with_every_field(store: SqlStore) -> None:
-    record = decision()
+    record = decision(words=("which", "model"), arm_tags={"a": ("code", "local")})
     store.insert_decisions([record])
     loaded = store.get_decision(record.id)
     assert loaded is not None
@@ -102,8 +102,10 @@ def test_a_decision_round_trips_with_every_field(store: SqlStore) -> None:
     assert loaded.scores == record.scores
     assert loaded.excluded == record.excluded
     assert (loaded.model, loaded.probability, loaded.cost_weight) == ("a", 0.975, 10.0)
-    # Stored in UTC; SQLite hands back a naive datetime, PostgreSQL an aware one.
-    assert loaded.created_at.replace(tzinfo=None) == record.created_at.replace(tzinfo=None)
+    assert (loaded.words, loaded.arm_tags) == (record.words, record.arm_tags)
+    # Stored in UTC and read back as an aware UTC datetime on both databases.
+    assert loaded.created_at == record.created_at
+    assert loaded.created_at.tzinfo is not None
     with store.engine.connect() as connection:
         from sqlalchemy import select
 
@@ -115,7 +117,7 @@ def test_a_decision_round_trips_with_every_field(store: SqlStore) -> None:
         text = connection.exec_driver_sql(
             f"SELECT CAST(created_at AS TEXT) FROM decisions WHERE id = '{record.id}'"
         ).scalar_one()
-    assert raw == loaded.created_at
+    assert (raw if raw.tzinfo else raw.replace(tzinfo=UTC)) == loaded.created_at
     if store.is_sqlite:  # the text SQLAlchemy's own DATETIME writes, not sqlite3's adapter
         assert text == record.created_at.strftime("%Y-%m-%d %H:%M:%S.%f")
     assert store.get_decision(str(uuid.uuid4())) is None

@@ -17,6 +17,12 @@ def _linucb() -> tuple[Callable[..., Policy], Callable[[bytes], Policy]]:
     return LinUCB, LinUCB.loads
 
 
+def _vw() -> tuple[Callable[..., Policy], Callable[[bytes], Policy]]:
+    from bandit_router.policies.vw import VowpalWabbit
+
+    return VowpalWabbit, VowpalWabbit.loads
+
+
 def _random() -> tuple[Callable[..., Policy], Callable[[bytes], Policy]]:
     from bandit_router.policies.baselines import RandomPolicy
 
@@ -38,12 +44,13 @@ def _fixed() -> tuple[Callable[..., Policy], Callable[[bytes], Policy]]:
 # Each entry is lazy so that an optional engine is imported only when a policy asks for it.
 _REGISTRY: Mapping[str, Callable[[], tuple[Callable[..., Policy], Callable[[bytes], Policy]]]] = {
     "linucb": _linucb,
+    "vw": _vw,
     "random": _random,
     "cheapest": _cheapest,
     "fixed": _fixed,
 }
 
-LEARNING_POLICIES = ("linucb",)
+LEARNING_POLICIES = ("linucb", "vw")
 """Registered policies that learn from bandit feedback (the simulator replays each of them)."""
 
 

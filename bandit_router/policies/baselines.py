@@ -17,6 +17,7 @@ class _Baseline:
     """The shared mechanics: a greedy index, an ε floor, a seeded draw, no learning."""
 
     name = ""
+    reads_words = False
 
     def __init__(self, *, epsilon: float = 0.05, seed: int = 0) -> None:
         if not 0.0 <= epsilon <= 1.0:
@@ -48,7 +49,7 @@ class _Baseline:
             scores=probabilities,
         )
 
-    def learn(self, context: Context, model: str, outcome: Outcome) -> None:
+    def learn(self, context: Context, model: str, outcome: Outcome, *, probability: float) -> None:
         """Baselines do not learn; the method exists so that every policy has one protocol."""
 
     def _params(self) -> dict[str, Any]:

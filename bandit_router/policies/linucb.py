@@ -85,6 +85,7 @@ class LinUCB:
     """Optimistic in quality, exact in cost, ε-floored; see the module docstring."""
 
     name = "linucb"
+    reads_words = False
 
     def __init__(
         self,
@@ -159,7 +160,7 @@ class LinUCB:
             scores=scores,
         )
 
-    def learn(self, context: Context, model: str, outcome: Outcome) -> None:
+    def learn(self, context: Context, model: str, outcome: Outcome, *, probability: float) -> None:
         x = self._encoder.encode(context.features)
         prior = next((arm.prior_cost_usd for arm in context.arms if arm.name == model), 0.0)
         self._arms.update(model, x, outcome.quality, outcome.cost_usd - prior)

@@ -6,13 +6,14 @@ policy classes, the same learn call).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from bandit_router import policies
 from bandit_router.core import Arm, Context, Decision, Features, Outcome, PolicySpec
-from bandit_router.features import featurize
+from bandit_router.features import featurize, prompt_words
 from bandit_router.simulator.outcomes import OutcomeTable
 
 
@@ -38,9 +39,20 @@ class Run:
         return self.online_quality, self.online_cost
 
 
-def table_features(table: OutcomeTable) -> list[Features]:
-    """Each prompt as the service featurizes a request with that prompt and task type."""
-    return [featurize(text, task) for text, task in zip(table.texts, table.tasks, strict=True)]
+class Prompt(NamedTuple):
+    """What a policy sees of one prompt of the table."""
+
+    features: Features
+    words: tuple[str, ...]
+
+
+def table_features(table: OutcomeTable) -> list[Prompt]:
+    """Each prompt as the service featurizes a request with that prompt and task type (the
+    words too: the replay does not know which policies read them, and they cost little)."""
+    return [
+        Prompt(featurize(text, task), prompt_words(text))
+        for text, task in zip(table.texts, table.tasks, strict=True)
+    ]
 
 
 def priced_arms(table: OutcomeTable) -> tuple[Arm, ...]:
@@ -66,12 +78,12 @@ def _greedy(decision: Decision, cost_weight: float) -> str:
 def replay(
     spec: PolicySpec,
     train: OutcomeTable,
-    train_features: list[Features],
+    train_prompts: list[Prompt],
     *,
     cost_weight: float,
     seed: int,
     test: OutcomeTable | None = None,
-    test_features: list[Features] | None = None,
+    test_prompts: list[Prompt] | None = None,
 ) -> Run:
     """Streams the train prompts in a seeded order through choose and learn; then, when a test
     table is given, scores the frozen policy greedily on it (it learns nothing there)."""
@@ -85,25 +97,31 @@ def replay(
     total_quality = total_cost = total_regret = 0.0
     calls = np.zeros(len(train.models))
     for step, prompt in enumerate(order):
-        context = Context(train_features[prompt], arms, cost_weight, f"{seed}/{step}")
+        features, words = train_prompts[prompt]
+        context = Context(features, arms, cost_weight, f"{seed}/{step}", words)
         decision = policy.choose(context)
         j = column[decision.model]
         calls[j] += 1
         quality, cost = float(train.quality[prompt, j]), float(train.cost[prompt, j])
-        policy.learn(context, decision.model, Outcome(quality, cost))
+        policy.learn(
+            context, decision.model, Outcome(quality, cost), probability=decision.probability
+        )
         total_quality += quality
         total_cost += cost
         total_regret += float(oracle[prompt]) - (quality - cost_weight * cost)
         rewards[step] = (total_quality - cost_weight * total_cost) / (step + 1)
         regret[step] = total_regret
     test_quality = test_cost = None
-    if test is not None and test_features is not None:
+    if test is not None and test_prompts is not None:
         test_column = {model: j for j, model in enumerate(test.models)}
         chosen = [
             test_column[
-                _greedy(policy.choose(Context(features, arms, cost_weight, "test")), cost_weight)
+                _greedy(
+                    policy.choose(Context(features, arms, cost_weight, "test", words)),
+                    cost_weight,
+                )
             ]
-            for features in test_features
+            for features, words in test_prompts
         ]
         rows = np.arange(len(test))
         test_quality = float(test.quality[rows, chosen].mean())

@@ -12,12 +12,12 @@ import numpy as np
 import numpy.typing as npt
 
 from bandit_router import policies
-from bandit_router.core import Features, PolicySpec
+from bandit_router.core import PolicySpec
 from bandit_router.features import FeatureEncoder
 from bandit_router.simulator.metrics import aiq, apgr, cost_to_reach, cpt, frontier, quality_at
 from bandit_router.simulator.outcomes import OutcomeTable
 from bandit_router.simulator.progress import Progress
-from bandit_router.simulator.replay import replay, table_features
+from bandit_router.simulator.replay import Prompt, replay, table_features
 
 DEFAULT_COST_WEIGHTS = (0.0, 3.0, 10.0, 20.0, 30.0, 50.0, 100.0, 300.0, 1000.0)
 
@@ -39,18 +39,18 @@ def _per_task_best(
 
 def _supervised(
     train: OutcomeTable,
-    train_features: list[Features],
-    evaluate_features: list[Features],
+    train_prompts: list[Prompt],
+    evaluate_prompts: list[Prompt],
     ridge: float = 1.0,
 ) -> npt.NDArray[np.float64]:
     """A full-information router on the same features: one ridge regression of quality per
     model, fitted on every training outcome (what a bandit never sees). Returns the predicted
     quality of every model on every prompt to evaluate (P × M)."""
     encoder = FeatureEncoder()
-    x = np.array([encoder.encode(f) for f in train_features])
+    x = np.array([encoder.encode(p.features) for p in train_prompts])
     weights = np.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1]), x.T @ train.quality)
     predicted: npt.NDArray[np.float64] = (
-        np.array([encoder.encode(f) for f in evaluate_features]) @ weights
+        np.array([encoder.encode(p.features) for p in evaluate_prompts]) @ weights
     )
     return predicted
 
@@ -114,8 +114,8 @@ def build_report(
     oracle_quality, oracle_cost = _oracle(evaluate, 0.0)
     costs = [s["cost_usd"] for s in singles.values()]
     cost_range = (min(costs), max(costs))
-    train_features = table_features(train)
-    test_features = table_features(test) if test is not None else None
+    train_prompts = table_features(train)
+    test_prompts = table_features(test) if test is not None else None
     report_policies: dict[str, Any] = {}
     curve_weight = sorted(cost_weights)[len(cost_weights) // 2]
     curves: dict[str, dict[str, Any]] = {}
@@ -125,8 +125,8 @@ def build_report(
         for cost_weight in cost_weights:
             runs = [
                 replay(
-                    spec, train, train_features, cost_weight=cost_weight, seed=seed,
-                    test=test, test_features=test_features,
+                    spec, train, train_prompts, cost_weight=cost_weight, seed=seed,
+                    test=test, test_prompts=test_prompts,
                 )
                 for seed in range(seeds)
             ]  # fmt: skip
@@ -150,8 +150,8 @@ def build_report(
                 )
             )  # fmt: skip
         report_policies[name] = {"feedback": "bandit", "points": points}
-    evaluate_features = test_features if test_features is not None else train_features
-    predicted = _supervised(train, train_features, evaluate_features)
+    evaluate_prompts = test_prompts if test_prompts is not None else train_prompts
+    predicted = _supervised(train, train_prompts, evaluate_prompts)
     prices = train.cost.mean(axis=0)
     references: dict[str, Callable[[float], tuple[float, float]]] = {
         "oracle": lambda lam: _oracle(evaluate, lam),

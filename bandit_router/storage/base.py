@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
 from bandit_router.core import FeatureValue, ModelSpec
@@ -29,6 +29,10 @@ class DecisionRecord:
     cost_weight: float
     scores: Mapping[str, Mapping[str, float]]
     excluded: Mapping[str, str]
+    words: tuple[str, ...] = ()
+    """The prompt words the policy read; empty unless it reads them."""
+    arm_tags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """The tags of each eligible model that has any (a policy may read them)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,8 @@ class StoredFeedback:
 
     id: int
     feedback: FeedbackRecord
+    first: bool = True
+    """Whether this is the first row of its decision that carries a quality."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,14 @@ class Snapshot:
     version: int
     feedback_cursor: int
     state: bytes
+    window_cursor: str | None = None
+    id: int = 0
+    """The row id the store gave the snapshot; newer snapshots have larger ids."""
+
+
+def window_cursor_of(decision: DecisionRecord) -> str:
+    """A cursor that orders decisions as (created_at, id) do: UTC, fixed width, then the id."""
+    return f"{decision.created_at.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%f}|{decision.id}"
 
 
 class Store(Protocol):
@@ -84,9 +98,18 @@ class Store(Protocol):
         self, cursor: int, limit: int
     ) -> list[tuple[StoredFeedback, DecisionRecord]]: ...
 
+    def closed_decisions(
+        self, after: str | None, created_before: datetime, limit: int
+    ) -> list[tuple[DecisionRecord, list[FeedbackRecord]]]:
+        """Decisions created before the bound, in (created_at, id) order after the cursor
+        (``window_cursor_of`` of the last one seen), each with all its feedback in id order."""
+        ...
+
     def save_snapshot(self, snapshot: Snapshot, *, keep: int = 3) -> None: ...
 
     def latest_snapshot(self, policy: str, spec: str) -> Snapshot | None: ...
+
+    def latest_snapshot_id(self, policy: str, spec: str) -> int | None: ...
 
     def list_models(self) -> list[ModelSpec]: ...
 

@@ -11,7 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Engine, create_engine, delete, event, insert, select, text, update
+from sqlalchemy import (
+    JSON,
+    Engine,
+    and_,
+    create_engine,
+    delete,
+    event,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import PoolProxiedConnection
@@ -90,14 +102,19 @@ _DECISION_COLUMNS = tuple(column.name for column in tables.decisions.c)
 _DECISION_ROW_ORDER = (
     "id", "created_at", "policy", "policy_version", "experiment", "variant", "unit_id",
     "features", "eligible", "prior_costs", "model", "probability", "cost_weight", "scores",
-    "excluded",
+    "excluded", "words", "arm_tags",
 )  # fmt: skip
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite hands datetimes back without their zone; every stored one is UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _decision_from(row: RowMapping, prefix: str = "") -> DecisionRecord:
     return DecisionRecord(
         id=row[f"{prefix}id"],
-        created_at=row[f"{prefix}created_at"],
+        created_at=_utc(row[f"{prefix}created_at"]),
         policy=row[f"{prefix}policy"],
         policy_version=row[f"{prefix}policy_version"],
         experiment=row[f"{prefix}experiment"],
@@ -111,6 +128,8 @@ def _decision_from(row: RowMapping, prefix: str = "") -> DecisionRecord:
         cost_weight=row[f"{prefix}cost_weight"],
         scores=row[f"{prefix}scores"],
         excluded=row[f"{prefix}excluded"],
+        words=tuple(row[f"{prefix}words"] or ()),
+        arm_tags={name: tuple(tags) for name, tags in (row[f"{prefix}arm_tags"] or {}).items()},
     )
 
 
@@ -118,7 +137,7 @@ def _feedback_from(row: RowMapping) -> FeedbackRecord:
     return FeedbackRecord(
         decision_id=row["decision_id"],
         source=row["source"],
-        created_at=row["created_at"],
+        created_at=_utc(row["created_at"]),
         quality=row["quality"],
         cost_usd=row["cost_usd"],
         cost_source=row["cost_source"],
@@ -225,6 +244,8 @@ class SqlStore:
                 r.cost_weight,
                 _dump_json(r.scores),
                 _dump_json(r.excluded),
+                _dump_json(r.words) if r.words else None,
+                _dump_json(r.arm_tags) if r.arm_tags else None,
             )
             for r in records
         ]
@@ -304,7 +325,21 @@ class SqlStore:
         self, cursor: int, limit: int
     ) -> list[tuple[StoredFeedback, DecisionRecord]]:
         f, d = tables.feedback, tables.decisions
-        columns = [*f.c, *(column.label(f"d_{column.name}") for column in d.c)]
+        earlier = tables.feedback.alias("earlier")
+        first = ~(
+            select(earlier.c.id)
+            .where(
+                earlier.c.decision_id == f.c.decision_id,
+                earlier.c.quality.is_not(None),
+                earlier.c.id < f.c.id,
+            )
+            .exists()
+        )
+        columns = [
+            *f.c,
+            first.label("is_first"),
+            *(column.label(f"d_{column.name}") for column in d.c),
+        ]
         query = (
             select(*columns)
             .join(d, d.c.id == f.c.decision_id)
@@ -315,9 +350,39 @@ class SqlStore:
         with self.engine.connect() as connection:
             rows = connection.execute(query).mappings().all()
         return [
-            (StoredFeedback(id=row["id"], feedback=_feedback_from(row)), _decision_from(row, "d_"))
+            (
+                StoredFeedback(
+                    id=row["id"],
+                    feedback=_feedback_from(row),
+                    first=bool(row["is_first"]) and row["quality"] is not None,
+                ),
+                _decision_from(row, "d_"),
+            )
             for row in rows
         ]
+
+    def closed_decisions(
+        self, after: str | None, created_before: datetime, limit: int
+    ) -> list[tuple[DecisionRecord, list[FeedbackRecord]]]:
+        d, f = tables.decisions, tables.feedback
+        query = select(d).where(d.c.created_at < created_before)
+        if after is not None:
+            moment, _, decision_id = after.partition("|")
+            at = datetime.fromisoformat(moment).replace(tzinfo=UTC)
+            query = query.where(
+                or_(d.c.created_at > at, and_(d.c.created_at == at, d.c.id > decision_id))
+            )
+        query = query.order_by(d.c.created_at, d.c.id).limit(limit)
+        with self.engine.connect() as connection:
+            decisions = [_decision_from(row) for row in connection.execute(query).mappings()]
+            feedback: dict[str, list[FeedbackRecord]] = {r.id: [] for r in decisions}
+            if decisions:
+                rows = connection.execute(
+                    select(f).where(f.c.decision_id.in_(list(feedback))).order_by(f.c.id)
+                ).mappings()
+                for row in rows:
+                    feedback[row["decision_id"]].append(_feedback_from(row))
+        return [(decision, feedback[decision.id]) for decision in decisions]
 
     def save_snapshot(self, snapshot: Snapshot, *, keep: int = 3) -> None:
         s = tables.policy_snapshots
@@ -328,6 +393,7 @@ class SqlStore:
                     "policy": snapshot.policy,
                     "spec": snapshot.spec,
                     "version": snapshot.version,
+                    "window_cursor": snapshot.window_cursor,
                     "feedback_cursor": snapshot.feedback_cursor,
                     "state": snapshot.state,
                     "created_at": _now(),
@@ -369,7 +435,21 @@ class SqlStore:
             version=row["version"],
             feedback_cursor=row["feedback_cursor"],
             state=bytes(row["state"]),
+            window_cursor=row["window_cursor"],
+            id=row["id"],
         )
+
+    def latest_snapshot_id(self, policy: str, spec: str) -> int | None:
+        """The newest snapshot's id alone: what a serving replica polls for."""
+        s = tables.policy_snapshots
+        with self.engine.connect() as connection:
+            found: int | None = connection.execute(
+                select(s.c.id)
+                .where(s.c.policy == policy, s.c.spec == spec)
+                .order_by(s.c.id.desc())
+                .limit(1)
+            ).scalar()
+        return found
 
     def list_models(self) -> list[ModelSpec]:
         with self.engine.connect() as connection:

@@ -62,6 +62,10 @@ decisions = Table(
     Column("cost_weight", Float, nullable=False),
     Column("scores", JSON, nullable=False),
     Column("excluded", JSON, nullable=False),
+    # Only for policies that read them (Policy.reads_words); null otherwise.
+    Column("words", JSON, nullable=True),
+    # The eligible models' tags, for those that have any; null when none has.
+    Column("arm_tags", JSON, nullable=True),
 )
 
 feedback = Table(
@@ -93,5 +97,7 @@ policy_snapshots = Table(
     Column("feedback_cursor", BigInteger, nullable=False),
     Column("state", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # With a reward window: "created_at|decision id" of the last decision whose window closed.
+    Column("window_cursor", String(100), nullable=True),
     Index("ix_policy_snapshots_policy_id", "policy", "id"),
 )
