@@ -398,7 +398,7 @@ def run_learner(
     """The ``bandit-router learner`` loop: learn what arrived, publish a snapshot at most every
     ``publish_s`` when anything was learned, so serving replicas see it within about a second."""
     learner.restore()
-    pending = 0
+    published = 0  # what restore() learned counts as unpublished too
     last_publish = time.monotonic()
     while not stop.is_set():
         try:
@@ -406,10 +406,11 @@ def run_learner(
         except Exception:
             log.exception("learning from the logs failed; retrying")
             applied = 0
-        pending += applied
+        pending = learner.learned - published
         if pending and time.monotonic() - last_publish >= publish_s:
             learner.snapshot()
-            pending = 0
+            log.info("learned %d outcomes; published a snapshot", pending)
+            published += pending
             last_publish = time.monotonic()
         if not applied:
             stop.wait(poll_s)

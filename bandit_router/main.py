@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import signal
 import threading
 from collections.abc import AsyncIterator
@@ -113,6 +114,7 @@ def create_app(
 def run_learner_process(settings: Settings, config: RouterConfig) -> None:
     """``bandit-router learner``: learns from the shared logs and publishes snapshots until
     SIGINT or SIGTERM."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     store = SqlStore(settings.database_url)
     learner = _learner(store, config)
     stop = threading.Event()

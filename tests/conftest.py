@@ -68,6 +68,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
+def postgres_url(postgres_available: None) -> Iterator[str]:
+    """An empty PostgreSQL database alone, for what only PostgreSQL deployments do."""
+    yield from _throwaway_postgres()
+
+
+@pytest.fixture
 def migrated_url(database_url: str) -> str:
     upgrade(database_url)
     return database_url

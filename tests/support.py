@@ -53,6 +53,7 @@ class ServerProcess:
         log_path: Path,
         *,
         extra_env: dict[str, str] | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -71,6 +72,7 @@ class ServerProcess:
         ]
         if config is not None:
             command += ["--config", str(config)]
+        command += extra_args
         env = {**os.environ, **(extra_env or {})}
         self.log_path = log_path
         self._log = log_path.open("ab")
@@ -94,6 +96,41 @@ class ServerProcess:
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hook runs, nothing is flushed."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+        self._log.close()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+class LearnerProcess:
+    """`bandit-router learner` in a child process, with its output in a log file."""
+
+    def __init__(self, database_url: str, config: Path | None, log_path: Path) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            "bandit_router.cli",
+            "learner",
+            "--database-url",
+            database_url,
+        ]
+        if config is not None:
+            command += ["--config", str(config)]
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.process = subprocess.Popen(command, cwd=REPO, stdout=self._log, stderr=self._log)
+
+    def kill(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=10)
