@@ -45,7 +45,8 @@ def _top_model_for_qa(client: httpx.Client) -> str:
     routed = client.post(
         "/route", json={"prompt": PROMPTS["qa"].format(7), "task_type": "qa", "cost_weight": 1.0}
     ).json()
-    return max(routed["scores"], key=lambda model: routed["scores"][model]["score"])
+    scores: dict[str, dict[str, float]] = routed["scores"]
+    return max(scores, key=lambda model: scores[model]["score"])
 
 
 def _feedback_rows(url: str) -> int:
