@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from bandit_router.main import create_app
 from bandit_router.settings import Settings, config_from_mapping, load_config
+from bandit_router.storage.sql import SqlStore
 
 POOL = [
     {"name": "local-small", "provider": "local", "input_price_per_mtok": 0.0,
@@ -317,3 +318,40 @@ def test_an_unreadable_or_invalid_config_names_the_problem(tmp_path: Path) -> No
     dup.write_text(f"[[models]]\n{entry}\n[[models]]\n{entry}")
     with pytest.raises(ConfigError, match="duplicate names"):
         load_config(dup)
+
+
+def test_a_vw_router_logs_what_it_read_and_learns_from_it(migrated_url: str) -> None:
+    config = config_from_mapping(
+        {"router": {"policy": "vw"}, "policies": {"vw": {"words": 8}}, "models": POOL}
+    )
+    with TestClient(create_app(Settings(database_url=migrated_url), config)) as client:
+        result = _route(client, prompt="Write a Python function that sorts a list")
+        assert str(result["policy"]) == "vw@0"
+        feedback = client.post(
+            "/feedback", json={"decision_id": result["decision_id"], "quality": 1.0}
+        )
+        assert feedback.status_code == 202, feedback.text
+        assert str(_route(client)["policy"]) == "vw@1"
+    store = SqlStore(migrated_url)
+    try:
+        logged = store.get_decision(str(result["decision_id"]))
+    finally:
+        store.close()
+    assert logged is not None
+    assert logged.words == ("write", "a", "python", "function", "that", "sorts", "a", "list")
+    assert logged.arm_tags == {"local-small": ("local",), "cloud-mini": ("code",),
+                               "cloud-large": ("code",)}  # fmt: skip
+
+
+def test_feedback_after_the_reward_window_is_answered_late(migrated_url: str) -> None:
+    config = config_from_mapping(
+        {"router": {}, "learning": {"reward_wait_s": 0.001}, "models": POOL}
+    )
+    with TestClient(create_app(Settings(database_url=migrated_url), config)) as client:
+        result = _route(client)
+        # The window of a millisecond closed while the answer travelled back.
+        feedback = client.post(
+            "/feedback", json={"decision_id": result["decision_id"], "quality": 1.0}
+        )
+        assert feedback.status_code == 202
+        assert feedback.json()["late"] is True
