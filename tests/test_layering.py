@@ -30,7 +30,7 @@ ALLOWED: dict[str, set[str]] = {
     "simulator": {"core", "features", "policies", "simulator"},
 }
 STDLIB_ONLY = {"core"}
-LAZY_ENGINES = {"vowpalwabbit", "matplotlib"}
+LAZY_ENGINES = {"vowpalwabbit", "pylibvw", "matplotlib"}
 
 
 def _module_name(path: Path) -> str:

@@ -96,7 +96,10 @@ class Store(Protocol):
 
     def feedback_since(
         self, cursor: int, limit: int
-    ) -> list[tuple[StoredFeedback, DecisionRecord]]: ...
+    ) -> list[tuple[StoredFeedback, DecisionRecord]]:
+        """Feedback rows after the cursor in id order, each with its decision as a learner
+        needs it: the decision's ``scores`` and ``excluded`` are left empty."""
+        ...
 
     def closed_decisions(
         self, after: str | None, created_before: datetime, limit: int

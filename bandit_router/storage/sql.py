@@ -106,6 +106,12 @@ _DECISION_ROW_ORDER = (
 )  # fmt: skip
 
 
+_FEEDBACK_ROW_ORDER = (
+    "id", "decision_id", "source", "created_at", "quality", "cost_usd", "cost_source",
+    "input_tokens", "output_tokens", "latency_ms", "error", "reward",
+)  # fmt: skip
+
+
 def _utc(moment: datetime) -> datetime:
     """SQLite hands datetimes back without their zone; every stored one is UTC."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
@@ -166,6 +172,9 @@ class SqlStore:
         # moves a column must move it there too.
         if _DECISION_COLUMNS != _DECISION_ROW_ORDER:
             raise RuntimeError(f"decisions columns changed: {_DECISION_COLUMNS}")
+        # feedback_since reads feedback rows by position, in this order.
+        if tuple(column.name for column in tables.feedback.c) != _FEEDBACK_ROW_ORDER:
+            raise RuntimeError("feedback columns changed; update _FEEDBACK_ROW_ORDER")
         # SQLite stores datetimes as SQLAlchemy formats them, so they read back the same.
         created_at = tables.decisions.c.created_at.type.dialect_impl(dialect)
         self._bind_created_at = created_at.bind_processor(dialect)
@@ -324,6 +333,9 @@ class SqlStore:
     def feedback_since(
         self, cursor: int, limit: int
     ) -> list[tuple[StoredFeedback, DecisionRecord]]:
+        """The learner's read: a decision comes with what learning needs (its scores and
+        exclusions stay in the database, the largest part of a row), and the row is built by
+        position, not by name: this read is most of what a learner spends per feedback."""
         f, d = tables.feedback, tables.decisions
         earlier = tables.feedback.alias("earlier")
         first = ~(
@@ -335,31 +347,65 @@ class SqlStore:
             )
             .exists()
         )
-        columns = [
-            *f.c,
-            first.label("is_first"),
-            *(column.label(f"d_{column.name}") for column in d.c),
-        ]
         query = (
-            select(*columns)
+            select(
+                *f.c,
+                first,
+                d.c.created_at,
+                d.c.policy,
+                d.c.policy_version,
+                d.c.experiment,
+                d.c.variant,
+                d.c.unit_id,
+                d.c.features,
+                d.c.eligible,
+                d.c.prior_costs,
+                d.c.model,
+                d.c.probability,
+                d.c.cost_weight,
+                d.c.words,
+                d.c.arm_tags,
+            )
             .join(d, d.c.id == f.c.decision_id)
             .where(f.c.id > cursor)
             .order_by(f.c.id)
             .limit(limit)
         )
         with self.engine.connect() as connection:
-            rows = connection.execute(query).mappings().all()
-        return [
-            (
-                StoredFeedback(
-                    id=row["id"],
-                    feedback=_feedback_from(row),
-                    first=bool(row["is_first"]) and row["quality"] is not None,
-                ),
-                _decision_from(row, "d_"),
+            rows = connection.execute(query).all()
+        found = []
+        for (
+            feedback_id, decision_id, source, created_at, quality, cost_usd, cost_source,
+            input_tokens, output_tokens, latency_ms, error, reward, is_first,
+            decided_at, policy, policy_version, experiment, variant, unit_id, features,
+            eligible, prior_costs, model, probability, cost_weight, words, arm_tags,
+        ) in rows:  # fmt: skip
+            feedback = FeedbackRecord(
+                decision_id, source, _utc(created_at), quality, cost_usd, cost_source,
+                input_tokens, output_tokens, latency_ms, error, reward,
+            )  # fmt: skip
+            decision = DecisionRecord(
+                id=decision_id,
+                created_at=_utc(decided_at),
+                policy=policy,
+                policy_version=policy_version,
+                experiment=experiment,
+                variant=variant,
+                unit_id=unit_id,
+                features=features,
+                eligible=tuple(eligible),
+                prior_costs=prior_costs,
+                model=model,
+                probability=probability,
+                cost_weight=cost_weight,
+                scores={},
+                excluded={},
+                words=tuple(words) if words else (),
+                arm_tags={name: tuple(tags) for name, tags in arm_tags.items()} if arm_tags else {},
             )
-            for row in rows
-        ]
+            stored = StoredFeedback(feedback_id, feedback, bool(is_first) and quality is not None)
+            found.append((stored, decision))
+        return found
 
     def closed_decisions(
         self, after: str | None, created_before: datetime, limit: int
