@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bandit_router.core import PolicySpec
-from bandit_router.settings import ConfigError, Settings, load_config
+from bandit_router.settings import ConfigError, RouterConfig, Settings, load_config
 
 
 def _is_loopback(host: str) -> bool:
@@ -42,10 +42,24 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings.model_copy(update=updates)
 
 
+def _config(settings: Settings) -> RouterConfig:
+    """The configuration, with its policy built once so a bad name or parameter stops the
+    command with the reason instead of failing the server's start-up."""
+    from bandit_router import policies
+
+    config = load_config(settings.config, extra_api_keys=settings.api_keys)
+    try:
+        policies.build(config.policy)
+    except ValueError as error:  # UnknownPolicy is one
+        source = settings.config or "the default configuration"
+        raise ConfigError(f"{source}: router.policy {config.policy.name!r}: {error}") from error
+    return config
+
+
 def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     try:
-        config = load_config(settings.config, extra_api_keys=settings.api_keys)
+        config = _config(settings)
     except ConfigError as error:
         print(f"bandit-router: {error}", file=sys.stderr)
         return 2
@@ -72,7 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _learner(args: argparse.Namespace) -> int:
     settings = _settings(args)
     try:
-        config = load_config(settings.config, extra_api_keys=settings.api_keys)
+        config = _config(settings)
     except ConfigError as error:
         print(f"bandit-router: {error}", file=sys.stderr)
         return 2

@@ -87,3 +87,31 @@ def test_database_url_and_config_come_from_the_environment(
     monkeypatch.setenv("BANDIT_ROUTER_CONFIG", str(config))
     assert main(["serve"]) == 2
     assert "broken.toml is not valid TOML" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("policy_lines", "reason"),
+    [
+        ('policy = "nope"', "unknown policy 'nope'"),
+        ('policy = "vw"\n[policies.vw]\nexploration = "ucb"', "exploration must be one of"),
+    ],
+)
+@pytest.mark.parametrize("command", ["serve", "learner"])
+def test_a_bad_policy_stops_serve_and_learner_with_the_reason(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    policy_lines: str,
+    reason: str,
+) -> None:
+    config = tmp_path / "pool.toml"
+    config.write_text(
+        f"[router]\n{policy_lines}\n\n[[models]]\nname = 'a'\nprovider = 'p'\n"
+        "input_price_per_mtok = 1\noutput_price_per_mtok = 1\ncontext_window = 1000\n"
+    )
+    database = tmp_path / "unused.db"
+    argv = [command, "--config", str(config), "--database-url", f"sqlite:///{database}"]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert f"{config}: router.policy" in error and reason in error
+    assert not database.exists()
