@@ -113,5 +113,6 @@ def test_a_bad_policy_stops_serve_and_learner_with_the_reason(
     argv = [command, "--config", str(config), "--database-url", f"sqlite:///{database}"]
     assert main(argv) == 2
     error = capsys.readouterr().err
-    assert f"{config}: router.policy" in error and reason in error
+    assert f"{config}: router.policy" in error
+    assert reason in error
     assert not database.exists()
