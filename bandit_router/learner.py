@@ -316,9 +316,17 @@ class SnapshotFollower:
     a thread polls the snapshot table's newest id (one indexed row) every ``poll_s``.
     """
 
-    def __init__(self, store: Store, specs: Sequence[PolicySpec], *, poll_s: float = 0.25):
+    def __init__(
+        self,
+        store: Store,
+        specs: Sequence[PolicySpec],
+        *,
+        rules: Mapping[str, RewardRules] | None = None,
+        poll_s: float = 0.25,
+    ):
         self._store = store
         self._specs = {spec.name: spec for spec in specs}
+        self._rules = {name: (rules or {}).get(name, RewardRules()) for name in self._specs}
         self._poll_s = poll_s
         self._lock = threading.Lock()
         self._policies: dict[str, Policy] = {}
@@ -350,7 +358,8 @@ class SnapshotFollower:
         return policy.reads_words
 
     def is_late(self, decision: DecisionRecord, at: datetime) -> bool:
-        return False  # the learner process owns the reward rules
+        rules = self._rules.get(decision.policy)
+        return rules is not None and rules.is_late(decision, at)
 
     def catch_up(self) -> int:
         """Loads newer snapshots; returns how many policies changed."""

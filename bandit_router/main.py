@@ -68,7 +68,9 @@ def create_app(
     learner: Learner | SnapshotFollower = (
         _learner(store, config)
         if learner_mode == "embedded"
-        else SnapshotFollower(store, [config.policy])
+        else SnapshotFollower(
+            store, [config.policy], rules={config.policy.name: reward_rules(config)}
+        )
     )
     router = Router(
         store=store,

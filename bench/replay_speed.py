@@ -49,7 +49,7 @@ def main() -> int:
         )
     print(f"linucb ÷ random time: {timings['linucb'] / timings['random']:.2f}")
     print(f"vw ÷ random time: {timings['vw'] / timings['random']:.2f}")
-    slowest = max(timings['linucb'], timings['vw'])
+    slowest = max(timings["linucb"], timings["vw"])
     print(f"target one run ≤ 2 s: {'met' if slowest <= 2.0 else 'NOT met'} ({slowest:.2f} s)")
 
     started = time.perf_counter()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -74,15 +74,21 @@ def _log(store: SqlStore, learner: Learner, count: int, quality: float | None = 
         )
 
 
-def _probe(learner: Learner) -> list[tuple[str, float]]:
-    out = []
-    for i in range(20):
-        context = Context(
+def _probe_contexts() -> list[Context]:
+    return [
+        Context(
             features={"task_type": ("qa", "code")[i % 2], "log_tokens": 0.2},
             arms=(Arm("a", 0.001), Arm("b", 0.002)),
             cost_weight=5.0,
             draw_key=f"probe-{i}",
         )
+        for i in range(20)
+    ]
+
+
+def _probe(learner: Learner) -> list[tuple[str, float]]:
+    out = []
+    for context in _probe_contexts():
         decision, _ = learner.choose("linucb", context)
         out.append((decision.model, decision.probability))
     return out
@@ -196,3 +202,28 @@ def test_concurrent_catch_ups_learn_each_feedback_exactly_once(store: SqlStore) 
         "linucb", Context({"task_type": "qa"}, (Arm("a", 0.0),), 0.0, "k")
     )
     assert restored_version == 40
+
+
+def test_a_follower_serves_each_newly_published_snapshot_and_learns_nothing(
+    store: SqlStore,
+) -> None:
+    from bandit_router.learner import RewardRules, SnapshotFollower
+
+    follower = SnapshotFollower(store, [SPEC], rules={"linucb": RewardRules(wait_s=60.0)})
+    follower.restore()
+    learner = Learner(store, [SPEC])
+    learner.restore()
+    _log(store, learner, 12)
+    assert follower.catch_up() == 0  # nothing published yet; the follower never learns
+    probe = Context({"task_type": "qa"}, (Arm("a", 0.0),), 0.0, "k")
+    assert follower.choose("linucb", probe)[1] == 0
+    learner.catch_up()
+    learner.snapshot()
+    assert follower.catch_up() == 1
+    assert follower.catch_up() == 0  # the same snapshot is not loaded twice
+    assert follower.choose("linucb", probe)[1] == 12
+    served = [follower.choose("linucb", context)[0] for context in _probe_contexts()]
+    assert _probe(learner) == [(d.model, d.probability) for d in served]
+    decision = store.feedback_since(0, 1)[0][1]
+    assert not follower.is_late(decision, decision.created_at)
+    assert follower.is_late(decision, decision.created_at + timedelta(seconds=61))
