@@ -34,8 +34,8 @@ unit: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python bench/route_throughput.py
 	$(BIN)/python bench/replay_speed.py
-	$(BIN)/python bench/vw_choose.py
-	$(BIN)/python bench/learner_throughput.py
+	$(BIN)/python -m bench.vw_choose
+	$(BIN)/python -m bench.learner_throughput
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis

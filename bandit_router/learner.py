@@ -124,51 +124,23 @@ class UnknownServingPolicy(KeyError):
     pass
 
 
-class Learner:
-    """Hosts the policies in memory and learns them; one lock orders choose, learn, snapshot."""
+class _Host:
+    """What every process serving policies shares: the policies behind one lock, the reward
+    rules that say when feedback is late, and one background thread."""
 
     def __init__(
         self,
         store: Store,
         specs: Sequence[PolicySpec],
-        *,
-        rules: Mapping[str, RewardRules] | None = None,
-        snapshot_every: int = 200,
-        batch_size: int = 500,
-        clock: Clock = utc_now,
+        rules: Mapping[str, RewardRules] | None,
     ) -> None:
         self._store = store
         self._specs = {spec.name: spec for spec in specs}
         self._rules = {name: (rules or {}).get(name, RewardRules()) for name in self._specs}
-        self._snapshot_every = snapshot_every
-        self._batch_size = batch_size
-        self._clock = clock
         self._lock = threading.Lock()
-        self._catch_up_lock = threading.Lock()
         self._policies: dict[str, Policy] = {}
-        self._cursors: dict[str, int] = {}
-        self._window_cursors: dict[str, str | None] = {}
-        self._learned_since_snapshot = 0
-        self.learned = 0
-        """Outcomes applied to policies by this process (for tests and metrics)."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-
-    def restore(self) -> None:
-        """Latest snapshot of each policy (same spec only), then the logs after its cursors."""
-        with self._lock:
-            for name, spec in self._specs.items():
-                snapshot = self._store.latest_snapshot(name, spec.key())
-                if snapshot is None:
-                    self._policies[name] = policies.build(spec)
-                    self._cursors[name] = 0
-                    self._window_cursors[name] = None
-                else:
-                    self._policies[name] = policies.loads(name, snapshot.state)
-                    self._cursors[name] = snapshot.feedback_cursor
-                    self._window_cursors[name] = snapshot.window_cursor
-            self._learned_since_snapshot = 0
-        self.catch_up()
 
     def choose(self, policy_name: str, context: Context) -> tuple[Decision, int]:
         with self._lock:
@@ -186,6 +158,65 @@ class Learner:
     def is_late(self, decision: DecisionRecord, at: datetime) -> bool:
         rules = self._rules.get(decision.policy)
         return rules is not None and rules.is_late(decision, at)
+
+    def _run_every(self, interval_s: float, name: str, step: Callable[[], object]) -> None:
+        def run() -> None:
+            while not self._stop.wait(interval_s):
+                try:
+                    step()
+                except Exception:
+                    log.exception("%s failed; retrying", name)
+
+        self._stop.clear()
+        self._thread = threading.Thread(target=run, name=name, daemon=True)
+        self._thread.start()
+
+    def _join(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+
+class Learner(_Host):
+    """Hosts the policies in memory and learns them; one lock orders choose, learn, snapshot."""
+
+    def __init__(
+        self,
+        store: Store,
+        specs: Sequence[PolicySpec],
+        *,
+        rules: Mapping[str, RewardRules] | None = None,
+        snapshot_every: int = 200,
+        batch_size: int = 500,
+        clock: Clock = utc_now,
+    ) -> None:
+        super().__init__(store, specs, rules)
+        self._snapshot_every = snapshot_every
+        self._batch_size = batch_size
+        self._clock = clock
+        self._catch_up_lock = threading.Lock()
+        self._cursors: dict[str, int] = {}
+        self._window_cursors: dict[str, str | None] = {}
+        self._learned_since_snapshot = 0
+        self.learned = 0
+        """Outcomes applied to policies by this process (for tests and metrics)."""
+
+    def restore(self) -> None:
+        """Latest snapshot of each policy (same spec only), then the logs after its cursors."""
+        with self._lock:
+            for name, spec in self._specs.items():
+                snapshot = self._store.latest_snapshot(name, spec.key())
+                if snapshot is None:
+                    self._policies[name] = policies.build(spec)
+                    self._cursors[name] = 0
+                    self._window_cursors[name] = None
+                else:
+                    self._policies[name] = policies.loads(name, snapshot.state)
+                    self._cursors[name] = snapshot.feedback_cursor
+                    self._window_cursors[name] = snapshot.window_cursor
+            self._learned_since_snapshot = 0
+        self.catch_up()
 
     def catch_up(self) -> int:
         """Learns what the logs hold past the cursors; returns how many outcomes it learned.
@@ -281,35 +312,27 @@ class Learner:
         """A background thread that learns what other processes logged (and closes reward
         windows) every ``poll_s``, and snapshots every ``snapshot_interval_s`` when anything
         was learned since the last snapshot."""
+        last_snapshot = time.monotonic()
 
-        def run() -> None:
-            last_snapshot = time.monotonic()
-            while not self._stop.wait(poll_s):
-                try:
-                    self.catch_up()
-                    if time.monotonic() - last_snapshot >= snapshot_interval_s:
-                        last_snapshot = time.monotonic()
-                        with self._lock:
-                            due = self._learned_since_snapshot > 0
-                        if due:
-                            self.snapshot()
-                except Exception:
-                    log.exception("background learning failed; retrying")
+        def step() -> None:
+            nonlocal last_snapshot
+            self.catch_up()
+            if time.monotonic() - last_snapshot >= snapshot_interval_s:
+                last_snapshot = time.monotonic()
+                with self._lock:
+                    due = self._learned_since_snapshot > 0
+                if due:
+                    self.snapshot()
 
-        self._stop.clear()
-        self._thread = threading.Thread(target=run, name="learner", daemon=True)
-        self._thread.start()
+        self._run_every(poll_s, "learner", step)
 
     def stop(self) -> None:
         """Stops the background thread and takes a last snapshot."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._join()
         self.snapshot()
 
 
-class SnapshotFollower:
+class SnapshotFollower(_Host):
     """Serves the policies a separate learner publishes, without learning (``--learner none``).
 
     It loads the newest snapshot of each policy at start and whenever a newer one appears:
@@ -324,15 +347,9 @@ class SnapshotFollower:
         rules: Mapping[str, RewardRules] | None = None,
         poll_s: float = 0.25,
     ):
-        self._store = store
-        self._specs = {spec.name: spec for spec in specs}
-        self._rules = {name: (rules or {}).get(name, RewardRules()) for name in self._specs}
+        super().__init__(store, specs, rules)
         self._poll_s = poll_s
-        self._lock = threading.Lock()
-        self._policies: dict[str, Policy] = {}
         self._snapshot_ids: dict[str, int | None] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def restore(self) -> None:
         for name, spec in self._specs.items():
@@ -343,23 +360,6 @@ class SnapshotFollower:
             with self._lock:
                 self._policies[name] = policy
                 self._snapshot_ids[name] = None if snapshot is None else snapshot.id
-
-    def choose(self, policy_name: str, context: Context) -> tuple[Decision, int]:
-        with self._lock:
-            policy = self._policies.get(policy_name)
-            if policy is None:
-                raise UnknownServingPolicy(policy_name)
-            return policy.choose(context), policy.version
-
-    def reads_words(self, policy_name: str) -> bool:
-        policy = self._policies.get(policy_name)
-        if policy is None:
-            raise UnknownServingPolicy(policy_name)
-        return policy.reads_words
-
-    def is_late(self, decision: DecisionRecord, at: datetime) -> bool:
-        rules = self._rules.get(decision.policy)
-        return rules is not None and rules.is_late(decision, at)
 
     def catch_up(self) -> int:
         """Loads newer snapshots; returns how many policies changed."""
@@ -379,22 +379,10 @@ class SnapshotFollower:
         return changed
 
     def start(self) -> None:
-        def run() -> None:
-            while not self._stop.wait(self._poll_s):
-                try:
-                    self.catch_up()
-                except Exception:
-                    log.exception("loading a newer policy snapshot failed; retrying")
-
-        self._stop.clear()
-        self._thread = threading.Thread(target=run, name="snapshot-follower", daemon=True)
-        self._thread.start()
+        self._run_every(self._poll_s, "snapshot-follower", self.catch_up)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._join()
 
 
 def run_learner(

@@ -6,7 +6,7 @@ reads of feedback joined with its decision, the reward rules, and policy.learn. 
 baseline in the same run, the same batched reads alone (no learning) show what the database
 side costs. Prints feedback per second for LinUCB and VW and their ratio to the reads.
 
-    python bench/learner_throughput.py [--feedback N] [--admin-url URL]
+    python -m bench.learner_throughput [--feedback N] [--admin-url URL]
 """
 
 from __future__ import annotations
@@ -22,24 +22,16 @@ from datetime import UTC, datetime
 from sqlalchemy import create_engine, insert, text
 
 from bandit_router.core import Context, PolicySpec
-from bandit_router.eligibility import Constraints, split_eligible
 from bandit_router.features import featurize
 from bandit_router.learner import Learner
 from bandit_router.migrations import upgrade
 from bandit_router.policies import build
-from bandit_router.settings import load_config
 from bandit_router.storage import tables
 from bandit_router.storage.base import DecisionRecord
 from bandit_router.storage.sql import SqlStore
+from bench.workload import PROMPTS, pool_arms
 
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-PROMPTS = [
-    "What is the capital of Australia?",
-    "Write a Python function that returns the n-th Fibonacci number using memoization.",
-    "Summarize in two sentences: the committee approved a 3% increase for schools.",
-    "A shop sells pens at $3 each. If Maria buys 7 pens, what does she pay?",
-    "Write a short poem about the sea at night.",
-]
 
 
 @contextmanager
@@ -58,7 +50,6 @@ def _throwaway_database(admin_url: str) -> Iterator[str]:
 
 def _fill(store: SqlStore, count: int) -> None:
     """Decisions as the router logs them (features, eligible arms, scores), one feedback each."""
-    models = load_config().models
     policy = build(PolicySpec("linucb"))
     rng = random.Random(0)
     now = datetime.now(UTC)
@@ -67,13 +58,7 @@ def _fill(store: SqlStore, count: int) -> None:
         for i in range(start, min(start + 1000, count)):
             prompt = PROMPTS[i % len(PROMPTS)]
             features = featurize(prompt)
-            arms = split_eligible(
-                models,
-                prompt_tokens=float(features["tokens"]),
-                expected_output_tokens=400,
-                candidates=None,
-                constraints=Constraints(),
-            ).eligible
+            arms = pool_arms(features)
             decision_id = str(uuid.uuid4())
             decision = policy.choose(Context(features, arms, 20.0, decision_id))
             decisions.append(

@@ -4,7 +4,7 @@ The policy is trained first on a few thousand decisions of the default pool (sev
 then times ``choose`` on featurized prompts of mixed tasks, with and without the word namespace.
 LinUCB's choice on the same contexts, timed in the same run, is the baseline.
 
-    python bench/vw_choose.py [--decisions N]
+    python -m bench.vw_choose [--decisions N]
 """
 
 from __future__ import annotations
@@ -15,37 +15,17 @@ import statistics
 import time
 
 from bandit_router.core import Context, Outcome, PolicySpec
-from bandit_router.eligibility import Constraints, split_eligible
 from bandit_router.features import featurize, prompt_words
 from bandit_router.policies import build
-from bandit_router.settings import load_config
-
-PROMPTS = [
-    "What is the capital of Australia?",
-    "Write a Python function that returns the n-th Fibonacci number using memoization.",
-    "Summarize the following paragraph in two sentences: The committee met on Tuesday to "
-    "discuss the budget. After a long debate, it approved a 3% increase for schools.",
-    "Classify the sentiment of this review as positive or negative: 'The food was cold.'",
-    "A shop sells pens at $3 each. If Maria buys 7 pens and pays with $50, what is her change?",
-    "Write a short poem about the sea at night.",
-    "Which of these is a mammal? A) shark B) dolphin C) trout D) octopus",
-    "hi! how are you doing today?",
-]
+from bench.workload import PROMPTS, pool_arms
 
 
 def _contexts(count: int, words: bool) -> list[Context]:
-    models = load_config().models
     contexts = []
     for i in range(count):
         text = PROMPTS[i % len(PROMPTS)]
         features = featurize(text)
-        arms = split_eligible(
-            models,
-            prompt_tokens=float(features["tokens"]),
-            expected_output_tokens=400,
-            candidates=None,
-            constraints=Constraints(),
-        ).eligible
+        arms = pool_arms(features)
         contexts.append(
             Context(features, arms, 20.0, f"bench-{i}", prompt_words(text) if words else ())
         )

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 
@@ -43,7 +44,38 @@ def write_config(path: Path, models: list[dict[str, object]], router: str = "") 
     return path
 
 
-class ServerProcess:
+class _ChildProcess:
+    """A `bandit-router` command in a child process, with its output in a log file."""
+
+    process: subprocess.Popen[bytes]
+    _log: BinaryIO
+
+    def _start(self, command: list[str], log_path: Path, env: dict[str, str]) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=self._log, stderr=self._log
+        )
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hook runs, nothing is flushed."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+        self._log.close()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+class ServerProcess(_ChildProcess):
     """`bandit-router serve` in a child process, on loopback, with its output in a log file."""
 
     def __init__(
@@ -73,12 +105,7 @@ class ServerProcess:
         if config is not None:
             command += ["--config", str(config)]
         command += extra_args
-        env = {**os.environ, **(extra_env or {})}
-        self.log_path = log_path
-        self._log = log_path.open("ab")
-        self.process = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=self._log, stderr=self._log
-        )
+        self._start(command, log_path, {**os.environ, **(extra_env or {})})
         self._wait_ready()
 
     def _wait_ready(self, timeout_s: float = 30.0) -> None:
@@ -94,25 +121,8 @@ class ServerProcess:
             time.sleep(0.05)
         raise RuntimeError(f"server not ready in {timeout_s}s: {self.log_path.read_text()[-3000:]}")
 
-    def kill(self) -> None:
-        """SIGKILL: no shutdown hook runs, nothing is flushed."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-        self._log.close()
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-
-
-class LearnerProcess:
+class LearnerProcess(_ChildProcess):
     """`bandit-router learner` in a child process, with its output in a log file."""
 
     def __init__(self, database_url: str, config: Path | None, log_path: Path) -> None:
@@ -126,22 +136,4 @@ class LearnerProcess:
         ]
         if config is not None:
             command += ["--config", str(config)]
-        self.log_path = log_path
-        self._log = log_path.open("ab")
-        self.process = subprocess.Popen(command, cwd=REPO, stdout=self._log, stderr=self._log)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-        self._log.close()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
+        self._start(command, log_path, dict(os.environ))

@@ -36,10 +36,10 @@ def store(migrated_url: str) -> Iterator[SqlStore]:
     opened.close()
 
 
-def _decision(store: SqlStore, clock: Clock, model: str = "a") -> DecisionRecord:
-    record = DecisionRecord(
+def _record(created_at: datetime, model: str = "a") -> DecisionRecord:
+    return DecisionRecord(
         id=str(uuid.uuid4()),
-        created_at=clock(),
+        created_at=created_at,
         policy="linucb",
         policy_version=0,
         experiment=None,
@@ -54,6 +54,10 @@ def _decision(store: SqlStore, clock: Clock, model: str = "a") -> DecisionRecord
         scores={},
         excluded={},
     )
+
+
+def _decision(store: SqlStore, clock: Clock) -> DecisionRecord:
+    record = _record(clock())
     store.insert_decisions([record])
     return record
 
@@ -154,24 +158,7 @@ def test_aggregation_combines_the_feedback_inside_the_window(
     aggregation: str, quality: float, cost: float
 ) -> None:
     rules = RewardRules(wait_s=60.0, aggregation=aggregation)  # type: ignore[arg-type]
-    clock = Clock()
-    decision = DecisionRecord(
-        id="d",
-        created_at=clock(),
-        policy="linucb",
-        policy_version=0,
-        experiment=None,
-        variant=None,
-        unit_id=None,
-        features={},
-        eligible=("a",),
-        prior_costs={"a": 0.004},
-        model="a",
-        probability=1.0,
-        cost_weight=1.0,
-        scores={},
-        excluded={},
-    )
+    decision = replace(_record(START), id="d", prior_costs={"a": 0.004})
     rows = [
         _feedback("d", START + timedelta(seconds=1), 0.2, "grader", 0.001),
         _feedback("d", START + timedelta(seconds=5), None, "gateway", 0.002),
