@@ -15,16 +15,29 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bandit_router.core import (
+    Conflict,
     DomainError,
     InvalidInput,
+    ModelSpec,
     NoEligibleModel,
     NotFound,
     StorageUnavailable,
 )
 from bandit_router.eligibility import Constraints
 from bandit_router.features import text_of_messages
+from bandit_router.health import Health
 from bandit_router.router import FeedbackRequest, Router, RouteRequest, RouteResult
-from bandit_router.schemas import ErrorOut, FeedbackIn, FeedbackOut, ModelOut, RouteIn, RouteOut
+from bandit_router.schemas import (
+    ErrorOut,
+    FeedbackIn,
+    FeedbackOut,
+    HealthOut,
+    ModelIn,
+    ModelOut,
+    ModelUpdate,
+    RouteIn,
+    RouteOut,
+)
 
 OPEN_PATHS = frozenset({"/healthz"})
 
@@ -85,6 +98,8 @@ def _error_response(error: DomainError) -> JSONResponse:
         return JSONResponse({"detail": detail}, status_code=422)
     if isinstance(error, NotFound):
         return JSONResponse({"detail": str(error)}, status_code=404)
+    if isinstance(error, Conflict):
+        return JSONResponse({"detail": str(error)}, status_code=409)
     if isinstance(error, NoEligibleModel):
         return JSONResponse(
             {"detail": {"message": str(error), "excluded": error.reasons}}, status_code=503
@@ -215,8 +230,47 @@ def create_app(
             status_code=200 if result.duplicate else 202,
         )
 
+    def health_out(health: Health) -> HealthOut:
+        return HealthOut(state=health.state, reason=health.reason, until=health.until)
+
+    def model_out(model: ModelSpec) -> ModelOut:
+        return ModelOut.from_spec(model, health_out(router.health.health(model.name)))
+
     @app.get("/models", response_model=list[ModelOut])
     async def models() -> list[ModelOut]:
-        return [ModelOut.from_spec(m) for m in router.models()]
+        """The pool, each model with its health as this process sees it."""
+        return [model_out(m) for m in router.models()]
+
+    @app.post(
+        "/models",
+        status_code=201,
+        response_model=ModelOut,
+        responses={
+            409: {"model": ErrorOut, "description": "a model of that name exists"},
+            **_ERRORS,
+        },
+    )
+    async def add_model(body: ModelIn) -> ModelOut:
+        """Adds a model to the pool; it is eligible from the next request on."""
+        return model_out(await run_in_threadpool(router.add_model, body.to_spec()))
+
+    @app.put(
+        "/models/{name}",
+        response_model=ModelOut,
+        responses={404: {"model": ErrorOut, "description": "unknown model"}, **_ERRORS},
+    )
+    async def update_model(name: str, body: ModelUpdate) -> ModelOut:
+        """Enables, disables, reprices or retags a model; no restart needed."""
+        changes = body.model_dump(exclude_unset=True)
+        return model_out(await run_in_threadpool(router.update_model, name, changes))
+
+    @app.get(
+        "/models/{name}/health",
+        response_model=HealthOut,
+        responses={404: {"model": ErrorOut, "description": "unknown model"}},
+    )
+    async def model_health(name: str) -> HealthOut:
+        """The model's circuit breaker: its state, why, and until when it stays open."""
+        return health_out(router.model_health(name))
 
     return app

@@ -205,6 +205,10 @@ class NotFound(DomainError):
     pass
 
 
+class Conflict(DomainError):
+    """The request would replace something that exists (a model of the same name)."""
+
+
 class NoEligibleModel(DomainError):
     def __init__(self, reasons: Mapping[str, str]) -> None:
         super().__init__("no model is eligible for this request")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bandit_router.core import Arm, ModelSpec
@@ -33,11 +33,13 @@ def split_eligible(
     expected_output_tokens: int,
     candidates: Sequence[str] | None,
     constraints: Constraints,
+    blocked: Mapping[str, str] | None = None,
 ) -> Eligibility:
     """Applies the masks before any policy sees the arms, so propensities are over the eligible.
 
     The first failing rule names the reason, in the order: not_candidate, disabled, not_local,
-    context_too_long, over_budget.
+    context_too_long, over_budget, then the reason ``blocked`` gives a model (the run-time
+    masks: unhealthy, rate_limited, ...).
     """
     allowed = None if candidates is None else set(candidates)
     needed_context = max(
@@ -58,6 +60,8 @@ def split_eligible(
             excluded[model.name] = "context_too_long"
         elif max_cost is not None and cost > max_cost:
             excluded[model.name] = "over_budget"
+        elif blocked and model.name in blocked:
+            excluded[model.name] = blocked[model.name]
         else:
             eligible.append(Arm(model.name, cost, model.tags))
     return Eligibility(eligible=tuple(eligible), excluded=excluded)

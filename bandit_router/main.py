@@ -10,13 +10,14 @@ import gc
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Literal, cast
 
 from fastapi import FastAPI
 
 from bandit_router import api
+from bandit_router.health import BreakerSettings, HealthBoard
 from bandit_router.learner import (
     Aggregation,
     Learner,
@@ -25,11 +26,33 @@ from bandit_router.learner import (
     run_learner,
 )
 from bandit_router.router import Router, RouterOptions
-from bandit_router.settings import RouterConfig, Settings, load_config
+from bandit_router.settings import ConfigError, RouterConfig, Settings, load_config
 from bandit_router.storage.log_writer import GroupCommitLog, TickCommitLog
 from bandit_router.storage.sql import SqlStore
 
 LearnerMode = Literal["embedded", "none"]
+log = logging.getLogger(__name__)
+
+
+class _Periodic:
+    """Runs a step every interval in a daemon thread, logging (not dying of) its failures."""
+
+    def __init__(self, interval_s: float, step: Callable[[], object], name: str) -> None:
+        self._stop = threading.Event()
+
+        def run() -> None:
+            while not self._stop.wait(interval_s):
+                try:
+                    step()
+                except Exception:
+                    log.exception("%s failed; retrying", name)
+
+        self._thread = threading.Thread(target=run, name=name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def reward_rules(config: RouterConfig) -> RewardRules:
@@ -72,8 +95,13 @@ def create_app(
             store, [config.policy], rules={config.policy.name: reward_rules(config)}
         )
     )
+    try:
+        breakers = BreakerSettings(**config.health)  # type: ignore[arg-type]
+    except ValueError as error:
+        raise ConfigError(f"health: {error}") from error
     router = Router(
         store=store,
+        health=HealthBoard(breakers),
         decision_log=decision_log,
         policies=learner,
         models=config.models,
@@ -96,6 +124,7 @@ def create_app(
             learner.start(snapshot_interval_s=config.snapshot_interval_s)
         else:
             learner.start()
+        pool_watch = _Periodic(1.0, router.reload_models, "pool-watch")
         # What start-up allocated lives as long as the process: moving it out of the
         # collector's generations keeps full collections short under load. A request makes
         # a few hundred short-lived objects and no cycles worth chasing, so the youngest
@@ -106,6 +135,7 @@ def create_app(
         try:
             yield
         finally:
+            pool_watch.stop()
             decision_log.stop()
             learner.stop()
             store.close()

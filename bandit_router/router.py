@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, cast
 
 from bandit_router.core import (
+    Conflict,
     Context,
     Decision,
     FeatureValue,
@@ -19,6 +20,7 @@ from bandit_router.core import (
 )
 from bandit_router.eligibility import Constraints, split_eligible
 from bandit_router.features import featurize, prompt_words
+from bandit_router.health import Health, HealthBoard
 from bandit_router.reward import resolve_cost, reward_of
 from bandit_router.storage.base import DecisionLog, DecisionRecord, FeedbackRecord, Store
 
@@ -106,9 +108,11 @@ class Router:
         policies: PolicyHost,
         models: Sequence[ModelSpec],
         options: RouterOptions,
+        health: HealthBoard | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._clock = clock
+        self.health = health or HealthBoard(clock=clock)
         self._store = store
         self._decision_log = decision_log
         self._policies = policies
@@ -121,6 +125,39 @@ class Router:
 
     def models(self) -> list[ModelSpec]:
         return list(self._pool)
+
+    def model(self, name: str) -> ModelSpec:
+        found = self._models.get(name)
+        if found is None:
+            raise NotFound(f"unknown model {name!r}")
+        return found
+
+    def model_health(self, name: str) -> Health:
+        self.model(name)
+        return self.health.health(name)
+
+    def reload_models(self) -> None:
+        """Takes up the pool as stored, with what other processes' admins changed."""
+        stored = tuple(self._store.list_models())
+        if stored != self._pool:
+            self.set_models(stored)
+
+    def add_model(self, model: ModelSpec) -> ModelSpec:
+        """Eligible from the next request on; every policy takes a model it has not seen."""
+        if not self._store.insert_model(model):
+            raise Conflict(f"model {model.name!r} exists; change it with PUT /models/{{name}}")
+        self.reload_models()
+        return self.model(model.name)
+
+    def update_model(self, name: str, changes: Mapping[str, object]) -> ModelSpec:
+        """Enables, disables, reprices or retags a model; effective from the next request."""
+        current = self.model(name)
+        if "tags" in changes:
+            changes = {**changes, "tags": frozenset(cast(Sequence[str], changes["tags"]))}
+        updated = replace(current, **changes)  # type: ignore[arg-type]
+        self._store.upsert_models([updated])
+        self.reload_models()
+        return self.model(name)
 
     def _check(self, request: RouteRequest) -> None:
         # A character is at most 4 bytes of UTF-8: most prompts pass without being encoded.
@@ -144,12 +181,14 @@ class Router:
         self._check(request)
         features = featurize(request.text, request.task_type, request.features)
         prompt_tokens = float(features["tokens"])
+        unhealthy = self.health.unavailable(self._models)
         eligibility = split_eligible(
             self._pool,
             prompt_tokens=prompt_tokens,
             expected_output_tokens=self._options.expected_output_tokens,
             candidates=request.candidates,
             constraints=request.constraints,
+            blocked=dict.fromkeys(unhealthy, "unhealthy") if unhealthy else None,
         )
         if not eligibility.eligible:
             raise NoEligibleModel(eligibility.excluded)
@@ -168,6 +207,7 @@ class Router:
             words=prompt_words(request.text) if reads_words else (),
         )
         decision, version = self._policies.choose(self._options.policy, context)
+        self.health.routed(decision.model)
         scores = {
             s.model: {
                 "expected_quality": s.expected_quality,
@@ -246,6 +286,7 @@ class Router:
             )
         )
         if not inserted.duplicate:
+            self.health.report(decision.model, error=request.error, latency_ms=request.latency_ms)
             # Learned before the answer, so the next /route of this process already knows.
             self._policies.catch_up()
         return FeedbackResult(

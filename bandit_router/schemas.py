@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -132,6 +133,12 @@ class FeedbackOut(BaseModel):
     )
 
 
+class HealthOut(BaseModel):
+    state: Literal["closed", "open", "half_open"]
+    reason: str
+    until: datetime | None = Field(description="open: when probing may start")
+
+
 class ModelOut(BaseModel):
     name: str
     provider: str
@@ -140,9 +147,10 @@ class ModelOut(BaseModel):
     context_window: int
     tags: list[str]
     enabled: bool
+    health: HealthOut
 
     @classmethod
-    def from_spec(cls, model: ModelSpec) -> ModelOut:
+    def from_spec(cls, model: ModelSpec, health: HealthOut) -> ModelOut:
         return cls(
             name=model.name,
             provider=model.provider,
@@ -151,7 +159,55 @@ class ModelOut(BaseModel):
             context_window=model.context_window,
             tags=sorted(model.tags),
             enabled=model.enabled,
+            health=health,
         )
+
+
+Price = Annotated[float, Field(ge=0.0, le=1e6, allow_inf_nan=False)]
+Tag = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_storable)]
+ContextWindow = Annotated[int, Field(gt=0, le=10**9)]
+
+
+class ModelIn(_Strict):
+    """A model added at run time (POST /models)."""
+
+    name: Name
+    provider: Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_storable)]
+    input_price_per_mtok: Price
+    output_price_per_mtok: Price
+    context_window: ContextWindow
+    tags: list[Tag] = Field(default_factory=list, max_length=100)
+    enabled: bool = True
+
+    def to_spec(self) -> ModelSpec:
+        return ModelSpec(
+            name=self.name,
+            provider=self.provider,
+            input_price_per_mtok=self.input_price_per_mtok,
+            output_price_per_mtok=self.output_price_per_mtok,
+            context_window=self.context_window,
+            tags=frozenset(self.tags),
+            enabled=self.enabled,
+        )
+
+
+class ModelUpdate(_Strict):
+    """PUT /models/{name}: the fields to change; the others keep their values."""
+
+    enabled: bool | None = None
+    input_price_per_mtok: Price | None = None
+    output_price_per_mtok: Price | None = None
+    context_window: ContextWindow | None = None
+    tags: list[Tag] | None = Field(default=None, max_length=100)
+
+    @model_validator(mode="after")
+    def _something(self) -> ModelUpdate:
+        if not self.model_fields_set:
+            raise ValueError("give at least one field to change")
+        for name in self.model_fields_set:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} may not be null")
+        return self
 
 
 class ErrorOut(BaseModel):

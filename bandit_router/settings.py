@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -88,11 +88,28 @@ class _LearningSection(BaseModel):
     settle_s: float = Field(default=2.0, ge=0.0, le=3600.0, allow_inf_nan=False)
 
 
+class _HealthSection(BaseModel):
+    """The models' circuit breakers; see health.py."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    failures_to_open: int = Field(default=5, ge=1)
+    error_rate_to_open: float = Field(default=0.5, gt=0.0, le=1.0)
+    window: int = Field(default=20, ge=1)
+    min_outcomes: int = Field(default=10, ge=1)
+    slow_ms: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
+    cooldown_s: float = Field(default=30.0, gt=0.0, allow_inf_nan=False)
+    max_cooldown_s: float = Field(default=600.0, gt=0.0, allow_inf_nan=False)
+    probes: int = Field(default=1, ge=1)
+    successes_to_close: int = Field(default=2, ge=1)
+
+
 class _ConfigFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     router: _RouterSection = Field(default_factory=_RouterSection)
     learning: _LearningSection = Field(default_factory=_LearningSection)
+    health: _HealthSection = Field(default_factory=_HealthSection)
     policies: dict[str, dict[str, float | int | str]] = Field(default_factory=dict)
     models: list[_ModelEntry] = Field(min_length=1)
 
@@ -113,6 +130,8 @@ class RouterConfig:
     default_reward: float | None = None
     aggregation: str = "first"
     settle_s: float = 2.0
+    health: Mapping[str, float | int | None] = field(default_factory=dict)
+    """The [health] section's values, as BreakerSettings takes them."""
 
 
 def _default_config_text() -> str:
@@ -166,4 +185,5 @@ def config_from_mapping(
         default_reward=parsed.learning.default_reward,
         aggregation=parsed.learning.aggregation,
         settle_s=parsed.learning.settle_s,
+        health=parsed.health.model_dump(),
     )

@@ -16,20 +16,21 @@ ALLOWED: dict[str, set[str]] = {
     "text_rules": set(),
     "policies": {"core", "features", "policies"},
     "eligibility": {"core"},
+    "health": set(),
     "reward": {"core"},
     "schemas": {"core"},
     "settings": {"core"},
     "storage": {"core", "storage"},
     "migrations": {"storage", "settings", "migrations"},
     "learner": {"core", "policies", "storage.base"},
-    "router": {"core", "features", "eligibility", "reward", "policies", "storage.base"},
-    "api": {"core", "router", "schemas", "eligibility", "features"},
-    "main": {"api", "learner", "router", "settings", "storage", "migrations", "core"},
+    "router": {"core", "features", "eligibility", "health", "reward", "policies", "storage.base"},
+    "api": {"core", "router", "schemas", "eligibility", "features", "health"},
+    "main": {"api", "health", "learner", "router", "settings", "storage", "migrations", "core"},
     "cli": {"settings", "main", "migrations", "simulator", "policies", "core"},
     # The simulator replays the service's own featurizer and policies, never its API or SQL.
     "simulator": {"core", "features", "policies", "simulator"},
 }
-STDLIB_ONLY = {"core"}
+STDLIB_ONLY = {"core", "health"}
 LAZY_ENGINES = {"vowpalwabbit", "pylibvw", "matplotlib"}
 
 

@@ -112,6 +112,18 @@ _FEEDBACK_ROW_ORDER = (
 )  # fmt: skip
 
 
+def _model_values(model: ModelSpec) -> dict[str, Any]:
+    return {
+        "provider": model.provider,
+        "input_price_per_mtok": model.input_price_per_mtok,
+        "output_price_per_mtok": model.output_price_per_mtok,
+        "context_window": model.context_window,
+        "tags": sorted(model.tags),
+        "enabled": model.enabled,
+        "updated_at": _now(),
+    }
+
+
 def _utc(moment: datetime) -> datetime:
     """SQLite hands datetimes back without their zone; every stored one is UTC."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
@@ -513,21 +525,24 @@ class SqlStore:
                 for row in rows
             ]
 
+    def insert_model(self, model: ModelSpec) -> bool:
+        """Adds a model; False when one of that name exists (in any process's view)."""
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(
+                    insert(tables.models).values(name=model.name, **_model_values(model))
+                )
+        except IntegrityError:
+            return False
+        return True
+
     def upsert_models(self, models: Sequence[ModelSpec]) -> None:
         """The configuration wins for the models it names; models it does not name remain."""
         m = tables.models
         with self.engine.begin() as connection:
             existing = set(connection.execute(select(m.c.name)).scalars())
             for model in models:
-                values = {
-                    "provider": model.provider,
-                    "input_price_per_mtok": model.input_price_per_mtok,
-                    "output_price_per_mtok": model.output_price_per_mtok,
-                    "context_window": model.context_window,
-                    "tags": sorted(model.tags),
-                    "enabled": model.enabled,
-                    "updated_at": _now(),
-                }
+                values = _model_values(model)
                 if model.name in existing:
                     connection.execute(update(m).where(m.c.name == model.name).values(values))
                 else:
