@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -23,7 +23,7 @@ from bandit_router.core import (
     NotFound,
     StorageUnavailable,
 )
-from bandit_router.eligibility import Constraints
+from bandit_router.eligibility import Constraints, Rules
 from bandit_router.features import text_of_messages
 from bandit_router.health import Health
 from bandit_router.router import FeedbackRequest, Router, RouteRequest, RouteResult
@@ -37,6 +37,7 @@ from bandit_router.schemas import (
     ModelUpdate,
     RouteIn,
     RouteOut,
+    RulesDoc,
 )
 
 OPEN_PATHS = frozenset({"/healthz"})
@@ -52,24 +53,36 @@ class FastJSONResponse(JSONResponse):
 class BearerAuth:
     """Pure ASGI middleware (no per-request task) that checks `Authorization: Bearer KEY`."""
 
-    def __init__(self, app: ASGIApp, keys: Sequence[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, keys: Sequence[str], tenants: Mapping[str, str] | None = None
+    ) -> None:
         self.app = app
-        self.keys = [key.encode() for key in keys]
+        self.keys = [(key.encode(), (tenants or {}).get(key)) for key in keys]
 
-    def _authorized(self, scope: Scope) -> bool:
+    def _key_of(self, scope: Scope) -> tuple[bool, str | None]:
+        """Whether the request holds a key, and the tenant the key belongs to."""
         for name, value in scope.get("headers", ()):
             if name == b"authorization":
                 scheme, _, token = value.partition(b" ")
                 if scheme.lower() != b"bearer":
-                    return False
+                    return False, None
                 token = token.strip()
                 # Every key is compared, in constant time, so timing tells nothing of them.
-                matches = [hmac.compare_digest(token, key) for key in self.keys]
-                return any(matches)
-        return False
+                matches = [(hmac.compare_digest(token, key), tenant) for key, tenant in self.keys]
+                for matched, tenant in matches:
+                    if matched:
+                        return True, tenant
+                return False, None
+        return False, None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or self._authorized(scope):
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        authorized, tenant = self._key_of(scope)
+        if authorized:
+            if tenant is not None:
+                scope.setdefault("state", {})["tenant"] = tenant
             await self.app(scope, receive, send)
             return
         response = JSONResponse(
@@ -125,7 +138,7 @@ def _route_body(result: RouteResult) -> dict[str, Any]:
     }
 
 
-def _route_request(body: RouteIn) -> RouteRequest:
+def _route_request(body: RouteIn, tenant: str | None) -> RouteRequest:
     if body.messages is not None:
         text = text_of_messages([(m.role, m.text()) for m in body.messages])
         field = "messages"
@@ -147,6 +160,7 @@ def _route_request(body: RouteIn) -> RouteRequest:
         cost_weight=body.cost_weight,
         unit_id=body.unit_id,
         experiment=body.experiment,
+        tenant=tenant,
     )
 
 
@@ -159,6 +173,7 @@ def create_app(
     router: Router,
     *,
     api_keys: Sequence[str] = (),
+    tenant_keys: Mapping[str, str] | None = None,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
 ) -> FastAPI:
     app = FastAPI(
@@ -168,7 +183,7 @@ def create_app(
         lifespan=lifespan,
     )
     if api_keys:
-        app.add_middleware(BearerAuth, keys=api_keys)
+        app.add_middleware(BearerAuth, keys=api_keys, tenants=tenant_keys)
 
     @app.exception_handler(DomainError)
     async def _domain_error(_request: Request, error: DomainError) -> JSONResponse:
@@ -191,9 +206,10 @@ def create_app(
         },
         response_model=None,
     )
-    async def route(body: RouteIn) -> JSONResponse:
+    async def route(body: RouteIn, request: Request) -> JSONResponse:
         """Chooses the model for one request and logs the decision before answering."""
-        result = await router.route(_route_request(body))
+        tenant = getattr(request.state, "tenant", None)
+        result = await router.route(_route_request(body, tenant))
         return FastJSONResponse(_route_body(result))
 
     @app.post(
@@ -263,6 +279,17 @@ def create_app(
         """Enables, disables, reprices or retags a model; no restart needed."""
         changes = body.model_dump(exclude_unset=True)
         return model_out(await run_in_threadpool(router.update_model, name, changes))
+
+    @app.get("/rules", response_model=RulesDoc)
+    async def rules() -> RulesDoc:
+        """The eligibility rules every process applies."""
+        return RulesDoc.model_validate(router.rules().to_document())
+
+    @app.put("/rules", response_model=RulesDoc, responses=_ERRORS)
+    async def set_rules(body: RulesDoc) -> RulesDoc:
+        """Replaces the rules; every process applies them within a second, no restart."""
+        await run_in_threadpool(router.set_rules, Rules.from_document(body.model_dump()))
+        return RulesDoc.model_validate(router.rules().to_document())
 
     @app.get(
         "/models/{name}/health",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from bandit_router.core import Arm, ModelSpec
 
@@ -16,6 +17,94 @@ class Constraints:
     max_latency_ms: float | None = None
     sensitive: bool = False
     min_context_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class ListRule:
+    """An allow list (when given, only these models) and a deny list (never these)."""
+
+    allow: frozenset[str] | None = None
+    deny: frozenset[str] = frozenset()
+
+    def admits(self, model: str) -> bool:
+        return model not in self.deny and (self.allow is None or model in self.allow)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Who may use which model, changeable at run time (PUT /rules).
+
+    ``required_tags``: per task type, the capability tags a model needs to take it (e.g. code
+    → {"code"}); ``tasks`` and ``tenants``: allow and deny lists per task type and per API
+    key's tenant. A model a rule keeps out is excluded as ``missing_capability`` or
+    ``denied``.
+    """
+
+    required_tags: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    tasks: Mapping[str, ListRule] = field(default_factory=dict)
+    tenants: Mapping[str, ListRule] = field(default_factory=dict)
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> Rules:
+        """From the plain form the configuration file and the admin API share."""
+
+        def lists(section: Mapping[str, Mapping[str, Any]]) -> dict[str, ListRule]:
+            return {
+                name: ListRule(
+                    allow=None if rule.get("allow") is None else frozenset(rule["allow"]),
+                    deny=frozenset(rule.get("deny") or ()),
+                )
+                for name, rule in section.items()
+            }
+
+        return cls(
+            required_tags={
+                task: frozenset(tags)
+                for task, tags in (document.get("required_tags") or {}).items()
+            },
+            tasks=lists(document.get("tasks") or {}),
+            tenants=lists(document.get("tenants") or {}),
+        )
+
+    def to_document(self) -> dict[str, Any]:
+        def lists(section: Mapping[str, ListRule]) -> dict[str, Any]:
+            return {
+                name: {
+                    "allow": None if rule.allow is None else sorted(rule.allow),
+                    "deny": sorted(rule.deny),
+                }
+                for name, rule in section.items()
+            }
+
+        return {
+            "required_tags": {task: sorted(tags) for task, tags in self.required_tags.items()},
+            "tasks": lists(self.tasks),
+            "tenants": lists(self.tenants),
+        }
+
+    def models_named(self) -> set[str]:
+        named: set[str] = set()
+        for rule in (*self.tasks.values(), *self.tenants.values()):
+            named |= rule.deny | (rule.allow or frozenset())
+        return named
+
+    def reason(self, model: ModelSpec, task: str, tenant: str | None) -> str | None:
+        needed = self.required_tags.get(task)
+        if needed and not needed <= model.tags:
+            return "missing_capability"
+        task_rule = self.tasks.get(task)
+        if task_rule is not None and not task_rule.admits(model.name):
+            return "denied"
+        tenant_rule = None if tenant is None else self.tenants.get(tenant)
+        if tenant_rule is not None and not tenant_rule.admits(model.name):
+            return "denied"
+        return None
+
+    def __bool__(self) -> bool:
+        return bool(self.required_tags or self.tasks or self.tenants)
+
+
+NO_RULES = Rules()
 
 
 @dataclass(frozen=True)
@@ -34,12 +123,15 @@ def split_eligible(
     candidates: Sequence[str] | None,
     constraints: Constraints,
     blocked: Mapping[str, str] | None = None,
+    rules: Rules = NO_RULES,
+    task: str = "",
+    tenant: str | None = None,
 ) -> Eligibility:
     """Applies the masks before any policy sees the arms, so propensities are over the eligible.
 
-    The first failing rule names the reason, in the order: not_candidate, disabled, not_local,
-    context_too_long, over_budget, then the reason ``blocked`` gives a model (the run-time
-    masks: unhealthy, rate_limited, ...).
+    The first failing rule names the reason, in the order: not_candidate, disabled, the
+    ``rules`` (missing_capability, denied), not_local, context_too_long, over_budget, then the
+    reason ``blocked`` gives a model (the run-time masks: unhealthy, rate_limited, ...).
     """
     allowed = None if candidates is None else set(candidates)
     needed_context = max(
@@ -54,6 +146,8 @@ def split_eligible(
             excluded[model.name] = "not_candidate"
         elif not model.enabled:
             excluded[model.name] = "disabled"
+        elif rules and (ruled := rules.reason(model, task, tenant)) is not None:
+            excluded[model.name] = ruled
         elif constraints.sensitive and "local" not in model.tags:
             excluded[model.name] = "not_local"
         elif model.context_window < needed_context:

@@ -17,6 +17,7 @@ from typing import Literal, cast
 from fastapi import FastAPI
 
 from bandit_router import api
+from bandit_router.eligibility import Rules
 from bandit_router.health import BreakerSettings, HealthBoard
 from bandit_router.learner import (
     Aggregation,
@@ -117,6 +118,10 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         store.upsert_models(config.models)
         router.set_models(store.list_models())
+        # The file's rules win at start when it has any; otherwise the stored ones stay.
+        if config.rules and Rules.from_document(config.rules):
+            router.set_rules(Rules.from_document(config.rules))
+        router.reload_rules()
         learner.restore()
         decision_log.start()
         store.start_maintenance()
@@ -124,7 +129,7 @@ def create_app(
             learner.start(snapshot_interval_s=config.snapshot_interval_s)
         else:
             learner.start()
-        pool_watch = _Periodic(1.0, router.reload_models, "pool-watch")
+        pool_watch = _Periodic(1.0, router.reload_pool, "pool-watch")
         # What start-up allocated lives as long as the process: moving it out of the
         # collector's generations keeps full collections short under load. A request makes
         # a few hundred short-lived objects and no cycles worth chasing, so the youngest
@@ -140,7 +145,9 @@ def create_app(
             learner.stop()
             store.close()
 
-    return api.create_app(router, api_keys=config.api_keys, lifespan=lifespan)
+    return api.create_app(
+        router, api_keys=config.api_keys, tenant_keys=config.tenant_keys, lifespan=lifespan
+    )
 
 
 def run_learner_process(settings: Settings, config: RouterConfig) -> None:

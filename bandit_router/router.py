@@ -18,7 +18,7 @@ from bandit_router.core import (
     NotFound,
     time_ordered_uuid,
 )
-from bandit_router.eligibility import Constraints, split_eligible
+from bandit_router.eligibility import NO_RULES, Constraints, Rules, split_eligible
 from bandit_router.features import featurize, prompt_words
 from bandit_router.health import Health, HealthBoard
 from bandit_router.reward import resolve_cost, reward_of
@@ -51,6 +51,8 @@ class RouteRequest:
     cost_weight: float | None = None
     unit_id: str | None = None
     experiment: str | None = None
+    tenant: str | None = None
+    """The tenant of the API key the request came with, if tenants are configured."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ class Router:
         self._decision_log = decision_log
         self._policies = policies
         self._options = options
+        self._rules = NO_RULES
         self.set_models(models)
 
     def set_models(self, models: Sequence[ModelSpec]) -> None:
@@ -141,6 +144,27 @@ class Router:
         stored = tuple(self._store.list_models())
         if stored != self._pool:
             self.set_models(stored)
+
+    def reload_pool(self) -> None:
+        """What the admin endpoints of any process changed: the models, then the rules."""
+        self.reload_models()
+        self.reload_rules()
+
+    def rules(self) -> Rules:
+        return self._rules
+
+    def set_rules(self, rules: Rules) -> None:
+        """Stores the rules for every process; they apply from this process's next request."""
+        unknown = sorted(rules.models_named() - set(self._models))
+        if unknown:
+            raise InvalidInput(("rules",), f"unknown models {unknown}")
+        self._store.save_rules(rules.to_document())
+        self._rules = rules
+
+    def reload_rules(self) -> None:
+        document = self._store.load_rules()
+        if document is not None:
+            self._rules = Rules.from_document(document)
 
     def add_model(self, model: ModelSpec) -> ModelSpec:
         """Eligible from the next request on; every policy takes a model it has not seen."""
@@ -189,6 +213,9 @@ class Router:
             candidates=request.candidates,
             constraints=request.constraints,
             blocked=dict.fromkeys(unhealthy, "unhealthy") if unhealthy else None,
+            rules=self._rules,
+            task=str(features["task_type"]),
+            tenant=request.tenant,
         )
         if not eligibility.eligible:
             raise NoEligibleModel(eligibility.excluded)

@@ -212,3 +212,22 @@ class ModelUpdate(_Strict):
 
 class ErrorOut(BaseModel):
     detail: object
+
+
+class ListRuleDoc(_Strict):
+    allow: list[Name] | None = Field(
+        default=None, max_length=1000, description="when given, only these models"
+    )
+    deny: list[Name] = Field(default_factory=list, max_length=1000)
+
+
+TaskName = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_storable)]
+
+
+class RulesDoc(_Strict):
+    """Eligibility rules: capability tags per task type, allow and deny lists per task type
+    and per tenant."""
+
+    required_tags: dict[TaskName, list[Tag]] = Field(default_factory=dict, max_length=1000)
+    tasks: dict[TaskName, ListRuleDoc] = Field(default_factory=dict, max_length=1000)
+    tenants: dict[Name, ListRuleDoc] = Field(default_factory=dict, max_length=1000)

@@ -88,6 +88,38 @@ class _LearningSection(BaseModel):
     settle_s: float = Field(default=2.0, ge=0.0, le=3600.0, allow_inf_nan=False)
 
 
+class _ListRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    allow: list[str] | None = None
+    deny: list[str] = Field(default_factory=list)
+
+
+class _RulesSection(BaseModel):
+    """Eligibility rules; see eligibility.Rules. PUT /rules replaces them at run time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    required_tags: dict[str, list[str]] = Field(default_factory=dict)
+    tasks: dict[str, _ListRule] = Field(default_factory=dict)
+    tenants: dict[str, _ListRule] = Field(default_factory=dict)
+
+
+class _TenantSection(BaseModel):
+    """A tenant is whoever holds one of its API keys; rules and budgets can name it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    api_keys: list[str] = Field(min_length=1)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_not_blank(cls, keys: list[str]) -> list[str]:
+        if any(not key.strip() for key in keys):
+            raise ValueError("an API key may not be blank")
+        return keys
+
+
 class _HealthSection(BaseModel):
     """The models' circuit breakers; see health.py."""
 
@@ -110,6 +142,8 @@ class _ConfigFile(BaseModel):
     router: _RouterSection = Field(default_factory=_RouterSection)
     learning: _LearningSection = Field(default_factory=_LearningSection)
     health: _HealthSection = Field(default_factory=_HealthSection)
+    rules: _RulesSection = Field(default_factory=_RulesSection)
+    tenants: dict[str, _TenantSection] = Field(default_factory=dict)
     policies: dict[str, dict[str, float | int | str]] = Field(default_factory=dict)
     models: list[_ModelEntry] = Field(min_length=1)
 
@@ -132,6 +166,10 @@ class RouterConfig:
     settle_s: float = 2.0
     health: Mapping[str, float | int | None] = field(default_factory=dict)
     """The [health] section's values, as BreakerSettings takes them."""
+    rules: Mapping[str, Any] = field(default_factory=dict)
+    """The [rules] section as a document (eligibility.Rules.from_document)."""
+    tenant_keys: Mapping[str, str] = field(default_factory=dict)
+    """API key → tenant name; these keys are in api_keys too."""
 
 
 def _default_config_text() -> str:
@@ -172,6 +210,23 @@ def config_from_mapping(
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{source}: policies.{router.policy}.{key} must be finite")
     keys = list(router.api_keys) + [k.strip() for k in extra_api_keys.split(",") if k.strip()]
+    tenant_keys = {key: name for name, tenant in parsed.tenants.items() for key in tenant.api_keys}
+    keys = list(dict.fromkeys(keys))
+    every_key = keys + [key for tenant in parsed.tenants.values() for key in tenant.api_keys]
+    if len(set(every_key)) < len(every_key):
+        raise ConfigError(f"{source}: an API key is given twice (keys must name one tenant)")
+    known = set(names)
+    named = {
+        model
+        for section in (parsed.rules.tasks, parsed.rules.tenants)
+        for rule in section.values()
+        for model in [*(rule.allow or []), *rule.deny]
+    }
+    if named - known:
+        raise ConfigError(f"{source}: rules: unknown models {sorted(named - known)}")
+    unknown_tenants = set(parsed.rules.tenants) - set(parsed.tenants)
+    if unknown_tenants:
+        raise ConfigError(f"{source}: rules.tenants: unknown tenants {sorted(unknown_tenants)}")
     return RouterConfig(
         policy=PolicySpec(router.policy, params),
         cost_weight=router.cost_weight,
@@ -179,11 +234,13 @@ def config_from_mapping(
         max_prompt_bytes=router.max_prompt_bytes,
         snapshot_every=router.snapshot_every,
         snapshot_interval_s=router.snapshot_interval_s,
-        api_keys=tuple(keys),
+        api_keys=tuple(keys + list(tenant_keys)),
         models=tuple(entry.to_spec() for entry in parsed.models),
         reward_wait_s=parsed.learning.reward_wait_s,
         default_reward=parsed.learning.default_reward,
         aggregation=parsed.learning.aggregation,
         settle_s=parsed.learning.settle_s,
         health=parsed.health.model_dump(),
+        rules=parsed.rules.model_dump(),
+        tenant_keys=tenant_keys,
     )

@@ -25,7 +25,17 @@ ALLOWED: dict[str, set[str]] = {
     "learner": {"core", "policies", "storage.base"},
     "router": {"core", "features", "eligibility", "health", "reward", "policies", "storage.base"},
     "api": {"core", "router", "schemas", "eligibility", "features", "health"},
-    "main": {"api", "health", "learner", "router", "settings", "storage", "migrations", "core"},
+    "main": {
+        "api",
+        "eligibility",
+        "health",
+        "learner",
+        "router",
+        "settings",
+        "storage",
+        "migrations",
+        "core",
+    },
     "cli": {"settings", "main", "migrations", "simulator", "policies", "core"},
     # The simulator replays the service's own featurizer and policies, never its API or SQL.
     "simulator": {"core", "features", "policies", "simulator"},

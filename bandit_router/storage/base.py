@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from bandit_router.core import FeatureValue, ModelSpec
 
@@ -117,6 +117,10 @@ class Store(Protocol):
     def list_models(self) -> list[ModelSpec]: ...
 
     def insert_model(self, model: ModelSpec) -> bool: ...
+
+    def save_rules(self, document: Mapping[str, Any]) -> None: ...
+
+    def load_rules(self) -> dict[str, Any] | None: ...
 
     def upsert_models(self, models: Sequence[ModelSpec]) -> None: ...
 

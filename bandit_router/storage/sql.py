@@ -525,6 +525,22 @@ class SqlStore:
                 for row in rows
             ]
 
+    def save_rules(self, document: Mapping[str, Any]) -> None:
+        r = tables.rules
+        with self.engine.begin() as connection:
+            changed = connection.execute(
+                update(r).where(r.c.id == 1).values(document=document, updated_at=_now())
+            ).rowcount
+            if not changed:
+                connection.execute(insert(r).values(id=1, document=document, updated_at=_now()))
+
+    def load_rules(self) -> dict[str, Any] | None:
+        with self.engine.connect() as connection:
+            found: dict[str, Any] | None = connection.execute(
+                select(tables.rules.c.document).where(tables.rules.c.id == 1)
+            ).scalar()
+        return found
+
     def insert_model(self, model: ModelSpec) -> bool:
         """Adds a model; False when one of that name exists (in any process's view)."""
         try:

@@ -101,3 +101,12 @@ policy_snapshots = Table(
     Column("window_cursor", String(100), nullable=True),
     Index("ix_policy_snapshots_policy_id", "policy", "id"),
 )
+
+# One row (id 1): the eligibility rules document every process applies.
+rules = Table(
+    "rules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("document", JSON, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
