@@ -31,6 +31,13 @@ class ModelSpec:
     context_window: int
     tags: frozenset[str] = frozenset()
     enabled: bool = True
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    """Rate limits for the whole deployment (every process counts against the same ones)."""
+
+    @property
+    def rate_limited(self) -> bool:
+        return self.requests_per_minute is not None or self.tokens_per_minute is not None
 
     def price_usd(self, input_tokens: float, output_tokens: float) -> float:
         return (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -125,6 +126,21 @@ class Router:
     def set_models(self, models: Sequence[ModelSpec]) -> None:
         self._pool = tuple(models)
         self._models = {model.name: model for model in models}
+        self._rate_limited = tuple(model for model in models if model.rate_limited)
+
+    async def _over_rate(self, minute: int, tokens: int) -> dict[str, str]:
+        """The rate-limited models whose minute, across every process, cannot take this
+        request (its prompt and expected answer tokens)."""
+        usage = await asyncio.to_thread(
+            self._store.rate_usage, [m.name for m in self._rate_limited], minute
+        )
+        full = {}
+        for model in self._rate_limited:
+            requests, used = usage.get(model.name, (0, 0))
+            rpm, tpm = model.requests_per_minute, model.tokens_per_minute
+            if (rpm is not None and requests >= rpm) or (tpm is not None and used + tokens > tpm):
+                full[model.name] = "rate_limited"
+        return full
 
     def models(self) -> list[ModelSpec]:
         return list(self._pool)
@@ -206,19 +222,11 @@ class Router:
         features = featurize(request.text, request.task_type, request.features)
         prompt_tokens = float(features["tokens"])
         unhealthy = self.health.unavailable(self._models)
-        eligibility = split_eligible(
-            self._pool,
-            prompt_tokens=prompt_tokens,
-            expected_output_tokens=self._options.expected_output_tokens,
-            candidates=request.candidates,
-            constraints=request.constraints,
-            blocked=dict.fromkeys(unhealthy, "unhealthy") if unhealthy else None,
-            rules=self._rules,
-            task=str(features["task_type"]),
-            tenant=request.tenant,
-        )
-        if not eligibility.eligible:
-            raise NoEligibleModel(eligibility.excluded)
+        blocked = dict.fromkeys(unhealthy, "unhealthy")
+        expected_tokens = int(prompt_tokens) + self._options.expected_output_tokens
+        minute = int(self._clock().timestamp() // 60)
+        if self._rate_limited:
+            blocked.update(await self._over_rate(minute, expected_tokens))
         cost_weight = (
             self._options.default_cost_weight
             if request.cost_weight is None
@@ -226,14 +234,42 @@ class Router:
         )
         decision_id = time_ordered_uuid()
         reads_words = self._policies.reads_words(self._options.policy)
-        context = Context(
-            features=features,
-            arms=eligibility.eligible,
-            cost_weight=cost_weight,
-            draw_key=decision_id,
-            words=prompt_words(request.text) if reads_words else (),
-        )
-        decision, version = self._policies.choose(self._options.policy, context)
+        words = prompt_words(request.text) if reads_words else ()
+        while True:
+            eligibility = split_eligible(
+                self._pool,
+                prompt_tokens=prompt_tokens,
+                expected_output_tokens=self._options.expected_output_tokens,
+                candidates=request.candidates,
+                constraints=request.constraints,
+                blocked=blocked,
+                rules=self._rules,
+                task=str(features["task_type"]),
+                tenant=request.tenant,
+            )
+            if not eligibility.eligible:
+                raise NoEligibleModel(eligibility.excluded)
+            context = Context(
+                features=features,
+                arms=eligibility.eligible,
+                cost_weight=cost_weight,
+                draw_key=decision_id,
+                words=words,
+            )
+            decision, version = self._policies.choose(self._options.policy, context)
+            chosen = self._models[decision.model]
+            if not chosen.rate_limited or await asyncio.to_thread(
+                self._store.take_rate,
+                chosen.name,
+                minute,
+                expected_tokens,
+                max_requests=chosen.requests_per_minute,
+                max_tokens=chosen.tokens_per_minute,
+            ):
+                break
+            # Another request took the model's last slot since the usage was read: the model
+            # is masked and the choice made again, over the models still eligible.
+            blocked[chosen.name] = "rate_limited"
         self.health.routed(decision.model)
         scores = {
             s.model: {

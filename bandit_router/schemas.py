@@ -147,6 +147,8 @@ class ModelOut(BaseModel):
     context_window: int
     tags: list[str]
     enabled: bool
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
     health: HealthOut
 
     @classmethod
@@ -159,6 +161,8 @@ class ModelOut(BaseModel):
             context_window=model.context_window,
             tags=sorted(model.tags),
             enabled=model.enabled,
+            requests_per_minute=model.requests_per_minute,
+            tokens_per_minute=model.tokens_per_minute,
             health=health,
         )
 
@@ -166,6 +170,7 @@ class ModelOut(BaseModel):
 Price = Annotated[float, Field(ge=0.0, le=1e6, allow_inf_nan=False)]
 Tag = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_storable)]
 ContextWindow = Annotated[int, Field(gt=0, le=10**9)]
+PerMinute = Annotated[int, Field(ge=1, le=10**12)]
 
 
 class ModelIn(_Strict):
@@ -178,6 +183,8 @@ class ModelIn(_Strict):
     context_window: ContextWindow
     tags: list[Tag] = Field(default_factory=list, max_length=100)
     enabled: bool = True
+    requests_per_minute: PerMinute | None = None
+    tokens_per_minute: PerMinute | None = None
 
     def to_spec(self) -> ModelSpec:
         return ModelSpec(
@@ -188,6 +195,8 @@ class ModelIn(_Strict):
             context_window=self.context_window,
             tags=frozenset(self.tags),
             enabled=self.enabled,
+            requests_per_minute=self.requests_per_minute,
+            tokens_per_minute=self.tokens_per_minute,
         )
 
 
@@ -199,12 +208,14 @@ class ModelUpdate(_Strict):
     output_price_per_mtok: Price | None = None
     context_window: ContextWindow | None = None
     tags: list[Tag] | None = Field(default=None, max_length=100)
+    requests_per_minute: PerMinute | None = Field(default=None, description="null lifts it")
+    tokens_per_minute: PerMinute | None = Field(default=None, description="null lifts it")
 
     @model_validator(mode="after")
     def _something(self) -> ModelUpdate:
         if not self.model_fields_set:
             raise ValueError("give at least one field to change")
-        for name in self.model_fields_set:
+        for name in self.model_fields_set - {"requests_per_minute", "tokens_per_minute"}:
             if getattr(self, name) is None:
                 raise ValueError(f"{name} may not be null")
         return self

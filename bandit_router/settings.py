@@ -45,6 +45,8 @@ class _ModelEntry(BaseModel):
     context_window: int = Field(gt=0)
     tags: list[str] = Field(default_factory=list)
     enabled: bool = True
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_minute: int | None = Field(default=None, ge=1)
 
     def to_spec(self) -> ModelSpec:
         return ModelSpec(
@@ -55,6 +57,8 @@ class _ModelEntry(BaseModel):
             context_window=self.context_window,
             tags=frozenset(self.tags),
             enabled=self.enabled,
+            requests_per_minute=self.requests_per_minute,
+            tokens_per_minute=self.tokens_per_minute,
         )
 
 

@@ -120,6 +120,18 @@ class Store(Protocol):
 
     def save_rules(self, document: Mapping[str, Any]) -> None: ...
 
+    def rate_usage(self, models: Sequence[str], minute: int) -> dict[str, tuple[int, int]]: ...
+
+    def take_rate(
+        self,
+        model: str,
+        minute: int,
+        tokens: int,
+        *,
+        max_requests: int | None,
+        max_tokens: int | None,
+    ) -> bool: ...
+
     def load_rules(self) -> dict[str, Any] | None: ...
 
     def upsert_models(self, models: Sequence[ModelSpec]) -> None: ...

@@ -24,6 +24,8 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import PoolProxiedConnection
@@ -121,6 +123,8 @@ def _model_values(model: ModelSpec) -> dict[str, Any]:
         "tags": sorted(model.tags),
         "enabled": model.enabled,
         "updated_at": _now(),
+        "requests_per_minute": model.requests_per_minute,
+        "tokens_per_minute": model.tokens_per_minute,
     }
 
 
@@ -521,9 +525,55 @@ class SqlStore:
                     context_window=row.context_window,
                     tags=frozenset(row.tags),
                     enabled=row.enabled,
+                    requests_per_minute=row.requests_per_minute,
+                    tokens_per_minute=row.tokens_per_minute,
                 )
                 for row in rows
             ]
+
+    def rate_usage(self, models: Sequence[str], minute: int) -> dict[str, tuple[int, int]]:
+        """Requests and tokens routed to each model in the minute, by every process."""
+        w = tables.rate_windows
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(w.c.model, w.c.requests, w.c.tokens).where(
+                    w.c.minute == minute, w.c.model.in_(list(models))
+                )
+            ).all()
+        return {model: (requests, tokens) for model, requests, tokens in rows}
+
+    def take_rate(
+        self,
+        model: str,
+        minute: int,
+        tokens: int,
+        *,
+        max_requests: int | None,
+        max_tokens: int | None,
+    ) -> bool:
+        """Counts one request of ``tokens`` against the model's minute if both limits still
+        allow it, atomically for every process; False when they do not."""
+        w = tables.rate_windows
+        fits = []
+        if max_requests is not None:
+            fits.append(w.c.requests + 1 <= max_requests)
+        if max_tokens is not None:
+            fits.append(w.c.tokens + tokens <= max_tokens)
+        dialect_insert = postgresql_insert if self._postgres else sqlite_insert
+        with self.engine.begin() as connection:
+            # The window's row exists first, so the conditional update below is the one
+            # atomic step: concurrent takers wait on its row lock and re-check the limits.
+            connection.execute(
+                dialect_insert(w)
+                .values(model=model, minute=minute, requests=0, tokens=0)
+                .on_conflict_do_nothing()
+            )
+            taken: int = connection.execute(
+                update(w)
+                .where(w.c.model == model, w.c.minute == minute, *fits)
+                .values(requests=w.c.requests + 1, tokens=w.c.tokens + tokens)
+            ).rowcount
+        return taken == 1
 
     def save_rules(self, document: Mapping[str, Any]) -> None:
         r = tables.rules

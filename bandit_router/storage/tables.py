@@ -42,6 +42,8 @@ models = Table(
     Column("tags", JSON, nullable=False),
     Column("enabled", Boolean, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("requests_per_minute", BigInteger, nullable=True),
+    Column("tokens_per_minute", BigInteger, nullable=True),
 )
 
 decisions = Table(
@@ -109,4 +111,14 @@ rules = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("document", JSON, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Requests and tokens routed to each model per minute since the epoch, for the rate limits.
+rate_windows = Table(
+    "rate_windows",
+    metadata,
+    Column("model", String(200), primary_key=True),
+    Column("minute", BigInteger, primary_key=True, autoincrement=False),
+    Column("requests", BigInteger, nullable=False),
+    Column("tokens", BigInteger, nullable=False),
 )
