@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -28,6 +29,7 @@ from bandit_router.features import text_of_messages
 from bandit_router.health import Health
 from bandit_router.router import FeedbackRequest, Router, RouteRequest, RouteResult
 from bandit_router.schemas import (
+    BudgetOut,
     ErrorOut,
     FeedbackIn,
     FeedbackOut,
@@ -279,6 +281,24 @@ def create_app(
         """Enables, disables, reprices or retags a model; no restart needed."""
         changes = body.model_dump(exclude_unset=True)
         return model_out(await run_in_threadpool(router.update_model, name, changes))
+
+    @app.get("/budgets", response_model=list[BudgetOut])
+    async def budgets() -> list[BudgetOut]:
+        """Each budget's spend, pace and the cost weight its pacing adds, this period."""
+        states = await run_in_threadpool(router.budgets)
+        return [
+            BudgetOut(
+                scope=state.budget.scope,
+                usd=state.budget.usd,
+                period_s=state.budget.period_s,
+                period_start=datetime.fromtimestamp(state.period * state.budget.period_s, tz=UTC),
+                spend_usd=state.spend_usd,
+                pace_usd=state.pace_usd,
+                added_cost_weight=state.added_cost_weight,
+                capped=state.capped,
+            )
+            for state in states
+        ]
 
     @app.get("/rules", response_model=RulesDoc)
     async def rules() -> RulesDoc:

@@ -17,6 +17,7 @@ from typing import Literal, cast
 from fastapi import FastAPI
 
 from bandit_router import api
+from bandit_router.budget import Budget, Pacer
 from bandit_router.eligibility import Rules
 from bandit_router.health import BreakerSettings, HealthBoard
 from bandit_router.learner import (
@@ -100,9 +101,13 @@ def create_app(
         breakers = BreakerSettings(**config.health)  # type: ignore[arg-type]
     except ValueError as error:
         raise ConfigError(f"health: {error}") from error
+    pacer = Pacer(
+        budgets={scope: Budget(scope, **values) for scope, values in config.budgets.items()}
+    )
     router = Router(
         store=store,
         health=HealthBoard(breakers),
+        pacer=pacer,
         decision_log=decision_log,
         policies=learner,
         models=config.models,

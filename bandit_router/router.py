@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol, cast
 
+from bandit_router.budget import DEFAULT_SCOPE, Pacer, PaceState
 from bandit_router.core import (
     Conflict,
     Context,
@@ -112,9 +114,11 @@ class Router:
         models: Sequence[ModelSpec],
         options: RouterOptions,
         health: HealthBoard | None = None,
+        pacer: Pacer | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._clock = clock
+        self.pacer = pacer or Pacer()
         self.health = health or HealthBoard(clock=clock)
         self._store = store
         self._decision_log = decision_log
@@ -165,6 +169,14 @@ class Router:
         """What the admin endpoints of any process changed: the models, then the rules."""
         self.reload_models()
         self.reload_rules()
+
+    def budgets(self) -> list[PaceState]:
+        """Each budgeted scope's spend, pace and added cost weight in the current period."""
+        now = self._clock()
+        return [
+            self.pacer.state(budget, self._store.spend(budget.scope, budget.period(now)), now)
+            for budget in self.pacer.budgets.values()
+        ]
 
     def rules(self) -> Rules:
         return self._rules
@@ -224,7 +236,8 @@ class Router:
         unhealthy = self.health.unavailable(self._models)
         blocked = dict.fromkeys(unhealthy, "unhealthy")
         expected_tokens = int(prompt_tokens) + self._options.expected_output_tokens
-        minute = int(self._clock().timestamp() // 60)
+        now = self._clock()
+        minute = int(now.timestamp() // 60)
         if self._rate_limited:
             blocked.update(await self._over_rate(minute, expected_tokens))
         cost_weight = (
@@ -232,6 +245,12 @@ class Router:
             if request.cost_weight is None
             else request.cost_weight
         )
+        budget = self.pacer.budgets.get(request.tenant or DEFAULT_SCOPE)
+        remaining = math.inf
+        if budget is not None:
+            spend = await asyncio.to_thread(self._store.spend, budget.scope, budget.period(now))
+            cost_weight += self.pacer.update(budget, spend, now)
+            remaining = budget.usd - spend
         decision_id = time_ordered_uuid()
         reads_words = self._policies.reads_words(self._options.policy)
         words = prompt_words(request.text) if reads_words else ()
@@ -249,6 +268,15 @@ class Router:
             )
             if not eligibility.eligible:
                 raise NoEligibleModel(eligibility.excluded)
+            cheapest = min(arm.prior_cost_usd for arm in eligibility.eligible)
+            over = {
+                arm.name: "over_budget"
+                for arm in eligibility.eligible
+                if arm.prior_cost_usd > remaining and arm.prior_cost_usd > cheapest
+            }
+            if over:  # the budget's cap: only the cheapest eligible models remain
+                blocked.update(over)
+                continue
             context = Context(
                 features=features,
                 arms=eligibility.eligible,
@@ -270,6 +298,9 @@ class Router:
             # Another request took the model's last slot since the usage was read: the model
             # is masked and the choice made again, over the models still eligible.
             blocked[chosen.name] = "rate_limited"
+        if budget is not None:
+            priced = next(a.prior_cost_usd for a in context.arms if a.name == decision.model)
+            await asyncio.to_thread(self._store.add_spend, budget.scope, budget.period(now), priced)
         self.health.routed(decision.model)
         scores = {
             s.model: {

@@ -242,3 +242,14 @@ class RulesDoc(_Strict):
     required_tags: dict[TaskName, list[Tag]] = Field(default_factory=dict, max_length=1000)
     tasks: dict[TaskName, ListRuleDoc] = Field(default_factory=dict, max_length=1000)
     tenants: dict[Name, ListRuleDoc] = Field(default_factory=dict, max_length=1000)
+
+
+class BudgetOut(BaseModel):
+    scope: str = Field(description="a tenant, or default for requests without one")
+    usd: float = Field(description="the budget of one period")
+    period_s: float
+    period_start: datetime
+    spend_usd: float = Field(description="priced cost of the decisions routed this period")
+    pace_usd: float = Field(description="what an even pace would have spent by now")
+    added_cost_weight: float = Field(description="μ, added to each request's λ")
+    capped: bool = Field(description="spend reached the budget: only the cheapest models")

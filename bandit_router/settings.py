@@ -124,6 +124,17 @@ class _TenantSection(BaseModel):
         return keys
 
 
+class _BudgetSection(BaseModel):
+    """A spend budget with pacing; see budget.py."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    usd: float = Field(gt=0.0, allow_inf_nan=False)
+    period_s: float = Field(default=86_400.0, gt=0.0, allow_inf_nan=False)
+    step: float = Field(default=200.0, ge=0.0, allow_inf_nan=False)
+    max_added: float = Field(default=10_000.0, ge=0.0, allow_inf_nan=False)
+
+
 class _HealthSection(BaseModel):
     """The models' circuit breakers; see health.py."""
 
@@ -148,6 +159,7 @@ class _ConfigFile(BaseModel):
     health: _HealthSection = Field(default_factory=_HealthSection)
     rules: _RulesSection = Field(default_factory=_RulesSection)
     tenants: dict[str, _TenantSection] = Field(default_factory=dict)
+    budgets: dict[str, _BudgetSection] = Field(default_factory=dict)
     policies: dict[str, dict[str, float | int | str]] = Field(default_factory=dict)
     models: list[_ModelEntry] = Field(min_length=1)
 
@@ -174,6 +186,8 @@ class RouterConfig:
     """The [rules] section as a document (eligibility.Rules.from_document)."""
     tenant_keys: Mapping[str, str] = field(default_factory=dict)
     """API key → tenant name; these keys are in api_keys too."""
+    budgets: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    """Per scope (a tenant, or "default"), the [budgets.SCOPE] values as Budget takes them."""
 
 
 def _default_config_text() -> str:
@@ -228,6 +242,11 @@ def config_from_mapping(
     }
     if named - known:
         raise ConfigError(f"{source}: rules: unknown models {sorted(named - known)}")
+    unknown_scopes = set(parsed.budgets) - set(parsed.tenants) - {"default"}
+    if unknown_scopes:
+        raise ConfigError(
+            f"{source}: budgets: {sorted(unknown_scopes)} are neither tenants nor 'default'"
+        )
     unknown_tenants = set(parsed.rules.tenants) - set(parsed.tenants)
     if unknown_tenants:
         raise ConfigError(f"{source}: rules.tenants: unknown tenants {sorted(unknown_tenants)}")
@@ -247,4 +266,5 @@ def config_from_mapping(
         health=parsed.health.model_dump(),
         rules=parsed.rules.model_dump(),
         tenant_keys=tenant_keys,
+        budgets={scope: budget.model_dump() for scope, budget in parsed.budgets.items()},
     )

@@ -17,14 +17,24 @@ ALLOWED: dict[str, set[str]] = {
     "policies": {"core", "features", "policies"},
     "eligibility": {"core"},
     "health": set(),
+    "budget": set(),
     "reward": {"core"},
     "schemas": {"core"},
     "settings": {"core"},
     "storage": {"core", "storage"},
     "migrations": {"storage", "settings", "migrations"},
     "learner": {"core", "policies", "storage.base"},
-    "router": {"core", "features", "eligibility", "health", "reward", "policies", "storage.base"},
-    "api": {"core", "router", "schemas", "eligibility", "features", "health"},
+    "router": {
+        "core",
+        "features",
+        "eligibility",
+        "health",
+        "budget",
+        "reward",
+        "policies",
+        "storage.base",
+    },
+    "api": {"core", "router", "schemas", "eligibility", "features", "health", "budget"},
     "main": {
         "api",
         "eligibility",
@@ -40,7 +50,7 @@ ALLOWED: dict[str, set[str]] = {
     # The simulator replays the service's own featurizer and policies, never its API or SQL.
     "simulator": {"core", "features", "policies", "simulator"},
 }
-STDLIB_ONLY = {"core", "health"}
+STDLIB_ONLY = {"core", "health", "budget"}
 LAZY_ENGINES = {"vowpalwabbit", "pylibvw", "matplotlib"}
 
 

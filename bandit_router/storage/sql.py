@@ -575,6 +575,26 @@ class SqlStore:
             ).rowcount
         return taken == 1
 
+    def spend(self, scope: str, period: int) -> float:
+        b = tables.budget_spend
+        with self.engine.connect() as connection:
+            found: float | None = connection.execute(
+                select(b.c.spend_usd).where(b.c.scope == scope, b.c.period == period)
+            ).scalar()
+        return found or 0.0
+
+    def add_spend(self, scope: str, period: int, usd: float) -> None:
+        b = tables.budget_spend
+        dialect_insert = postgresql_insert if self._postgres else sqlite_insert
+        statement = dialect_insert(b).values(scope=scope, period=period, spend_usd=usd)
+        with self.engine.begin() as connection:
+            connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[b.c.scope, b.c.period],
+                    set_={"spend_usd": b.c.spend_usd + statement.excluded.spend_usd},
+                )
+            )
+
     def save_rules(self, document: Mapping[str, Any]) -> None:
         r = tables.rules
         with self.engine.begin() as connection:

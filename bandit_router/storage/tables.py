@@ -122,3 +122,12 @@ rate_windows = Table(
     Column("requests", BigInteger, nullable=False),
     Column("tokens", BigInteger, nullable=False),
 )
+
+# What each budget scope has spent in each period, as routed decisions were priced.
+budget_spend = Table(
+    "budget_spend",
+    metadata,
+    Column("scope", String(200), primary_key=True),
+    Column("period", BigInteger, primary_key=True, autoincrement=False),
+    Column("spend_usd", Float, nullable=False),
+)
