@@ -37,6 +37,7 @@ ALLOWED: dict[str, set[str]] = {
     "api": {"core", "router", "schemas", "eligibility", "features", "health", "budget"},
     "main": {
         "api",
+        "budget",
         "eligibility",
         "health",
         "learner",
