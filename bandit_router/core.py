@@ -34,6 +34,8 @@ class ModelSpec:
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
     """Rate limits for the whole deployment (every process counts against the same ones)."""
+    prior_quality: float | None = None
+    """The quality expected of the model before any outcome (a benchmark score, say)."""
 
     @property
     def rate_limited(self) -> bool:
@@ -57,6 +59,7 @@ class Arm(NamedTuple):
     name: str
     prior_cost_usd: float
     tags: frozenset[str] = frozenset()
+    prior_quality: float | None = None
 
 
 @dataclass(frozen=True)

@@ -157,5 +157,5 @@ def split_eligible(
         elif blocked and model.name in blocked:
             excluded[model.name] = blocked[model.name]
         else:
-            eligible.append(Arm(model.name, cost, model.tags))
+            eligible.append(Arm(model.name, cost, model.tags, model.prior_quality))
     return Eligibility(eligible=tuple(eligible), excluded=excluded)

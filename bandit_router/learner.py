@@ -111,6 +111,7 @@ def context_of(decision: DecisionRecord) -> Context:
                 name,
                 decision.prior_costs.get(name, 0.0),
                 frozenset(decision.arm_tags.get(name, ())),
+                decision.prior_qualities.get(name),
             )
             for name in decision.eligible
         ),

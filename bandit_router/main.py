@@ -116,6 +116,8 @@ def create_app(
             default_cost_weight=config.cost_weight,
             expected_output_tokens=config.expected_output_tokens,
             max_prompt_bytes=config.max_prompt_bytes,
+            new_model_share=config.new_model_share,
+            new_model_outcomes=config.new_model_outcomes,
         ),
     )
 
@@ -126,7 +128,7 @@ def create_app(
         # The file's rules win at start when it has any; otherwise the stored ones stay.
         if config.rules and Rules.from_document(config.rules):
             router.set_rules(Rules.from_document(config.rules))
-        router.reload_rules()
+        router.reload_pool()
         learner.restore()
         decision_log.start()
         store.start_maintenance()

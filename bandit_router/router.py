@@ -11,6 +11,7 @@ from typing import Protocol, cast
 
 from bandit_router.budget import DEFAULT_SCOPE, Pacer, PaceState
 from bandit_router.core import (
+    Arm,
     Conflict,
     Context,
     Decision,
@@ -19,6 +20,7 @@ from bandit_router.core import (
     ModelSpec,
     NoEligibleModel,
     NotFound,
+    stable_uniform,
     time_ordered_uuid,
 )
 from bandit_router.eligibility import NO_RULES, Constraints, Rules, split_eligible
@@ -102,6 +104,10 @@ class RouterOptions:
     default_cost_weight: float
     expected_output_tokens: int
     max_prompt_bytes: int
+    new_model_share: float = 1.0
+    """A model with fewer than ``new_model_outcomes`` scored outcomes is eligible for this
+    share of requests only (1.0: no quota), while some eligible model has that many."""
+    new_model_outcomes: int = 0
 
 
 class Router:
@@ -125,6 +131,7 @@ class Router:
         self._policies = policies
         self._options = options
         self._rules = NO_RULES
+        self._outcomes: dict[str, int] = {}
         self.set_models(models)
 
     def set_models(self, models: Sequence[ModelSpec]) -> None:
@@ -166,9 +173,26 @@ class Router:
             self.set_models(stored)
 
     def reload_pool(self) -> None:
-        """What the admin endpoints of any process changed: the models, then the rules."""
+        """What the admin endpoints of any process changed (the models, the rules), and how
+        many outcomes each model has."""
         self.reload_models()
         self.reload_rules()
+        if self._options.new_model_share < 1.0:
+            self._outcomes = self._store.outcome_counts()
+
+    def _quota(self, eligible: Sequence[Arm], draw_key: str) -> dict[str, str]:
+        """The new models this request may not try: each is let through on its share of
+        requests, by a uniform the decision id fixes (so the mask is reproducible)."""
+        needed = self._options.new_model_outcomes
+        new = [arm.name for arm in eligible if self._outcomes.get(arm.name, 0) < needed]
+        if not new or len(new) == len(eligible):
+            return {}  # nothing is new, or nothing is established to fall back on
+        share = self._options.new_model_share
+        return {
+            name: "new_model_quota"
+            for name in new
+            if stable_uniform("quota", draw_key, name) >= share
+        }
 
     def budgets(self) -> list[PaceState]:
         """Each budgeted scope's spend, pace and added cost weight in the current period."""
@@ -277,6 +301,11 @@ class Router:
             if over:  # the budget's cap: only the cheapest eligible models remain
                 blocked.update(over)
                 continue
+            if self._options.new_model_share < 1.0 and (
+                quota := self._quota(eligibility.eligible, decision_id)
+            ):
+                blocked.update(quota)
+                continue
             context = Context(
                 features=features,
                 arms=eligibility.eligible,
@@ -330,6 +359,9 @@ class Router:
             excluded=eligibility.excluded,
             words=context.words,
             arm_tags={arm.name: tuple(sorted(arm.tags)) for arm in context.arms if arm.tags},
+            prior_qualities={
+                arm.name: arm.prior_quality for arm in context.arms if arm.prior_quality is not None
+            },
         )
         await self._decision_log.append(record)
         return RouteResult(
@@ -380,6 +412,8 @@ class Router:
             )
         )
         if not inserted.duplicate:
+            if request.quality is not None:
+                self._outcomes[decision.model] = self._outcomes.get(decision.model, 0) + 1
             self.health.report(decision.model, error=request.error, latency_ms=request.latency_ms)
             # Learned before the answer, so the next /route of this process already knows.
             self._policies.catch_up()

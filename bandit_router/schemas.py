@@ -149,6 +149,7 @@ class ModelOut(BaseModel):
     enabled: bool
     requests_per_minute: int | None
     tokens_per_minute: int | None
+    prior_quality: float | None
     health: HealthOut
 
     @classmethod
@@ -163,6 +164,7 @@ class ModelOut(BaseModel):
             enabled=model.enabled,
             requests_per_minute=model.requests_per_minute,
             tokens_per_minute=model.tokens_per_minute,
+            prior_quality=model.prior_quality,
             health=health,
         )
 
@@ -171,6 +173,7 @@ Price = Annotated[float, Field(ge=0.0, le=1e6, allow_inf_nan=False)]
 Tag = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_storable)]
 ContextWindow = Annotated[int, Field(gt=0, le=10**9)]
 PerMinute = Annotated[int, Field(ge=1, le=10**12)]
+Quality = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 
 
 class ModelIn(_Strict):
@@ -185,6 +188,9 @@ class ModelIn(_Strict):
     enabled: bool = True
     requests_per_minute: PerMinute | None = None
     tokens_per_minute: PerMinute | None = None
+    prior_quality: Quality | None = Field(
+        default=None, description="expected quality before any outcome, e.g. a benchmark score"
+    )
 
     def to_spec(self) -> ModelSpec:
         return ModelSpec(
@@ -197,6 +203,7 @@ class ModelIn(_Strict):
             enabled=self.enabled,
             requests_per_minute=self.requests_per_minute,
             tokens_per_minute=self.tokens_per_minute,
+            prior_quality=self.prior_quality,
         )
 
 
@@ -210,12 +217,14 @@ class ModelUpdate(_Strict):
     tags: list[Tag] | None = Field(default=None, max_length=100)
     requests_per_minute: PerMinute | None = Field(default=None, description="null lifts it")
     tokens_per_minute: PerMinute | None = Field(default=None, description="null lifts it")
+    prior_quality: Quality | None = Field(default=None, description="null removes it")
 
     @model_validator(mode="after")
     def _something(self) -> ModelUpdate:
         if not self.model_fields_set:
             raise ValueError("give at least one field to change")
-        for name in self.model_fields_set - {"requests_per_minute", "tokens_per_minute"}:
+        nullable = {"requests_per_minute", "tokens_per_minute", "prior_quality"}
+        for name in self.model_fields_set - nullable:
             if getattr(self, name) is None:
                 raise ValueError(f"{name} may not be null")
         return self

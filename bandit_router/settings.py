@@ -47,6 +47,7 @@ class _ModelEntry(BaseModel):
     enabled: bool = True
     requests_per_minute: int | None = Field(default=None, ge=1)
     tokens_per_minute: int | None = Field(default=None, ge=1)
+    prior_quality: float | None = Field(default=None, ge=0.0, le=1.0)
 
     def to_spec(self) -> ModelSpec:
         return ModelSpec(
@@ -59,6 +60,7 @@ class _ModelEntry(BaseModel):
             enabled=self.enabled,
             requests_per_minute=self.requests_per_minute,
             tokens_per_minute=self.tokens_per_minute,
+            prior_quality=self.prior_quality,
         )
 
 
@@ -72,6 +74,8 @@ class _RouterSection(BaseModel):
     snapshot_every: int = Field(default=200, gt=0)
     snapshot_interval_s: float = Field(default=30.0, gt=0.0, allow_inf_nan=False)
     api_keys: list[str] = Field(default_factory=list)
+    new_model_share: float = Field(default=1.0, gt=0.0, le=1.0)
+    new_model_outcomes: int = Field(default=100, ge=0)
 
     @field_validator("api_keys")
     @classmethod
@@ -186,6 +190,8 @@ class RouterConfig:
     """The [rules] section as a document (eligibility.Rules.from_document)."""
     tenant_keys: Mapping[str, str] = field(default_factory=dict)
     """API key → tenant name; these keys are in api_keys too."""
+    new_model_share: float = 1.0
+    new_model_outcomes: int = 100
     budgets: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     """Per scope (a tenant, or "default"), the [budgets.SCOPE] values as Budget takes them."""
 
@@ -266,5 +272,7 @@ def config_from_mapping(
         health=parsed.health.model_dump(),
         rules=parsed.rules.model_dump(),
         tenant_keys=tenant_keys,
+        new_model_share=router.new_model_share,
+        new_model_outcomes=router.new_model_outcomes,
         budgets={scope: budget.model_dump() for scope, budget in parsed.budgets.items()},
     )

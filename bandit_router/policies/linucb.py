@@ -21,12 +21,13 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from bandit_router.core import Context, Decision, Outcome
+from bandit_router.core import Arm, Context, Decision, Outcome
 from bandit_router.features import FeatureEncoder
 from bandit_router.policies.common import argmax_first, draw_decision, floored_probabilities
 
@@ -79,6 +80,30 @@ class _Arms:
         self.n[i] += 1
         self.theta_quality[i] = a_inv @ self.b_quality[i]
         self.theta_cost[i] = a_inv @ self.b_cost[i]
+
+
+def _tier(cost_usd: float) -> int:
+    return math.floor(math.log10(cost_usd)) if cost_usd > 0 else -99
+
+
+def _borrowed_quality(
+    arm: Arm,
+    arms: Sequence[Arm],
+    rows: Mapping[str, int],
+    known_quality: Sequence[float],
+) -> float:
+    """What a model with no outcomes yet is expected to achieve: its declared prior, else
+    what the known models of its price tier (decade of the priced cost) or with one of its
+    tags are expected to achieve here, else 0."""
+    if arm.prior_quality is not None:
+        return arm.prior_quality
+    peers = [
+        (other.prior_quality or 0.0) + known_quality[rows[other.name]]
+        for other in arms
+        if other.name in rows
+        and (_tier(other.prior_cost_usd) == _tier(arm.prior_cost_usd) or other.tags & arm.tags)
+    ]
+    return sum(peers) / len(peers) if peers else 0.0
 
 
 class LinUCB:
@@ -138,9 +163,10 @@ class LinUCB:
         for arm in context.arms:
             row = arms.index.get(arm.name)
             if row is None:
-                quality, cost_residual, bonus = 0.0, 0.0, fresh_bonus
+                quality = _borrowed_quality(arm, context.arms, arms.index, known_quality)
+                cost_residual, bonus = 0.0, fresh_bonus
             else:
-                quality = known_quality[row]
+                quality = (arm.prior_quality or 0.0) + known_quality[row]
                 cost_residual = known_cost[row]
                 bonus = self.alpha * math.sqrt(max(known_width[row], 0.0))
             cost = max(arm.prior_cost_usd + cost_residual, 0.0)
@@ -162,8 +188,10 @@ class LinUCB:
 
     def learn(self, context: Context, model: str, outcome: Outcome, *, probability: float) -> None:
         x = self._encoder.encode(context.features)
-        prior = next((arm.prior_cost_usd for arm in context.arms if arm.name == model), 0.0)
-        self._arms.update(model, x, outcome.quality, outcome.cost_usd - prior)
+        arm = next((arm for arm in context.arms if arm.name == model), None)
+        prior_cost = arm.prior_cost_usd if arm is not None else 0.0
+        prior_quality = (arm.prior_quality if arm is not None else None) or 0.0
+        self._arms.update(model, x, outcome.quality - prior_quality, outcome.cost_usd - prior_cost)
         self._version += 1
 
     def dumps(self) -> bytes:

@@ -33,6 +33,8 @@ class DecisionRecord:
     """The prompt words the policy read; empty unless it reads them."""
     arm_tags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """The tags of each eligible model that has any (a policy may read them)."""
+    prior_qualities: Mapping[str, float] = field(default_factory=dict)
+    """The declared prior quality of each eligible model that has one."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,10 @@ class Store(Protocol):
     def insert_model(self, model: ModelSpec) -> bool: ...
 
     def save_rules(self, document: Mapping[str, Any]) -> None: ...
+
+    def outcome_counts(self) -> dict[str, int]:
+        """Scored feedback reports per model (a model absent has none)."""
+        ...
 
     def spend(self, scope: str, period: int) -> float: ...
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     delete,
     event,
     insert,
+    literal,
     or_,
     select,
     text,
@@ -26,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import RowMapping
+from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import PoolProxiedConnection
 
@@ -104,7 +105,7 @@ _DECISION_COLUMNS = tuple(column.name for column in tables.decisions.c)
 _DECISION_ROW_ORDER = (
     "id", "created_at", "policy", "policy_version", "experiment", "variant", "unit_id",
     "features", "eligible", "prior_costs", "model", "probability", "cost_weight", "scores",
-    "excluded", "words", "arm_tags",
+    "excluded", "words", "arm_tags", "prior_qualities",
 )  # fmt: skip
 
 
@@ -125,6 +126,7 @@ def _model_values(model: ModelSpec) -> dict[str, Any]:
         "updated_at": _now(),
         "requests_per_minute": model.requests_per_minute,
         "tokens_per_minute": model.tokens_per_minute,
+        "prior_quality": model.prior_quality,
     }
 
 
@@ -152,6 +154,7 @@ def _decision_from(row: RowMapping, prefix: str = "") -> DecisionRecord:
         excluded=row[f"{prefix}excluded"],
         words=tuple(row[f"{prefix}words"] or ()),
         arm_tags={name: tuple(tags) for name, tags in (row[f"{prefix}arm_tags"] or {}).items()},
+        prior_qualities=row[f"{prefix}prior_qualities"] or {},
     )
 
 
@@ -271,6 +274,7 @@ class SqlStore:
                 _dump_json(r.excluded),
                 _dump_json(r.words) if r.words else None,
                 _dump_json(r.arm_tags) if r.arm_tags else None,
+                _dump_json(r.prior_qualities) if r.prior_qualities else None,
             )
             for r in records
         ]
@@ -339,12 +343,35 @@ class SqlStore:
                         text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FEEDBACK_LOCK_KEY}
                     )
                 connection.execute(insert(tables.feedback), row)
+                if record.quality is not None:
+                    self._count_outcome(connection, record.decision_id)
         except IntegrityError:
             existing = self._existing(record)
             if existing is None:  # not a repeat: an unknown decision, for one
                 raise
             return existing
         return FeedbackInsert(duplicate=False, reward=record.reward)
+
+    def _count_outcome(self, connection: Connection, decision_id: str) -> None:
+        """One more scored outcome for the decision's model, in the feedback's transaction."""
+        o, d = tables.model_outcomes, tables.decisions
+        dialect_insert = postgresql_insert if self._postgres else sqlite_insert
+        statement = dialect_insert(o).from_select(
+            ["model", "outcomes"],
+            select(d.c.model, literal(1)).where(d.c.id == decision_id),
+        )
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[o.c.model], set_={"outcomes": o.c.outcomes + 1}
+            )
+        )
+
+    def outcome_counts(self) -> dict[str, int]:
+        o = tables.model_outcomes
+        with self.engine.connect() as connection:
+            return {
+                model: count for model, count in connection.execute(select(o.c.model, o.c.outcomes))
+            }
 
     def feedback_since(
         self, cursor: int, limit: int
@@ -381,6 +408,7 @@ class SqlStore:
                 d.c.cost_weight,
                 d.c.words,
                 d.c.arm_tags,
+                d.c.prior_qualities,
             )
             .join(d, d.c.id == f.c.decision_id)
             .where(f.c.id > cursor)
@@ -395,6 +423,7 @@ class SqlStore:
             input_tokens, output_tokens, latency_ms, error, reward, is_first,
             decided_at, policy, policy_version, experiment, variant, unit_id, features,
             eligible, prior_costs, model, probability, cost_weight, words, arm_tags,
+            prior_qualities,
         ) in rows:  # fmt: skip
             feedback = FeedbackRecord(
                 decision_id, source, _utc(created_at), quality, cost_usd, cost_source,
@@ -418,6 +447,7 @@ class SqlStore:
                 excluded={},
                 words=tuple(words) if words else (),
                 arm_tags={name: tuple(tags) for name, tags in arm_tags.items()} if arm_tags else {},
+                prior_qualities=prior_qualities or {},
             )
             stored = StoredFeedback(feedback_id, feedback, bool(is_first) and quality is not None)
             found.append((stored, decision))
@@ -527,6 +557,7 @@ class SqlStore:
                     enabled=row.enabled,
                     requests_per_minute=row.requests_per_minute,
                     tokens_per_minute=row.tokens_per_minute,
+                    prior_quality=row.prior_quality,
                 )
                 for row in rows
             ]

@@ -44,6 +44,7 @@ models = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("requests_per_minute", BigInteger, nullable=True),
     Column("tokens_per_minute", BigInteger, nullable=True),
+    Column("prior_quality", Float, nullable=True),
 )
 
 decisions = Table(
@@ -68,6 +69,8 @@ decisions = Table(
     Column("words", JSON, nullable=True),
     # The eligible models' tags, for those that have any; null when none has.
     Column("arm_tags", JSON, nullable=True),
+    # The declared prior quality of each eligible model that has one; null when none has.
+    Column("prior_qualities", JSON, nullable=True),
 )
 
 feedback = Table(
@@ -130,4 +133,12 @@ budget_spend = Table(
     Column("scope", String(200), primary_key=True),
     Column("period", BigInteger, primary_key=True, autoincrement=False),
     Column("spend_usd", Float, nullable=False),
+)
+
+# Scored feedback reports per model: a model with few is new, and gets an exploration quota.
+model_outcomes = Table(
+    "model_outcomes",
+    metadata,
+    Column("model", String(200), primary_key=True),
+    Column("outcomes", BigInteger, nullable=False),
 )
