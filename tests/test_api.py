@@ -62,6 +62,7 @@ def test_route_answers_every_field_of_the_contract(client: TestClient) -> None:
     fallbacks = result["fallbacks"]
     assert isinstance(fallbacks, list)
     assert set(fallbacks) == set(scores) - {result["model"]}
+    assert fallbacks == sorted(fallbacks, key=lambda m: -scores[m]["score"])  # next best first
     context = result["context"]
     assert isinstance(context, dict)
     assert context["task_type"] == "qa"
