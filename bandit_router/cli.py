@@ -161,6 +161,107 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_log(args: argparse.Namespace) -> int:
+    """Writes every decision as a JSON line (API.md), with its first scored feedback."""
+    from datetime import UTC, datetime, timedelta
+
+    import orjson
+
+    from bandit_router.storage.base import window_cursor_of
+    from bandit_router.storage.sql import SqlStore
+
+    store = SqlStore(_settings(args).database_url)
+    written = 0
+    try:
+        with open(args.out, "wb") as out:
+            cursor = None
+            end = datetime.now(UTC) + timedelta(days=1)
+            while batch := store.closed_decisions(cursor, end, 1000):
+                for decision, feedback in batch:
+                    scored = next((f for f in feedback if f.quality is not None), None)
+                    line = {
+                        "decision_id": decision.id,
+                        "ts": decision.created_at.isoformat(),
+                        "policy": decision.policy,
+                        "experiment": decision.experiment,
+                        "variant": decision.variant,
+                        "features": decision.features,
+                        "eligible": list(decision.eligible),
+                        "model": decision.model,
+                        "probability": decision.probability,
+                        "cost_weight": decision.cost_weight,
+                        "prior_costs": decision.prior_costs,
+                        "feedback": None
+                        if scored is None
+                        else {
+                            "quality": scored.quality,
+                            "cost_usd": scored.cost_usd,
+                            "latency_ms": scored.latency_ms,
+                            "reward": scored.reward,
+                        },
+                    }
+                    out.write(orjson.dumps(line) + b"\n")
+                    written += 1
+                cursor = window_cursor_of(batch[-1][0])
+    finally:
+        store.close()
+    print(f"wrote {written} decisions to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _ope(args: argparse.Namespace) -> int:
+    import orjson
+
+    from bandit_router import policies
+    from bandit_router.ope import (
+        LogError,
+        Logs,
+        estimate,
+        parse_log_line,
+        reward_model,
+        target_probabilities,
+    )
+
+    try:
+        rows = []
+        with open(args.log, "rb") as log:
+            for number, line in enumerate(log, start=1):
+                if line.strip():
+                    row = parse_log_line(line, f"{args.log}:{number}")
+                    if row is not None:
+                        rows.append(row)
+        logs = Logs.of(rows)
+        names = args.policy or [f"fixed:{m}" for m in logs.models] + ["random", "cheapest"]
+        for name in names:
+            policies.build(PolicySpec(name))
+        predicted = reward_model(logs)
+        report = {
+            "n": len(logs),
+            "policies": {
+                name: estimate(
+                    logs,
+                    target_probabilities(logs, name, {}),
+                    predicted,
+                    bootstrap=args.bootstrap,
+                    seed=args.seed,
+                )
+                for name in names
+            },
+        }
+    except OSError as error:
+        print(f"bandit-router ope: cannot read {args.log}: {error.strerror}", file=sys.stderr)
+        return 2
+    except (LogError, ValueError) as error:
+        print(f"bandit-router ope: {error}", file=sys.stderr)
+        return 2
+    text = orjson.dumps(report, option=orjson.OPT_INDENT_2)
+    if args.out:
+        Path(args.out).write_bytes(text)
+    else:
+        sys.stdout.write(text.decode() + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bandit-router", description="A contextual-bandit router for LLM requests."
@@ -209,6 +310,23 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--seeds", type=int, default=1, choices=range(1, 1001), metavar="N")
     replay.add_argument("--out", type=Path, default=Path("replay-report"))
     replay.set_defaults(handler=_replay)
+
+    export = commands.add_parser("export-log", help="write the decision log as JSON lines")
+    export.add_argument("--database-url", help="default: BANDIT_ROUTER_DATABASE_URL or SQLite")
+    export.add_argument("--out", type=Path, required=True)
+    export.set_defaults(handler=_export_log)
+
+    ope = commands.add_parser(
+        "ope", help="off-policy estimates (IPS, SNIPS, DM, DR) of policies from a decision log"
+    )
+    ope.add_argument("--log", type=Path, required=True, help="JSON lines, as export-log writes")
+    ope.add_argument(
+        "--policy", action="append", help="repeatable; default: fixed:MODEL for each model"
+    )
+    ope.add_argument("--out", type=Path, help="default: standard output")
+    ope.add_argument("--bootstrap", type=int, default=200, choices=range(10, 10_001), metavar="B")
+    ope.add_argument("--seed", type=int, default=0)
+    ope.set_defaults(handler=_ope)
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)

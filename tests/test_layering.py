@@ -47,9 +47,10 @@ ALLOWED: dict[str, set[str]] = {
         "migrations",
         "core",
     },
-    "cli": {"settings", "main", "migrations", "simulator", "policies", "core"},
+    "cli": {"settings", "main", "migrations", "simulator", "policies", "core", "ope", "storage"},
     # The simulator replays the service's own featurizer and policies, never its API or SQL.
-    "simulator": {"core", "features", "policies", "simulator"},
+    "simulator": {"core", "features", "policies", "simulator", "ope"},
+    "ope": {"core", "features", "policies"},
 }
 STDLIB_ONLY = {"core", "health", "budget"}
 LAZY_ENGINES = {"vowpalwabbit", "pylibvw", "matplotlib"}

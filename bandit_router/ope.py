@@ -1,0 +1,237 @@
+"""Off-policy evaluation of the decision log: what another policy would have earned.
+
+Every logged decision carries the probability its policy had of choosing the model it chose,
+so for a target policy π the importance weight of row i is w_i = π(a_i | x_i) / p_i, and with
+rewards r_i (Dudík, Langford, Li 2011, "Doubly Robust Policy Evaluation and Learning"):
+
+- IPS   V = (1/n) Σ w_i r_i                                    unbiased; high variance
+- SNIPS V = Σ w_i r_i / Σ w_i                                   self-normalised; slightly biased
+- DM    V = (1/n) Σ_i Σ_a π(a | x_i) q̂(x_i, a)                 a reward model's prediction
+- DR    V = DM + (1/n) Σ w_i (r_i − q̂(x_i, a_i))                unbiased if either part is right
+- ESS     = (Σ w_i)² / Σ w_i²                                    rows the estimate is worth
+
+q̂ is a ridge regression of the reward per model on the encoded context features, fitted on the
+rows where that model was chosen. Confidence intervals are percentile bootstrap intervals over
+the rows (the reward model held fixed).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from bandit_router import policies
+from bandit_router.core import Arm, Context, Features, PolicySpec
+from bandit_router.features import FeatureEncoder
+
+Matrix = npt.NDArray[np.float64]
+ESTIMATORS = ("ips", "snips", "dm", "dr")
+
+
+@dataclass(frozen=True)
+class LoggedDecision:
+    """One logged decision with its reward (decisions without feedback are not evaluated)."""
+
+    features: Features
+    eligible: tuple[str, ...]
+    model: str
+    probability: float
+    reward: float
+    prior_costs: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class Logs:
+    """The rows as arrays over one model index: what every estimator reads."""
+
+    models: tuple[str, ...]
+    eligible: npt.NDArray[np.bool_]
+    """n × M: which models each row could have chosen."""
+    chosen: npt.NDArray[np.int64]
+    probability: Matrix
+    reward: Matrix
+    features: Matrix
+    """n × d: the encoded context of each row (for the reward model)."""
+    rows: Sequence[LoggedDecision]
+
+    @classmethod
+    def of(cls, rows: Sequence[LoggedDecision]) -> Logs:
+        if not rows:
+            raise ValueError("the log has no decision with feedback to evaluate")
+        models = tuple(sorted({m for row in rows for m in row.eligible} | {r.model for r in rows}))
+        column = {model: j for j, model in enumerate(models)}
+        eligible = np.zeros((len(rows), len(models)), dtype=bool)
+        for i, row in enumerate(rows):
+            eligible[i, [column[m] for m in row.eligible]] = True
+        encoder = FeatureEncoder()
+        encoded: dict[int, Matrix] = {}  # rows that share one features object encode once
+        for row in rows:
+            if id(row.features) not in encoded:
+                encoded[id(row.features)] = encoder.encode(row.features)
+        return cls(
+            models=models,
+            eligible=eligible,
+            chosen=np.array([column[row.model] for row in rows], dtype=np.int64),
+            probability=np.array([row.probability for row in rows]),
+            reward=np.array([row.reward for row in rows]),
+            features=np.array([encoded[id(row.features)] for row in rows]),
+            rows=rows,
+        )
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def target_probabilities(logs: Logs, policy_name: str, params: Mapping[str, Any]) -> Matrix:
+    """π(a | x_i) for every row and model (n × M) for a policy of the registry.
+
+    ``fixed:MODEL`` is exact and vectorised: the model with certainty where it was eligible
+    (elsewhere the policy's own fallback, the cheapest eligible model). Other policies are
+    asked row by row for their distribution over the row's eligible models.
+    """
+    n, m = logs.eligible.shape
+    pi = np.zeros((n, m))
+    if policy_name.startswith("fixed:") and not params:
+        target = policy_name.removeprefix("fixed:")
+        if target not in logs.models:
+            raise ValueError(f"{policy_name}: {target!r} is never eligible in the log")
+        j = logs.models.index(target)
+        here = logs.eligible[:, j]
+        pi[here, j] = 1.0
+        for row_index in np.flatnonzero(~here).tolist():
+            pi[row_index, _cheapest(logs.rows[row_index], logs.models)] = 1.0
+        return pi
+    policy = policies.build(PolicySpec(policy_name, dict(params)))
+    column = {model: j for j, model in enumerate(logs.models)}
+    for index, row in enumerate(logs.rows):
+        arms = tuple(Arm(name, row.prior_costs.get(name, 0.0)) for name in row.eligible)
+        decision = policy.choose(Context(row.features, arms, 0.0, f"ope-{index}"))
+        for score in decision.scores:
+            pi[index, column[score.model]] = score.probability
+    return pi
+
+
+def _cheapest(row: LoggedDecision, models: Sequence[str]) -> int:
+    name = min(row.eligible, key=lambda model: (row.prior_costs.get(model, 0.0), model))
+    return models.index(name)
+
+
+def reward_model(logs: Logs, ridge: float = 1.0) -> Matrix:
+    """q̂(x_i, a) for every row and model: per model, ridge regression of the reward on the
+    encoded features of the rows that chose it (the mean reward where too few did)."""
+    x = logs.features
+    predicted = np.zeros(logs.eligible.shape)
+    overall = float(logs.reward.mean())
+    for j in range(len(logs.models)):
+        mine = logs.chosen == j
+        if mine.sum() < 2:
+            predicted[:, j] = overall
+            continue
+        xj, rj = x[mine], logs.reward[mine]
+        weights = np.linalg.solve(xj.T @ xj + ridge * np.eye(x.shape[1]), xj.T @ rj)
+        predicted[:, j] = x @ weights
+    return predicted
+
+
+def _interval(draws: Matrix, tail: float) -> list[float]:
+    return [float(np.nanpercentile(draws, tail)), float(np.nanpercentile(draws, 100 - tail))]
+
+
+def estimate(
+    logs: Logs,
+    pi: Matrix,
+    predicted: Matrix,
+    *,
+    bootstrap: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """Each estimator's value and bootstrap interval, and the effective sample size."""
+    rows = np.arange(len(logs))
+    weights = pi[rows, logs.chosen] / logs.probability
+    direct = (pi * predicted).sum(axis=1)
+    correction = weights * (logs.reward - predicted[rows, logs.chosen])
+    # Per row: the terms whose sums make every estimator (IPS and SNIPS share w·r).
+    terms = np.column_stack([weights * logs.reward, weights, direct, correction])
+
+    def estimators(sums: Matrix, count: Matrix) -> dict[str, Matrix]:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return {
+                "ips": sums[..., 0] / count,
+                "snips": sums[..., 0] / sums[..., 1],
+                "dm": sums[..., 2] / count,
+                "dr": (sums[..., 2] + sums[..., 3]) / count,
+            }
+
+    n = len(logs)
+    point = estimators(terms.sum(axis=0, keepdims=True), np.array([float(n)]))
+    # Each bootstrap replicate resamples the rows with replacement; counting how often each
+    # row was drawn turns the replicate's sums into one product with the terms.
+    rng = np.random.default_rng(seed)
+    sums = np.empty((bootstrap, terms.shape[1]))
+    chunk = 16  # replicates per product: 16 × n counts stay small in memory
+    for start in range(0, bootstrap, chunk):
+        size = min(chunk, bootstrap - start)
+        counts = np.empty((size, n))
+        for replicate in range(size):
+            counts[replicate] = np.bincount(rng.integers(0, n, n), minlength=n)
+        sums[start : start + size] = counts @ terms
+    draws = estimators(sums, np.full(bootstrap, float(n)))
+    tail = (1.0 - level) / 2 * 100
+    result: dict[str, Any] = {
+        name: {"value": float(point[name][0]), "ci": _interval(draws[name], tail)}
+        for name in ESTIMATORS
+    }
+    square_sum = float((weights**2).sum())
+    result["ess"] = float(weights.sum()) ** 2 / square_sum if square_sum > 0 else 0.0
+    return result
+
+
+class LogError(ValueError):
+    """A line of a decision log that cannot be evaluated; the message names file and line."""
+
+
+def parse_log_line(line: bytes, where: str) -> LoggedDecision | None:
+    """One JSON line of the decision log (API.md); None for a decision without feedback."""
+    import orjson
+
+    try:
+        entry = orjson.loads(line)
+    except orjson.JSONDecodeError as error:
+        raise LogError(f"{where}: not JSON: {error}") from error
+    if not isinstance(entry, dict):
+        raise LogError(f"{where}: a line must be a JSON object")
+    for key in ("features", "eligible", "model", "probability", "feedback"):
+        if key not in entry:
+            raise LogError(f"{where}: missing {key!r}")
+    probability, eligible, model = entry["probability"], entry["eligible"], entry["model"]
+    if isinstance(probability, bool) or not isinstance(probability, int | float):
+        raise LogError(f"{where}: probability must be a number")
+    if not 0.0 < probability <= 1.0:
+        raise LogError(f"{where}: probability must be in (0, 1], got {probability}")
+    if not isinstance(eligible, list) or not all(isinstance(m, str) for m in eligible):
+        raise LogError(f"{where}: eligible must be a list of model names")
+    if model not in eligible:
+        raise LogError(f"{where}: model {model!r} is not among the eligible models")
+    if not isinstance(entry["features"], dict):
+        raise LogError(f"{where}: features must be an object")
+    feedback = entry["feedback"]
+    if feedback is None:
+        return None
+    reward = feedback.get("reward") if isinstance(feedback, dict) else None
+    if isinstance(reward, bool) or not isinstance(reward, int | float) or not math.isfinite(reward):
+        raise LogError(f"{where}: feedback.reward must be a finite number")
+    prior_costs = entry.get("prior_costs") or {}
+    return LoggedDecision(
+        features=entry["features"],
+        eligible=tuple(eligible),
+        model=model,
+        probability=float(probability),
+        reward=float(reward),
+        prior_costs=prior_costs if isinstance(prior_costs, dict) else {},
+    )
