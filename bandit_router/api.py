@@ -25,12 +25,15 @@ from bandit_router.core import (
     StorageUnavailable,
 )
 from bandit_router.eligibility import Constraints, Rules
+from bandit_router.experiments import Experiment, Variant
 from bandit_router.features import text_of_messages
 from bandit_router.health import Health
 from bandit_router.router import FeedbackRequest, Router, RouteRequest, RouteResult
 from bandit_router.schemas import (
     BudgetOut,
     ErrorOut,
+    ExperimentIn,
+    ExperimentOut,
     FeedbackIn,
     FeedbackOut,
     HealthOut,
@@ -40,6 +43,7 @@ from bandit_router.schemas import (
     RouteIn,
     RouteOut,
     RulesDoc,
+    WeightsIn,
 )
 
 OPEN_PATHS = frozenset({"/healthz"})
@@ -299,6 +303,50 @@ def create_app(
             )
             for state in states
         ]
+
+    def experiment_out(experiment: Experiment) -> ExperimentOut:
+        return ExperimentOut.model_validate(experiment.to_document())
+
+    @app.get("/experiments", response_model=list[ExperimentOut])
+    async def experiments() -> list[ExperimentOut]:
+        return [experiment_out(e) for e in router.experiments()]
+
+    @app.post(
+        "/experiments",
+        status_code=201,
+        response_model=ExperimentOut,
+        responses={409: {"model": ErrorOut, "description": "the name exists"}, **_ERRORS},
+    )
+    async def add_experiment(body: ExperimentIn) -> ExperimentOut:
+        """Splits traffic between policies; a request naming the experiment is assigned a
+        variant by its unit_id (sticky) or, without one, at random."""
+        experiment = Experiment(
+            name=body.name,
+            salt=body.salt or body.name,
+            variants=tuple(Variant(v.name, v.policy, v.weight) for v in body.variants),
+        )
+        saved = await run_in_threadpool(router.save_experiment, experiment, create=True)
+        return experiment_out(saved)
+
+    @app.put(
+        "/experiments/{name}",
+        response_model=ExperimentOut,
+        responses={404: {"model": ErrorOut, "description": "unknown experiment"}, **_ERRORS},
+    )
+    async def set_weights(name: str, body: WeightsIn) -> ExperimentOut:
+        weights = {variant.name: variant.weight for variant in body.variants}
+        return experiment_out(await run_in_threadpool(router.set_weights, name, weights))
+
+    @app.get(
+        "/experiments/{name}/report",
+        responses={404: {"model": ErrorOut, "description": "unknown experiment"}},
+    )
+    async def experiment_report(name: str) -> dict[str, Any]:
+        """Per variant: decisions, decisions with feedback, mean reward, quality, cost and
+        latency with 95% intervals, the difference to the control (Welch's t-test), and the
+        variant's policy evaluated off-policy (SNIPS, DR) on all the experiment's logs."""
+        report: dict[str, Any] = await run_in_threadpool(router.experiment_report, name)
+        return report
 
     @app.get("/rules", response_model=RulesDoc)
     async def rules() -> RulesDoc:

@@ -48,11 +48,15 @@ def _config(settings: Settings) -> RouterConfig:
     from bandit_router import policies
 
     config = load_config(settings.config, extra_api_keys=settings.api_keys)
-    try:
-        policies.build(config.policy)
-    except ValueError as error:  # UnknownPolicy is one
-        source = settings.config or "the default configuration"
-        raise ConfigError(f"{source}: router.policy {config.policy.name!r}: {error}") from error
+    for where, spec in [
+        ("router.policy", config.policy),
+        *(("router.policies", spec) for spec in config.extra_policies),
+    ]:
+        try:
+            policies.build(spec)
+        except ValueError as error:  # UnknownPolicy is one
+            source = settings.config or "the default configuration"
+            raise ConfigError(f"{source}: {where} {spec.name!r}: {error}") from error
     return config
 
 

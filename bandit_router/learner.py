@@ -150,6 +150,9 @@ class _Host:
                 raise UnknownServingPolicy(policy_name)
             return policy.choose(context), policy.version
 
+    def hosts(self, policy_name: str) -> bool:
+        return policy_name in self._specs
+
     def reads_words(self, policy_name: str) -> bool:
         policy = self._policies.get(policy_name)
         if policy is None:

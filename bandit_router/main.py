@@ -18,7 +18,9 @@ from fastapi import FastAPI
 
 from bandit_router import api
 from bandit_router.budget import Budget, Pacer
+from bandit_router.core import PolicySpec
 from bandit_router.eligibility import Rules
+from bandit_router.experiments import Experiment
 from bandit_router.health import BreakerSettings, HealthBoard
 from bandit_router.learner import (
     Aggregation,
@@ -66,11 +68,16 @@ def reward_rules(config: RouterConfig) -> RewardRules:
     )
 
 
+def _served(config: RouterConfig) -> list[PolicySpec]:
+    return [config.policy, *config.extra_policies]
+
+
 def _learner(store: SqlStore, config: RouterConfig) -> Learner:
+    rules = reward_rules(config)
     return Learner(
         store,
-        [config.policy],
-        rules={config.policy.name: reward_rules(config)},
+        _served(config),
+        rules={spec.name: rules for spec in _served(config)},
         snapshot_every=config.snapshot_every,
     )
 
@@ -94,7 +101,9 @@ def create_app(
         _learner(store, config)
         if learner_mode == "embedded"
         else SnapshotFollower(
-            store, [config.policy], rules={config.policy.name: reward_rules(config)}
+            store,
+            _served(config),
+            rules={spec.name: reward_rules(config) for spec in _served(config)},
         )
     )
     try:
@@ -128,6 +137,10 @@ def create_app(
         # The file's rules win at start when it has any; otherwise the stored ones stay.
         if config.rules and Rules.from_document(config.rules):
             router.set_rules(Rules.from_document(config.rules))
+        for document in config.experiments:  # the file wins for the experiments it names
+            experiment = Experiment.from_document(document)
+            if not store.save_experiment(experiment.to_document(), create=True):
+                store.save_experiment(experiment.to_document(), create=False)
         router.reload_pool()
         learner.restore()
         decision_log.start()

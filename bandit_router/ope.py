@@ -18,7 +18,7 @@ the rows (the reward model held fixed).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bandit_router import policies
-from bandit_router.core import Arm, Context, Features, PolicySpec
+from bandit_router.core import Arm, Context, Decision, Features, PolicySpec
 from bandit_router.features import FeatureEncoder
 
 Matrix = npt.NDArray[np.float64]
@@ -106,11 +106,16 @@ def target_probabilities(logs: Logs, policy_name: str, params: Mapping[str, Any]
         for row_index in np.flatnonzero(~here).tolist():
             pi[row_index, _cheapest(logs.rows[row_index], logs.models)] = 1.0
         return pi
-    policy = policies.build(PolicySpec(policy_name, dict(params)))
+    return probabilities_of(logs, policies.build(PolicySpec(policy_name, dict(params))).choose)
+
+
+def probabilities_of(logs: Logs, choose: Callable[[Context], Decision]) -> Matrix:
+    """π(a | x_i) for every row and model, as a policy's ``choose`` states them."""
+    pi = np.zeros(logs.eligible.shape)
     column = {model: j for j, model in enumerate(logs.models)}
     for index, row in enumerate(logs.rows):
         arms = tuple(Arm(name, row.prior_costs.get(name, 0.0)) for name in row.eligible)
-        decision = policy.choose(Context(row.features, arms, 0.0, f"ope-{index}"))
+        decision = choose(Context(row.features, arms, 0.0, f"ope-{index}"))
         for score in decision.scores:
             pi[index, column[score.model]] = score.probability
     return pi

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from bandit_router.budget import DEFAULT_SCOPE, Pacer, PaceState
 from bandit_router.core import (
@@ -24,8 +25,10 @@ from bandit_router.core import (
     time_ordered_uuid,
 )
 from bandit_router.eligibility import NO_RULES, Constraints, Rules, split_eligible
+from bandit_router.experiments import Difference, Experiment, Interval, mean_interval, welch
 from bandit_router.features import featurize, prompt_words
 from bandit_router.health import Health, HealthBoard
+from bandit_router.ope import LoggedDecision, Logs, estimate, probabilities_of, reward_model
 from bandit_router.reward import resolve_cost, reward_of
 from bandit_router.storage.base import DecisionLog, DecisionRecord, FeedbackRecord, Store
 
@@ -36,6 +39,8 @@ class PolicyHost(Protocol):
     def choose(self, policy_name: str, context: Context) -> tuple[Decision, int]: ...
 
     def reads_words(self, policy_name: str) -> bool: ...
+
+    def hosts(self, policy_name: str) -> bool: ...
 
     def is_late(self, decision: DecisionRecord, at: datetime) -> bool:
         """Whether feedback arriving at ``at`` comes after the decision's reward window."""
@@ -110,6 +115,22 @@ class RouterOptions:
     new_model_outcomes: int = 0
 
 
+def _interval_out(interval: Interval | None) -> dict[str, Any] | None:
+    if interval is None:
+        return None
+    return {"mean": interval.mean, "ci": [interval.low, interval.high]}
+
+
+def _difference_out(difference: Difference | None) -> dict[str, Any] | None:
+    if difference is None:
+        return None
+    return {
+        "difference": difference.difference,
+        "ci": [difference.low, difference.high],
+        "p_value": difference.p_value,
+    }
+
+
 class Router:
     def __init__(
         self,
@@ -132,6 +153,7 @@ class Router:
         self._options = options
         self._rules = NO_RULES
         self._outcomes: dict[str, int] = {}
+        self._experiments: dict[str, Experiment] = {}
         self.set_models(models)
 
     def set_models(self, models: Sequence[ModelSpec]) -> None:
@@ -173,10 +195,14 @@ class Router:
             self.set_models(stored)
 
     def reload_pool(self) -> None:
-        """What the admin endpoints of any process changed (the models, the rules), and how
-        many outcomes each model has."""
+        """What the admin endpoints of any process changed (the models, the rules, the
+        experiments), and how many outcomes each model has."""
         self.reload_models()
         self.reload_rules()
+        self._experiments = {
+            document["name"]: Experiment.from_document(document)
+            for document in self._store.load_experiments()
+        }
         if self._options.new_model_share < 1.0:
             self._outcomes = self._store.outcome_counts()
 
@@ -201,6 +227,110 @@ class Router:
             self.pacer.state(budget, self._store.spend(budget.scope, budget.period(now)), now)
             for budget in self.pacer.budgets.values()
         ]
+
+    def experiments(self) -> list[Experiment]:
+        return list(self._experiments.values())
+
+    def experiment(self, name: str) -> Experiment:
+        found = self._experiments.get(name)
+        if found is None:
+            raise NotFound(f"unknown experiment {name!r}")
+        return found
+
+    def _check_policies(self, experiment: Experiment) -> None:
+        for index, variant in enumerate(experiment.variants):
+            if not self._policies.hosts(variant.policy):
+                raise InvalidInput(
+                    ("variants", str(index), "policy"),
+                    f"policy {variant.policy!r} is not served here; serve it by listing it in "
+                    "[router] policies",
+                )
+
+    def save_experiment(self, experiment: Experiment, *, create: bool) -> Experiment:
+        """Creates an experiment (Conflict if it exists) or replaces one (NotFound if not)."""
+        self._check_policies(experiment)
+        if not self._store.save_experiment(experiment.to_document(), create=create):
+            if create:
+                raise Conflict(f"experiment {experiment.name!r} exists; PUT changes its weights")
+            raise NotFound(f"unknown experiment {experiment.name!r}")
+        self._experiments[experiment.name] = experiment
+        return experiment
+
+    def experiment_report(self, name: str) -> dict[str, Any]:
+        """Per variant: volumes, means with 95% intervals, the difference to the control
+        (Welch), and the variant's policy evaluated off-policy on all the experiment's logs."""
+        experiment = self.experiment(name)
+        log = self._store.experiment_log(name)
+        metrics = ("reward", "quality", "cost_usd", "latency_ms")
+        values: dict[str, dict[str, list[float]]] = {
+            v.name: {metric: [] for metric in metrics} for v in experiment.variants
+        }
+        counts = {v.name: [0, 0] for v in experiment.variants}
+        logged: list[LoggedDecision] = []
+        for decision, feedback in log:
+            if decision.variant not in values:
+                continue  # a variant since removed
+            counts[decision.variant][0] += 1
+            if feedback is None:
+                continue
+            counts[decision.variant][1] += 1
+            measured = {
+                "reward": feedback.reward,
+                "quality": feedback.quality,
+                "cost_usd": feedback.cost_usd,
+                "latency_ms": feedback.latency_ms,
+            }
+            for metric, value in measured.items():
+                if value is not None:
+                    values[decision.variant][metric].append(value)
+            if feedback.reward is not None:
+                logged.append(
+                    LoggedDecision(
+                        decision.features,
+                        decision.eligible,
+                        decision.model,
+                        decision.probability,
+                        feedback.reward,
+                        decision.prior_costs,
+                    )
+                )
+        logs = Logs.of(logged) if logged else None
+        predicted = reward_model(logs) if logs is not None else None
+        control = values[experiment.control.name]
+        report: dict[str, Any] = {}
+        for variant in experiment.variants:
+            mine = values[variant.name]
+            off_policy = None
+            if logs is not None and predicted is not None:
+                pi = probabilities_of(logs, functools.partial(self._choose_only, variant.policy))
+                found = estimate(logs, pi, predicted)
+                off_policy = {"snips": found["snips"], "dr": found["dr"], "ess": found["ess"]}
+            report[variant.name] = {
+                "policy": variant.policy,
+                "weight": variant.weight,
+                "decisions": counts[variant.name][0],
+                "with_feedback": counts[variant.name][1],
+                **{metric: _interval_out(mean_interval(mine[metric])) for metric in metrics},
+                "vs_control": None
+                if variant is experiment.control
+                else {
+                    metric: _difference_out(welch(mine[metric], control[metric]))
+                    for metric in ("reward", "quality", "cost_usd")
+                },
+                "off_policy": off_policy,
+            }
+        return {"experiment": name, "control": experiment.control.name, "variants": report}
+
+    def _choose_only(self, policy_name: str, context: Context) -> Decision:
+        decision, _ = self._policies.choose(policy_name, context)
+        return decision
+
+    def set_weights(self, name: str, weights: Mapping[str, float]) -> Experiment:
+        try:
+            changed = self.experiment(name).with_weights(weights)
+        except ValueError as error:
+            raise InvalidInput(("variants",), str(error)) from error
+        return self.save_experiment(changed, create=False)
 
     def rules(self) -> Rules:
         return self._rules
@@ -248,9 +378,10 @@ class Router:
         for index, name in enumerate(request.candidates or ()):
             if name not in self._models:
                 raise InvalidInput(("candidates", str(index)), f"unknown model {name!r}")
-        if request.experiment is not None:
+        if request.experiment is not None and request.experiment not in self._experiments:
+            known = ", ".join(sorted(self._experiments)) or "none is configured"
             raise InvalidInput(
-                ("experiment",), f"unknown experiment {request.experiment!r}; none is configured"
+                ("experiment",), f"unknown experiment {request.experiment!r}; known: {known}"
             )
 
     async def route(self, request: RouteRequest) -> RouteResult:
@@ -276,7 +407,12 @@ class Router:
             cost_weight += self.pacer.update(budget, spend, now)
             remaining = budget.usd - spend
         decision_id = time_ordered_uuid()
-        reads_words = self._policies.reads_words(self._options.policy)
+        policy_name, experiment, variant = self._options.policy, None, None
+        if request.experiment is not None:
+            experiment = self._experiments[request.experiment]
+            variant = experiment.assign(request.unit_id, decision_id)
+            policy_name = variant.policy
+        reads_words = self._policies.reads_words(policy_name)
         words = prompt_words(request.text) if reads_words else ()
         while True:
             eligibility = split_eligible(
@@ -313,7 +449,7 @@ class Router:
                 draw_key=decision_id,
                 words=words,
             )
-            decision, version = self._policies.choose(self._options.policy, context)
+            decision, version = self._policies.choose(policy_name, context)
             chosen = self._models[decision.model]
             if not chosen.rate_limited or await asyncio.to_thread(
                 self._store.take_rate,
@@ -344,10 +480,10 @@ class Router:
         record = DecisionRecord(
             id=decision_id,
             created_at=self._clock(),
-            policy=self._options.policy,
+            policy=policy_name,
             policy_version=version,
-            experiment=None,
-            variant=None,
+            experiment=None if experiment is None else experiment.name,
+            variant=None if variant is None else variant.name,
             unit_id=request.unit_id,
             features=features,
             eligible=context.arm_names,
@@ -368,9 +504,9 @@ class Router:
             decision_id=decision_id,
             model=decision.model,
             probability=decision.probability,
-            policy=f"{self._options.policy}@{version}",
-            experiment=None,
-            variant=None,
+            policy=f"{policy_name}@{version}",
+            experiment=None if experiment is None else experiment.name,
+            variant=None if variant is None else variant.name,
             fallbacks=tuple(name for name in decision.ranked() if name != decision.model),
             scores=scores,
             excluded=eligibility.excluded,

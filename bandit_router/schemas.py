@@ -262,3 +262,46 @@ class BudgetOut(BaseModel):
     pace_usd: float = Field(description="what an even pace would have spent by now")
     added_cost_weight: float = Field(description="μ, added to each request's λ")
     capped: bool = Field(description="spend reached the budget: only the cheapest models")
+
+
+Weight = Annotated[float, Field(ge=0.0, le=1e6, allow_inf_nan=False)]
+
+
+class VariantIn(_Strict):
+    name: Name
+    policy: Name = Field(description="a policy this deployment serves ([router] policies)")
+    weight: Weight
+
+
+class ExperimentIn(_Strict):
+    """POST /experiments: a named split of traffic between policies."""
+
+    name: Name
+    salt: Name | None = Field(default=None, description="default: the experiment's name")
+    variants: list[VariantIn] = Field(min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _valid(self) -> ExperimentIn:
+        names = [variant.name for variant in self.variants]
+        if len(set(names)) < len(names):
+            raise ValueError("variant names must be unique")
+        if not sum(variant.weight for variant in self.variants) > 0:
+            raise ValueError("the weights must sum to a positive number")
+        return self
+
+
+class WeightIn(_Strict):
+    name: Name
+    weight: Weight
+
+
+class WeightsIn(_Strict):
+    """PUT /experiments/{name}: new weights for some variants; units move only as they must."""
+
+    variants: list[WeightIn] = Field(min_length=1, max_length=100)
+
+
+class ExperimentOut(BaseModel):
+    name: str
+    salt: str
+    variants: list[dict[str, object]]

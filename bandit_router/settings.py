@@ -76,6 +76,8 @@ class _RouterSection(BaseModel):
     api_keys: list[str] = Field(default_factory=list)
     new_model_share: float = Field(default=1.0, gt=0.0, le=1.0)
     new_model_outcomes: int = Field(default=100, ge=0)
+    policies: list[str] = Field(default_factory=list)
+    """More policies to serve and learn beside `policy`, for experiments' variants."""
 
     @field_validator("api_keys")
     @classmethod
@@ -139,6 +141,21 @@ class _BudgetSection(BaseModel):
     max_added: float = Field(default=10_000.0, ge=0.0, allow_inf_nan=False)
 
 
+class _VariantEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    policy: str = Field(min_length=1, max_length=200)
+    weight: float = Field(ge=0.0, allow_inf_nan=False)
+
+
+class _ExperimentSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    salt: str | None = None
+    variants: list[_VariantEntry] = Field(min_length=1)
+
+
 class _HealthSection(BaseModel):
     """The models' circuit breakers; see health.py."""
 
@@ -164,6 +181,7 @@ class _ConfigFile(BaseModel):
     rules: _RulesSection = Field(default_factory=_RulesSection)
     tenants: dict[str, _TenantSection] = Field(default_factory=dict)
     budgets: dict[str, _BudgetSection] = Field(default_factory=dict)
+    experiments: dict[str, _ExperimentSection] = Field(default_factory=dict)
     policies: dict[str, dict[str, float | int | str]] = Field(default_factory=dict)
     models: list[_ModelEntry] = Field(min_length=1)
 
@@ -192,6 +210,10 @@ class RouterConfig:
     """API key → tenant name; these keys are in api_keys too."""
     new_model_share: float = 1.0
     new_model_outcomes: int = 100
+    extra_policies: tuple[PolicySpec, ...] = ()
+    """Policies served beside `policy` (experiments' variants)."""
+    experiments: tuple[Mapping[str, Any], ...] = ()
+    """The [experiments.NAME] sections as documents (experiments.Experiment.from_document)."""
     budgets: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     """Per scope (a tenant, or "default"), the [budgets.SCOPE] values as Budget takes them."""
 
@@ -248,6 +270,28 @@ def config_from_mapping(
     }
     if named - known:
         raise ConfigError(f"{source}: rules: unknown models {sorted(named - known)}")
+    served = {router.policy, *router.policies}
+    experiments = []
+    for name, section in parsed.experiments.items():
+        for variant in section.variants:
+            if variant.policy not in served:
+                raise ConfigError(
+                    f"{source}: experiments.{name}: policy {variant.policy!r} is not served; "
+                    "list it in [router] policies"
+                )
+        if len({v.name for v in section.variants}) < len(section.variants):
+            raise ConfigError(f"{source}: experiments.{name}: variant names must be unique")
+        if not sum(v.weight for v in section.variants) > 0:
+            raise ConfigError(
+                f"{source}: experiments.{name}: weights must sum to a positive number"
+            )
+        experiments.append(
+            {
+                "name": name,
+                "salt": section.salt or name,
+                "variants": [v.model_dump() for v in section.variants],
+            }
+        )
     unknown_scopes = set(parsed.budgets) - set(parsed.tenants) - {"default"}
     if unknown_scopes:
         raise ConfigError(
@@ -274,5 +318,11 @@ def config_from_mapping(
         tenant_keys=tenant_keys,
         new_model_share=router.new_model_share,
         new_model_outcomes=router.new_model_outcomes,
+        extra_policies=tuple(
+            PolicySpec(name, parsed.policies.get(name.split(":", 1)[0], {}))
+            for name in dict.fromkeys(router.policies)
+            if name != router.policy
+        ),
+        experiments=tuple(experiments),
         budgets={scope: budget.model_dump() for scope, budget in parsed.budgets.items()},
     )

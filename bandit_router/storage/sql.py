@@ -626,6 +626,48 @@ class SqlStore:
                 )
             )
 
+    def save_experiment(self, document: Mapping[str, Any], *, create: bool) -> bool:
+        """Creates (False if the name exists) or replaces (False if it does not) one."""
+        e = tables.experiments
+        values = {"document": document, "updated_at": _now()}
+        try:
+            with self.engine.begin() as connection:
+                if create:
+                    connection.execute(insert(e).values(name=document["name"], **values))
+                    return True
+                changed: int = connection.execute(
+                    update(e).where(e.c.name == document["name"]).values(values)
+                ).rowcount
+                return changed == 1
+        except IntegrityError:
+            return False
+
+    def load_experiments(self) -> list[dict[str, Any]]:
+        e = tables.experiments
+        with self.engine.connect() as connection:
+            return list(connection.execute(select(e.c.document).order_by(e.c.name)).scalars())
+
+    def experiment_log(self, name: str) -> list[tuple[DecisionRecord, FeedbackRecord | None]]:
+        """The experiment's decisions, each with its first scored feedback (or None)."""
+        d, f = tables.decisions, tables.feedback
+        with self.engine.connect() as connection:
+            decisions = [
+                _decision_from(row)
+                for row in connection.execute(
+                    select(d).where(d.c.experiment == name).order_by(d.c.created_at, d.c.id)
+                ).mappings()
+            ]
+            scored: dict[str, FeedbackRecord] = {}
+            rows = connection.execute(
+                select(f)
+                .join(d, d.c.id == f.c.decision_id)
+                .where(d.c.experiment == name, f.c.quality.is_not(None))
+                .order_by(f.c.id)
+            ).mappings()
+            for row in rows:
+                scored.setdefault(row["decision_id"], _feedback_from(row))
+        return [(decision, scored.get(decision.id)) for decision in decisions]
+
     def save_rules(self, document: Mapping[str, Any]) -> None:
         r = tables.rules
         with self.engine.begin() as connection:

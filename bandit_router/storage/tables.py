@@ -54,7 +54,7 @@ decisions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, index=True),
     Column("policy", String(200), nullable=False),
     Column("policy_version", BigInteger, nullable=False),
-    Column("experiment", String(200), nullable=True),
+    Column("experiment", String(200), nullable=True, index=True),
     Column("variant", String(200), nullable=True),
     Column("unit_id", String(200), nullable=True),
     Column("features", JSON, nullable=False),
@@ -141,4 +141,13 @@ model_outcomes = Table(
     metadata,
     Column("model", String(200), primary_key=True),
     Column("outcomes", BigInteger, nullable=False),
+)
+
+# Named traffic splits between policies (experiments.Experiment.to_document()).
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("document", JSON, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )

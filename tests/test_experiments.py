@@ -1,0 +1,189 @@
+"""Experiments: sticky assignment, weight changes that move only what they must, the split,
+and the report's numbers against a case computed independently; bad input is refused."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from scipy import stats
+
+from bandit_router.experiments import Experiment, Variant
+from bandit_router.main import create_app
+from bandit_router.settings import ConfigError, Settings, config_from_mapping
+from tests.test_api import POOL
+
+
+def _experiment(*weights: float) -> Experiment:
+    names = "ABCDEFG"
+    return Experiment(
+        "exp", "salt-1", tuple(Variant(names[i], "p", w) for i, w in enumerate(weights))
+    )
+
+
+def test_the_same_unit_always_lands_in_the_same_variant() -> None:
+    experiment = _experiment(1, 1, 1)
+    first = {f"user-{i}": experiment.assign(f"user-{i}", f"d{i}").name for i in range(500)}
+    again = _experiment(1, 1, 1)  # another process, another day: the same hash
+    assert all(again.assign(unit, "other-decision").name == name for unit, name in first.items())
+    assert len(set(first.values())) == 3
+
+
+def test_the_split_matches_the_weights() -> None:
+    experiment = _experiment(1, 3, 6)
+    units = 20_000
+    counts = Counter(experiment.assign(f"u{i}", "d").name for i in range(units))
+    for name, share in (("A", 0.1), ("B", 0.3), ("C", 0.6)):
+        assert abs(counts[name] / units - share) <= 4.5 * math.sqrt(share * (1 - share) / units)
+    by_decision = Counter(experiment.assign(None, f"d{i}").name for i in range(units))
+    assert abs(by_decision["C"] / units - 0.6) <= 4.5 * math.sqrt(0.24 / units)
+
+
+def test_changing_weights_moves_only_the_share_it_must() -> None:
+    units = [f"u{i}" for i in range(20_000)]
+    before = _experiment(0.2, 0.3, 0.5)
+    after = before.with_weights({"B": 0.4, "C": 0.4})  # C gives a tenth of traffic to B
+    moves = Counter((before.assign(u, "d").name, after.assign(u, "d").name) for u in units)
+    moved = {pair: n for pair, n in moves.items() if pair[0] != pair[1]}
+    assert set(moved) == {("C", "B")}
+    share = moved[("C", "B")] / len(units)
+    assert abs(share - 0.1) <= 4.5 * math.sqrt(0.09 / len(units))
+
+
+def test_bad_experiments_are_refused() -> None:
+    with pytest.raises(ValueError, match="sum to a positive number"):
+        _experiment(0, 0)
+    with pytest.raises(ValueError, match="unique"):
+        Experiment("e", "s", (Variant("A", "p", 1), Variant("A", "q", 1)))
+    with pytest.raises(ValueError, match="unknown variants"):
+        _experiment(1, 1).with_weights({"Z": 1})
+
+
+RAW = {
+    "router": {"policy": "fixed:local-small", "policies": ["fixed:cloud-mini"]},
+    "experiments": {
+        "cheap-vs-mini": {
+            "variants": [
+                {"name": "control", "policy": "fixed:local-small", "weight": 1},
+                {"name": "mini", "policy": "fixed:cloud-mini", "weight": 1},
+            ]
+        }
+    },
+    "models": POOL,
+}
+
+
+@pytest.fixture
+def client(migrated_url: str) -> Iterator[TestClient]:
+    app = create_app(Settings(database_url=migrated_url), config_from_mapping(RAW))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def test_the_report_gives_each_variant_s_numbers_and_its_difference_to_the_control(
+    client: TestClient,
+) -> None:
+    rewards: dict[str, list[float]] = {"control": [], "mini": []}
+    quality_of = {"local-small": 0.4, "cloud-mini": 0.7}
+    for i in range(80):
+        routed = client.post(
+            "/route",
+            json={"prompt": f"Question {i}?", "experiment": "cheap-vs-mini", "unit_id": f"u{i}"},
+        ).json()
+        assert routed["experiment"] == "cheap-vs-mini"
+        assert (
+            routed["policy"].split("@")[0]
+            == f"fixed:{'local-small' if routed['variant'] == 'control' else 'cloud-mini'}"
+        )
+        if i % 8 == 7:
+            continue  # some decisions never get feedback
+        quality = quality_of.get(routed["model"], 0.5) + (i % 5) / 20
+        answer = client.post(
+            "/feedback",
+            json={"decision_id": routed["decision_id"], "quality": quality, "cost_usd": 0.001},
+        ).json()
+        rewards[routed["variant"]].append(answer["reward"])
+    report = client.get("/experiments/cheap-vs-mini/report").json()
+    assert report["control"] == "control"
+    control, mini = report["variants"]["control"], report["variants"]["mini"]
+    assert control["decisions"] + mini["decisions"] == 80
+    for name, variant in (("control", control), ("mini", mini)):
+        values = rewards[name]
+        assert variant["with_feedback"] == len(values)
+        mean = sum(values) / len(values)
+        half = 1.96 * math.sqrt(
+            sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values)
+        )
+        assert variant["reward"]["mean"] == pytest.approx(mean)
+        assert variant["reward"]["ci"] == pytest.approx([mean - half, mean + half])
+        assert set(variant["off_policy"]) == {"snips", "dr", "ess"}
+        assert variant["off_policy"]["ess"] > 0
+    assert control["vs_control"] is None
+    welch = stats.ttest_ind(rewards["mini"], rewards["control"], equal_var=False)
+    difference = mini["vs_control"]["reward"]
+    assert difference["difference"] == pytest.approx(
+        sum(rewards["mini"]) / len(rewards["mini"])
+        - sum(rewards["control"]) / len(rewards["control"])
+    )
+    assert difference["p_value"] == pytest.approx(float(welch.pvalue))
+    low, high = difference["ci"]
+    assert low < difference["difference"] < high
+    # Each variant's policy, evaluated on every decision of the experiment (not only its own):
+    # the mini policy is worth about what the mini variant earned.
+    assert mini["off_policy"]["snips"]["value"] == pytest.approx(mini["reward"]["mean"], abs=0.1)
+
+
+def test_admin_endpoints_create_list_reweight_and_refuse_bad_input(client: TestClient) -> None:
+    body: dict[str, Any] = {
+        "name": "second",
+        "variants": [
+            {"name": "a", "policy": "fixed:local-small", "weight": 3},
+            {"name": "b", "policy": "fixed:cloud-mini", "weight": 1},
+        ],
+    }
+    created = client.post("/experiments", json=body)
+    assert created.status_code == 201, created.text
+    assert created.json()["salt"] == "second"
+    assert client.post("/experiments", json=body).status_code == 409
+    names = [e["name"] for e in client.get("/experiments").json()]
+    assert names == ["cheap-vs-mini", "second"]
+    moved = client.put("/experiments/second", json={"variants": [{"name": "b", "weight": 3}]})
+    assert moved.status_code == 200, moved.text
+    assert [v["weight"] for v in moved.json()["variants"]] == [3.0, 3.0]
+    assert (
+        client.put("/experiments/nope", json={"variants": [{"name": "b", "weight": 1}]}).status_code
+        == 404
+    )
+    unknown_variant = client.put(
+        "/experiments/second", json={"variants": [{"name": "z", "weight": 1}]}
+    )
+    assert unknown_variant.status_code == 422
+    assert "unknown variants" in unknown_variant.text
+    first = body["variants"][0]
+    cases = [
+        ({**body, "name": "x", "variants": [{**first, "weight": 0}]}, "", "sum to a positive"),
+        ({**body, "name": "x", "variants": [{**first, "policy": "vw"}]}, "variants.0.policy", "vw"),
+        ({**body, "name": "x", "variants": [{**first, "weight": -1}]}, "variants.0.weight", ""),
+        ({**body, "name": "x", "variants": []}, "variants", ""),
+        ({**body, "name": "x", "variants": [first, first]}, "", "unique"),
+    ]
+    for bad, field, message in cases:
+        answer = client.post("/experiments", json=bad)
+        assert answer.status_code == 422, answer.text
+        detail = answer.json()["detail"]
+        assert field in [".".join(str(p) for p in error["loc"][1:]) for error in detail]
+        assert message in " ".join(error["msg"] for error in detail)
+    assert [e["name"] for e in client.get("/experiments").json()] == ["cheap-vs-mini", "second"]
+    unknown = client.post("/route", json={"prompt": "hi", "experiment": "nope"})
+    assert unknown.status_code == 422
+    assert "unknown experiment 'nope'" in unknown.text
+
+
+def test_a_variant_s_policy_must_be_served() -> None:
+    raw = {**RAW, "router": {"policy": "fixed:local-small"}}
+    with pytest.raises(ConfigError, match="'fixed:cloud-mini' is not served"):
+        config_from_mapping(raw)
