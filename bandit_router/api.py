@@ -320,11 +320,16 @@ def create_app(
     async def add_experiment(body: ExperimentIn) -> ExperimentOut:
         """Splits traffic between policies; a request naming the experiment is assigned a
         variant by its unit_id (sticky) or, without one, at random."""
-        experiment = Experiment(
-            name=body.name,
-            salt=body.salt or body.name,
-            variants=tuple(Variant(v.name, v.policy, v.weight) for v in body.variants),
-        )
+        try:
+            experiment = Experiment(
+                name=body.name,
+                salt=body.salt or body.name,
+                variants=tuple(
+                    Variant(v.name, v.policy, v.weight, v.shadow) for v in body.variants
+                ),
+            )
+        except ValueError as error:
+            raise InvalidInput(("variants",), str(error)) from error
         saved = await run_in_threadpool(router.save_experiment, experiment, create=True)
         return experiment_out(saved)
 

@@ -22,6 +22,8 @@ class Variant:
     name: str
     policy: str
     weight: float
+    shadow: bool = False
+    """Chooses on every decision of the experiment (logged, never served); weight 0."""
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,16 @@ class Experiment:
             raise ValueError("variant names must be unique")
         if any(not (v.weight >= 0 and math.isfinite(v.weight)) for v in self.variants):
             raise ValueError("weights must be finite numbers ≥ 0")
+        if any(v.shadow and v.weight != 0 for v in self.variants):
+            raise ValueError("a shadow variant is never served: its weight must be 0")
         if not sum(v.weight for v in self.variants) > 0:
             raise ValueError("the weights must sum to a positive number")
+        if self.variants[0].shadow:
+            raise ValueError("the first variant is the control, which is served: not a shadow")
+
+    @property
+    def shadows(self) -> tuple[Variant, ...]:
+        return tuple(v for v in self.variants if v.shadow)
 
     @property
     def control(self) -> Variant:
@@ -67,7 +77,10 @@ class Experiment:
         return Experiment(
             self.name,
             self.salt,
-            tuple(Variant(v.name, v.policy, weights.get(v.name, v.weight)) for v in self.variants),
+            tuple(
+                Variant(v.name, v.policy, weights.get(v.name, v.weight), v.shadow)
+                for v in self.variants
+            ),
         )
 
     def to_document(self) -> dict[str, Any]:
@@ -75,7 +88,8 @@ class Experiment:
             "name": self.name,
             "salt": self.salt,
             "variants": [
-                {"name": v.name, "policy": v.policy, "weight": v.weight} for v in self.variants
+                {"name": v.name, "policy": v.policy, "weight": v.weight, "shadow": v.shadow}
+                for v in self.variants
             ],
         }
 
@@ -85,7 +99,8 @@ class Experiment:
             name=document["name"],
             salt=document.get("salt") or document["name"],
             variants=tuple(
-                Variant(v["name"], v["policy"], float(v["weight"])) for v in document["variants"]
+                Variant(v["name"], v["policy"], float(v["weight"]), bool(v.get("shadow", False)))
+                for v in document["variants"]
             ),
         )
 

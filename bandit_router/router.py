@@ -271,7 +271,7 @@ class Router:
             if decision.variant not in values:
                 continue  # a variant since removed
             counts[decision.variant][0] += 1
-            if feedback is None:
+            if feedback is None or decision.shadow_of is not None:
                 continue
             counts[decision.variant][1] += 1
             measured = {
@@ -308,11 +308,12 @@ class Router:
             report[variant.name] = {
                 "policy": variant.policy,
                 "weight": variant.weight,
+                "shadow": variant.shadow,
                 "decisions": counts[variant.name][0],
                 "with_feedback": counts[variant.name][1],
                 **{metric: _interval_out(mean_interval(mine[metric])) for metric in metrics},
                 "vs_control": None
-                if variant is experiment.control
+                if variant is experiment.control or variant.shadow
                 else {
                     metric: _difference_out(welch(mine[metric], control[metric]))
                     for metric in ("reward", "quality", "cost_usd")
@@ -499,7 +500,24 @@ class Router:
                 arm.name: arm.prior_quality for arm in context.arms if arm.prior_quality is not None
             },
         )
-        await self._decision_log.append(record)
+        records = [record]
+        for shadow in experiment.shadows if experiment is not None else ():
+            # A shadow chooses on the same context; its choice is logged, never served.
+            shadow_decision, shadow_version = self._policies.choose(shadow.policy, context)
+            records.append(
+                replace(
+                    record,
+                    id=time_ordered_uuid(),
+                    policy=shadow.policy,
+                    policy_version=shadow_version,
+                    variant=shadow.name,
+                    model=shadow_decision.model,
+                    probability=shadow_decision.probability,
+                    scores={s.model: s._asdict() for s in shadow_decision.scores},
+                    shadow_of=decision_id,
+                )
+            )
+        await asyncio.gather(*(self._decision_log.append(r) for r in records))
         return RouteResult(
             decision_id=decision_id,
             model=decision.model,

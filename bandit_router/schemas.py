@@ -271,6 +271,9 @@ class VariantIn(_Strict):
     name: Name
     policy: Name = Field(description="a policy this deployment serves ([router] policies)")
     weight: Weight
+    shadow: bool = Field(
+        default=False, description="chooses on every decision, logged and never served"
+    )
 
 
 class ExperimentIn(_Strict):

@@ -147,6 +147,7 @@ class _VariantEntry(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     policy: str = Field(min_length=1, max_length=200)
     weight: float = Field(ge=0.0, allow_inf_nan=False)
+    shadow: bool = False
 
 
 class _ExperimentSection(BaseModel):
@@ -279,6 +280,11 @@ def config_from_mapping(
                     f"{source}: experiments.{name}: policy {variant.policy!r} is not served; "
                     "list it in [router] policies"
                 )
+        if any(v.shadow and v.weight != 0 for v in section.variants) or section.variants[0].shadow:
+            raise ConfigError(
+                f"{source}: experiments.{name}: a shadow variant has weight 0 and is not the "
+                "first variant (the control)"
+            )
         if len({v.name for v in section.variants}) < len(section.variants):
             raise ConfigError(f"{source}: experiments.{name}: variant names must be unique")
         if not sum(v.weight for v in section.variants) > 0:

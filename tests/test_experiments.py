@@ -187,3 +187,61 @@ def test_a_variant_s_policy_must_be_served() -> None:
     raw = {**RAW, "router": {"policy": "fixed:local-small"}}
     with pytest.raises(ConfigError, match="'fixed:cloud-mini' is not served"):
         config_from_mapping(raw)
+
+
+def test_a_shadow_variant_chooses_on_every_decision_never_serves_and_learns_from_them(
+    migrated_url: str,
+) -> None:
+    from bandit_router.storage.sql import SqlStore
+
+    raw = {
+        "router": {"policy": "fixed:local-small", "policies": ["linucb"]},
+        "experiments": {
+            "shadowed": {
+                "variants": [
+                    {"name": "champion", "policy": "fixed:local-small", "weight": 1},
+                    {"name": "challenger", "policy": "linucb", "weight": 0, "shadow": True},
+                ]
+            }
+        },
+        "models": POOL,
+    }
+    app = create_app(Settings(database_url=migrated_url), config_from_mapping(raw))
+    with TestClient(app) as client:
+        for i in range(30):
+            routed = client.post(
+                "/route", json={"prompt": f"Q{i}?", "experiment": "shadowed", "unit_id": f"u{i}"}
+            ).json()
+            assert routed["variant"] == "champion"
+            client.post("/feedback", json={"decision_id": routed["decision_id"], "quality": 0.8})
+        report = client.get("/experiments/shadowed/report").json()["variants"]
+    shadow = report["challenger"]
+    assert (shadow["shadow"], shadow["decisions"], shadow["with_feedback"]) == (True, 30, 0)
+    assert shadow["vs_control"] is None
+    assert shadow["off_policy"]["dr"]["value"] == pytest.approx(
+        report["champion"]["reward"]["mean"], abs=0.2
+    )
+    store = SqlStore(migrated_url)
+    try:
+        shadows = [d for d, _ in store.experiment_log("shadowed") if d.shadow_of is not None]
+    finally:
+        store.close()
+    # The challenger learned each served decision's feedback before the next decision.
+    assert [d.policy_version for d in shadows] == list(range(30))
+    assert all(d.variant == "challenger" and d.policy == "linucb" for d in shadows)
+
+
+def test_a_shadow_with_weight_or_in_control_s_place_is_refused(client: TestClient) -> None:
+    variants = [
+        {"name": "a", "policy": "fixed:local-small", "weight": 1},
+        {"name": "b", "policy": "fixed:cloud-mini", "weight": 1, "shadow": True},
+    ]
+    weighted = client.post("/experiments", json={"name": "s1", "variants": variants})
+    assert weighted.status_code == 422
+    assert "weight must be 0" in weighted.text
+    first = client.post(
+        "/experiments",
+        json={"name": "s2", "variants": [{**variants[1], "weight": 0}, variants[0]]},
+    )
+    assert first.status_code == 422
+    assert "control" in first.text

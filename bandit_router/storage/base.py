@@ -35,6 +35,8 @@ class DecisionRecord:
     """The tags of each eligible model that has any (a policy may read them)."""
     prior_qualities: Mapping[str, float] = field(default_factory=dict)
     """The declared prior quality of each eligible model that has one."""
+    shadow_of: str | None = None
+    """For a shadow variant's choice (logged, never served): the served decision's id."""
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,7 @@ _DECISION_COLUMNS = tuple(column.name for column in tables.decisions.c)
 _DECISION_ROW_ORDER = (
     "id", "created_at", "policy", "policy_version", "experiment", "variant", "unit_id",
     "features", "eligible", "prior_costs", "model", "probability", "cost_weight", "scores",
-    "excluded", "words", "arm_tags", "prior_qualities",
+    "excluded", "words", "arm_tags", "prior_qualities", "shadow_of",
 )  # fmt: skip
 
 
@@ -155,6 +155,7 @@ def _decision_from(row: RowMapping, prefix: str = "") -> DecisionRecord:
         words=tuple(row[f"{prefix}words"] or ()),
         arm_tags={name: tuple(tags) for name, tags in (row[f"{prefix}arm_tags"] or {}).items()},
         prior_qualities=row[f"{prefix}prior_qualities"] or {},
+        shadow_of=row[f"{prefix}shadow_of"],
     )
 
 
@@ -275,6 +276,7 @@ class SqlStore:
                 _dump_json(r.words) if r.words else None,
                 _dump_json(r.arm_tags) if r.arm_tags else None,
                 _dump_json(r.prior_qualities) if r.prior_qualities else None,
+                r.shadow_of,
             )
             for r in records
         ]

@@ -71,6 +71,8 @@ decisions = Table(
     Column("arm_tags", JSON, nullable=True),
     # The declared prior quality of each eligible model that has one; null when none has.
     Column("prior_qualities", JSON, nullable=True),
+    # A shadow variant's choice: the id of the served decision it shadows (never served).
+    Column("shadow_of", String(36), nullable=True),
 )
 
 feedback = Table(
