@@ -106,6 +106,19 @@ def target_probabilities(logs: Logs, policy_name: str, params: Mapping[str, Any]
         for row_index in np.flatnonzero(~here).tolist():
             pi[row_index, _cheapest(logs.rows[row_index], logs.models)] = 1.0
         return pi
+    if policy_name == "random" and set(params) <= {"seed"}:
+        # Uniform over each row's eligible models, as RandomPolicy chooses.
+        counts = logs.eligible.sum(axis=1, keepdims=True)
+        uniform: Matrix = logs.eligible / counts
+        return uniform
+    if policy_name == "cheapest" and set(params) <= {"seed", "epsilon"}:
+        # CheapestPolicy: the first cheapest eligible model, an ε floor over the eligible.
+        epsilon = float(params.get("epsilon", 0.05))
+        counts = logs.eligible.sum(axis=1, keepdims=True)
+        floored: Matrix = logs.eligible * (epsilon / counts)
+        for index, row in enumerate(logs.rows):
+            floored[index, _cheapest(row, logs.models)] += 1.0 - epsilon
+        return floored
     return probabilities_of(logs, policies.build(PolicySpec(policy_name, dict(params))).choose)
 
 
@@ -122,8 +135,10 @@ def probabilities_of(logs: Logs, choose: Callable[[Context], Decision]) -> Matri
 
 
 def _cheapest(row: LoggedDecision, models: Sequence[str]) -> int:
-    name = min(row.eligible, key=lambda model: (row.prior_costs.get(model, 0.0), model))
-    return models.index(name)
+    """The first of the row's eligible models with the least priced cost (CheapestPolicy's
+    greedy choice: ties go to the earlier model)."""
+    costs = [row.prior_costs.get(model, 0.0) for model in row.eligible]
+    return models.index(row.eligible[costs.index(min(costs))])
 
 
 def reward_model(logs: Logs, ridge: float = 1.0) -> Matrix:

@@ -10,8 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bandit_router import policies
 from bandit_router.cli import main
-from bandit_router.ope import LoggedDecision, Logs, estimate, reward_model, target_probabilities
+from bandit_router.core import PolicySpec
+from bandit_router.ope import (
+    LoggedDecision,
+    Logs,
+    estimate,
+    probabilities_of,
+    reward_model,
+    target_probabilities,
+)
 from bandit_router.simulator.outcomes import load_outcomes
 from bandit_router.simulator.synthetic_log import epsilon_greedy_log, true_values
 
@@ -160,3 +169,16 @@ def test_export_log_writes_what_ope_reads(migrated_url: str, tmp_path: Path) -> 
     assert [line["feedback"] is None for line in lines] == [False] * 4 + [True] * 2
     assert lines[1]["feedback"]["quality"] == 0.25
     assert main(["ope", "--log", str(out), "--bootstrap", "20"]) == 0
+
+
+def test_the_baselines_closed_forms_match_their_policies_choices() -> None:
+    rows = [
+        LoggedDecision({"task_type": "qa"}, ("a", "b", "c"), "a", 0.5, 1.0,
+                       {"a": 0.3, "b": 0.1, "c": 0.1}),
+        LoggedDecision({"task_type": "code"}, ("c", "a"), "c", 0.5, 0.0, {"a": 0.2, "c": 0.4}),
+    ]  # fmt: skip
+    logs = Logs.of(rows)
+    for name, params in (("random", {}), ("cheapest", {}), ("cheapest", {"epsilon": 0.3})):
+        closed_form = target_probabilities(logs, name, params)
+        by_choice = probabilities_of(logs, policies.build(PolicySpec(name, params)).choose)
+        assert closed_form == pytest.approx(by_choice), (name, params)
