@@ -220,11 +220,29 @@ def _ope(args: argparse.Namespace) -> int:
     from bandit_router.ope import (
         LogError,
         Logs,
+        Matrix,
         estimate,
         parse_log_line,
+        probabilities_of,
         reward_model,
         target_probabilities,
     )
+
+    def probabilities(logs: Logs, name: str) -> Matrix:
+        """A frozen snapshot of the name's learning policy when a database is given, else
+        the policy as the registry builds it."""
+        if args.database_url and name in policies.LEARNING_POLICIES:
+            from bandit_router.storage.sql import SqlStore
+
+            store = SqlStore(args.database_url)
+            try:
+                snapshot = store.latest_snapshot(name, None)
+            finally:
+                store.close()
+            if snapshot is None:
+                raise ValueError(f"no snapshot of {name!r} in the database")
+            return probabilities_of(logs, policies.loads(name, snapshot.state).choose)
+        return target_probabilities(logs, name, {})
 
     try:
         rows = []
@@ -244,7 +262,7 @@ def _ope(args: argparse.Namespace) -> int:
             "policies": {
                 name: estimate(
                     logs,
-                    target_probabilities(logs, name, {}),
+                    probabilities(logs, name),
                     predicted,
                     bootstrap=args.bootstrap,
                     seed=args.seed,
@@ -330,6 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
     ope.add_argument("--out", type=Path, help="default: standard output")
     ope.add_argument("--bootstrap", type=int, default=200, choices=range(10, 10_001), metavar="B")
     ope.add_argument("--seed", type=int, default=0)
+    ope.add_argument(
+        "--database-url",
+        help="evaluate learning policies (linucb, vw) as their latest snapshot there",
+    )
     ope.set_defaults(handler=_ope)
 
     db = commands.add_parser("db", help="database maintenance")

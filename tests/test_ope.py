@@ -169,6 +169,15 @@ def test_export_log_writes_what_ope_reads(migrated_url: str, tmp_path: Path) -> 
     assert [line["feedback"] is None for line in lines] == [False] * 4 + [True] * 2
     assert lines[1]["feedback"]["quality"] == 0.25
     assert main(["ope", "--log", str(out), "--bootstrap", "20"]) == 0
+    # The service's policy, frozen as its latest snapshot (taken when the app stopped).
+    report_path = tmp_path / "ope.json"
+    argv = ["ope", "--log", str(out), "--bootstrap", "20", "--out", str(report_path)]
+    frozen = [*argv, "--database-url", migrated_url, "--policy", "linucb", "--policy", "random"]
+    assert main(frozen) == 0
+    report = json.loads(report_path.read_text())
+    assert set(report["policies"]) == {"linucb", "random"}
+    assert report["policies"]["linucb"]["ess"] > 0
+    assert main([*argv, "--database-url", migrated_url, "--policy", "vw"]) == 2
 
 
 def test_the_baselines_closed_forms_match_their_policies_choices() -> None:

@@ -508,19 +508,14 @@ class SqlStore:
                 delete(s).where(s.c.policy == snapshot.policy, s.c.id.not_in(ids_to_keep))
             )
 
-    def latest_snapshot(self, policy: str, spec: str) -> Snapshot | None:
+    def latest_snapshot(self, policy: str, spec: str | None) -> Snapshot | None:
+        """The newest snapshot of the policy in that configuration (any, when spec is None)."""
         s = tables.policy_snapshots
+        query = select(s).where(s.c.policy == policy)
+        if spec is not None:
+            query = query.where(s.c.spec == spec)
         with self.engine.connect() as connection:
-            row = (
-                connection.execute(
-                    select(s)
-                    .where(s.c.policy == policy, s.c.spec == spec)
-                    .order_by(s.c.id.desc())
-                    .limit(1)
-                )
-                .mappings()
-                .first()
-            )
+            row = connection.execute(query.order_by(s.c.id.desc()).limit(1)).mappings().first()
         if row is None:
             return None
         return Snapshot(
