@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bandit_router.core import Arm, ModelSpec
+from bandit_router.core import Arm, ModelSpec, make_tuple
 
 
 @dataclass(frozen=True)
@@ -59,5 +59,5 @@ def split_eligible(
         elif max_cost is not None and cost > max_cost:
             excluded[model.name] = "over_budget"
         else:
-            eligible.append(Arm(model.name, cost))
+            eligible.append(make_tuple(Arm, (model.name, cost)))
     return Eligibility(eligible=tuple(eligible), excluded=excluded)

@@ -176,7 +176,7 @@ class Router:
             unit_id=request.unit_id,
             features=features,
             eligible=context.arm_names,
-            prior_costs={arm.name: arm.prior_cost_usd for arm in context.arms},
+            prior_costs=dict(context.arms),  # each arm is a (name, prior cost) pair
             model=decision.model,
             probability=decision.probability,
             cost_weight=cost_weight,
