@@ -369,13 +369,16 @@ _CREATIVE = AnyOf(
     ),
 )
 _BLANK = _found(r"(?<!\w)_+(?!\w)", needles=_w("_"))
+# Arithmetic is split by what each form needs besides a digit: "b = 3" tries every word start
+# and "3 times 4" every digit, so those parts are searched only when "=" or the word is there.
 _REASONING = AnyOf(
+    _found(r"\d[ \t]*[+*×÷^][ \t]*\d|\d[ \t]+[-/][ \t]+\d", needs_digit=True),
+    _found(r"(?<![\d.])\d+[ \t]*%[ \t]*of\b", needles=_w("%")),
     _found(
-        r"\d[ \t]*[+*×÷^][ \t]*\d|\d[ \t]+[-/][ \t]+\d|(?<![\d.])\d+[ \t]*%[ \t]*of\b"
-        r"|\b\d+ (?:times|plus|minus|divided by|multiplied by) \d"
-        r"|(?:\d|\b[a-z])[ \t]*=[ \t]*-?\d",
-        needs_digit=True,
+        r"\b\d+ (?:times|plus|minus|divided by|multiplied by) \d",
+        words=_w("times plus minus divided multiplied"),
     ),
+    _found(r"(?:\d|\b[a-z])[ \t]*=[ \t]*-?\d", needles=_w("=")),
     _found(r"\\(?:frac|sqrt|sum|int|cdot|times)\b", needles=_w("\\")),
     _found(
         r"\b(?:solve|prove|proof|equations?|integral|derivative|differentiate|simplify"
