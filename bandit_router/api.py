@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +12,10 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bandit_router.core import (
@@ -54,6 +57,46 @@ class FastJSONResponse(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
+
+
+class JsonBodyRoute(APIRoute):
+    """A route whose one body parameter, a pydantic model, is read from a JSON body in one call.
+
+    FastAPI's own handler decodes the body with the standard library, parses the content type
+    with the email package and solves the parameters in Python: about 65,000 instructions a
+    request, a sixth of what /route costs beside its routing. Here a body sent as
+    `application/json` is validated by pydantic's own JSON parser instead, and the endpoint is
+    called with the model. Anything else (another content type, an empty body, a body the
+    parser or the model refuses) is handed to FastAPI's handler, which answers exactly as it
+    always did; only bodies that validate take the short way, and a body valid to one parser
+    is valid to the other with the same value. The schema in /openapi.json is FastAPI's.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        standard = super().get_route_handler()
+        field = self.body_field
+        model = None if field is None else field.field_info.annotation
+        if field is None or not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise TypeError(f"{self.path}: JsonBodyRoute needs one body parameter, a model")
+        validate, name, endpoint = model.model_validate_json, field.name, self.endpoint
+        # An endpoint that also asks for the Request (for the tenant its API key names) gets it.
+        request_name = self.dependant.request_param_name
+
+        async def handler(request: Request) -> Response:
+            content_type = request.headers.get("content-type", "")
+            if content_type.partition(";")[0].strip().lower() == "application/json":
+                try:
+                    value = validate(await request.body())
+                except ValidationError:
+                    return await standard(request)  # the body is kept: FastAPI reads it again
+                arguments: dict[str, Any] = {name: value}
+                if request_name is not None:
+                    arguments[request_name] = request
+                response: Response = await endpoint(**arguments)
+                return response
+            return await standard(request)
+
+        return handler
 
 
 class BearerAuth:
@@ -203,20 +246,24 @@ def create_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.post(
+    async def route(body: RouteIn, request: Request) -> JSONResponse:
+        """Chooses the model for one request and logs the decision before answering."""
+        tenant = getattr(request.state, "tenant", None)
+        result = await router.route(_route_request(body, tenant))
+        return FastJSONResponse(_route_body(result))
+
+    app.router.add_api_route(
         "/route",
+        route,
+        methods=["POST"],
         responses={
             200: {"model": RouteOut},
             **_ERRORS,
             503: {"model": ErrorOut, "description": "no model is eligible; detail gives reasons"},
         },
         response_model=None,
+        route_class_override=JsonBodyRoute,
     )
-    async def route(body: RouteIn, request: Request) -> JSONResponse:
-        """Chooses the model for one request and logs the decision before answering."""
-        tenant = getattr(request.state, "tenant", None)
-        result = await router.route(_route_request(body, tenant))
-        return FastJSONResponse(_route_body(result))
 
     @app.post(
         "/feedback",

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bandit_router.core import Arm, ModelSpec
+from bandit_router.core import Arm, ModelSpec, make_tuple
 
 
 @dataclass(frozen=True)
@@ -157,5 +157,5 @@ def split_eligible(
         elif blocked and model.name in blocked:
             excluded[model.name] = blocked[model.name]
         else:
-            eligible.append(Arm(model.name, cost, model.tags, model.prior_quality))
+            eligible.append(make_tuple(Arm, (model.name, cost, model.tags, model.prior_quality)))
     return Eligibility(eligible=tuple(eligible), excluded=excluded)

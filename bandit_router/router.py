@@ -115,6 +115,12 @@ class RouterOptions:
     new_model_outcomes: int = 0
 
 
+@functools.lru_cache(maxsize=1024)
+def _sorted_tags(tags: frozenset[str]) -> tuple[str, ...]:
+    """A model's tags as the log stores them; a pool has few distinct tag sets."""
+    return tuple(sorted(tags))
+
+
 def _interval_out(interval: Interval | None) -> dict[str, Any] | None:
     if interval is None:
         return None
@@ -495,7 +501,7 @@ class Router:
             scores=scores,
             excluded=eligibility.excluded,
             words=context.words,
-            arm_tags={arm.name: tuple(sorted(arm.tags)) for arm in context.arms if arm.tags},
+            arm_tags={arm.name: _sorted_tags(arm.tags) for arm in context.arms if arm.tags},
             prior_qualities={
                 arm.name: arm.prior_quality for arm in context.arms if arm.prior_quality is not None
             },
@@ -517,7 +523,10 @@ class Router:
                     shadow_of=decision_id,
                 )
             )
-        await asyncio.gather(*(self._decision_log.append(r) for r in records))
+        if len(records) == 1:
+            await self._decision_log.append(record)
+        else:  # with shadows: their rows share the served decision's commit
+            await asyncio.gather(*(self._decision_log.append(r) for r in records))
         return RouteResult(
             decision_id=decision_id,
             model=decision.model,

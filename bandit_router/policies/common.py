@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bandit_router.core import ArmScore, Context, Decision, stable_uniform
+from bandit_router.core import ArmScore, Context, Decision, make_tuple, stable_uniform
 
 
 def floored_probabilities(n_arms: int, greedy: int, epsilon: float) -> list[float]:
@@ -60,14 +60,11 @@ def draw_decision(
         model=context.arms[chosen].name,
         probability=probabilities[chosen],
         scores=tuple(
-            map(
-                ArmScore,
-                context.arm_names,
-                qualities,
-                costs,
-                bonuses,
-                scores,
-                probabilities,
-            )
+            [
+                make_tuple(ArmScore, fields)
+                for fields in zip(
+                    context.arm_names, qualities, costs, bonuses, scores, probabilities, strict=True
+                )
+            ]
         ),
     )

@@ -97,6 +97,8 @@ def _borrowed_quality(
     tags are expected to achieve here, else 0."""
     if arm.prior_quality is not None:
         return arm.prior_quality
+    if not rows:  # nothing learned yet: no peer to borrow from
+        return 0.0
     peers = [
         (other.prior_quality or 0.0) + known_quality[rows[other.name]]
         for other in arms
@@ -151,8 +153,10 @@ class LinUCB:
             raise ValueError("choose needs at least one eligible arm")
         x = self._encoder.encode(context.features)
         arms = self._arms
-        fresh_bonus = self.alpha * math.sqrt(float(x @ x) / self.ridge)
+        alpha = self.alpha
+        fresh_bonus = -1.0  # the prior's bonus, computed for the first arm that needs it
         # One product per statistic scores every known arm; unknown arms get the prior.
+        # (Stacking the statistics into one product would round differently from these.)
         known_quality = (arms.theta_quality @ x).tolist()
         known_cost = (arms.theta_cost @ x).tolist()
         known_width = ((arms.a_inv @ x) @ x).tolist()
@@ -160,15 +164,18 @@ class LinUCB:
         costs: list[float] = []
         bonuses: list[float] = []
         scores: list[float] = []
+        row_of = arms.index.get
         for arm in context.arms:
-            row = arms.index.get(arm.name)
+            row = row_of(arm.name)
             if row is None:
+                if fresh_bonus < 0.0:
+                    fresh_bonus = alpha * math.sqrt(float(x @ x) / self.ridge)
                 quality = _borrowed_quality(arm, context.arms, arms.index, known_quality)
                 cost_residual, bonus = 0.0, fresh_bonus
             else:
                 quality = (arm.prior_quality or 0.0) + known_quality[row]
                 cost_residual = known_cost[row]
-                bonus = self.alpha * math.sqrt(max(known_width[row], 0.0))
+                bonus = alpha * math.sqrt(max(known_width[row], 0.0))
             cost = max(arm.prior_cost_usd + cost_residual, 0.0)
             qualities.append(quality)
             costs.append(cost)
