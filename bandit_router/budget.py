@@ -1,9 +1,10 @@
 """Spend budgets with pacing: an online dual (Lagrangian) update of the cost weight λ.
 
 A budget allows ``usd`` of spend per period of ``period_s`` seconds (periods are aligned on the
-Unix epoch, so every process agrees on them) to a scope: a tenant, or ``default`` for requests
-without one. The pace is the budget spread evenly over the period: after a share f of the
-period, a share f of the budget. Before each routed request the scope's multiplier moves by
+Unix epoch, so every process agrees on them) to a scope: ``experiment:NAME`` for the requests of
+an experiment, else a tenant, else ``default`` for requests with neither. The pace is the
+budget spread evenly over the period: after a share f of the period, a share f of the budget.
+Before each routed request the scope's multiplier moves by
 
     μ ← clip(μ + step · (spend / usd − elapsed / period_s), 0, max_added)
 

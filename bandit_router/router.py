@@ -407,7 +407,11 @@ class Router:
             if request.cost_weight is None
             else request.cost_weight
         )
-        budget = self.pacer.budgets.get(request.tenant or DEFAULT_SCOPE)
+        # An experiment's budget first, then the tenant's, then the default one.
+        budgets = self.pacer.budgets
+        budget = (
+            budgets.get(f"experiment:{request.experiment}") if request.experiment else None
+        ) or budgets.get(request.tenant or DEFAULT_SCOPE)
         remaining = math.inf
         if budget is not None:
             spend = await asyncio.to_thread(self._store.spend, budget.scope, budget.period(now))

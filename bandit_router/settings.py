@@ -298,10 +298,12 @@ def config_from_mapping(
                 "variants": [v.model_dump() for v in section.variants],
             }
         )
-    unknown_scopes = set(parsed.budgets) - set(parsed.tenants) - {"default"}
+    scopes = {*parsed.tenants, "default", *(f"experiment:{name}" for name in parsed.experiments)}
+    unknown_scopes = set(parsed.budgets) - scopes
     if unknown_scopes:
         raise ConfigError(
-            f"{source}: budgets: {sorted(unknown_scopes)} are neither tenants nor 'default'"
+            f"{source}: budgets: {sorted(unknown_scopes)} are neither tenants, 'default' nor "
+            "'experiment:NAME' of a configured experiment"
         )
     unknown_tenants = set(parsed.rules.tenants) - set(parsed.tenants)
     if unknown_tenants:

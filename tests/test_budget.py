@@ -120,7 +120,36 @@ def test_budgets_endpoint_and_configuration(migrated_url: str) -> None:
         assert (state["usd"], state["period_s"], state["capped"]) == (5.0, DAY, False)
         assert state["spend_usd"] > 0
         assert state["period_start"].startswith(datetime.now(UTC).date().isoformat())
-    with pytest.raises(ConfigError, match="neither tenants nor 'default'"):
+    with pytest.raises(ConfigError, match="neither tenants, 'default' nor"):
         config_from_mapping({"budgets": {"acme": {"usd": 1.0}}, "models": POOL})
     with pytest.raises(ConfigError, match="usd"):
         config_from_mapping({"budgets": {"default": {"usd": 0}}, "models": POOL})
+
+
+def test_an_experiment_s_budget_paces_its_requests_only(migrated_url: str) -> None:
+    raw = {
+        "router": {"policy": "fixed:cloud-large"},
+        "policies": {"fixed": {"epsilon": 0.0}},  # always the large model when it may
+        "experiments": {
+            "trial": {"variants": [{"name": "a", "policy": "fixed:cloud-large", "weight": 1}]}
+        },
+        "budgets": {"experiment:trial": {"usd": 0.0041}},  # one call of the large model
+        "models": POOL,
+    }
+    with TestClient(
+        create_app(Settings(database_url=migrated_url), config_from_mapping(raw))
+    ) as client:
+        first = client.post("/route", json={"prompt": "hi", "experiment": "trial"}).json()
+        capped = client.post("/route", json={"prompt": "hi", "experiment": "trial"}).json()
+        # The first request spent nearly all of it: only the cheapest model remains.
+        assert first["model"] == "cloud-large"
+        assert set(capped["scores"]) == {"local-small"}
+        assert capped["excluded"] == {"cloud-mini": "over_budget", "cloud-large": "over_budget"}
+        outside = client.post("/route", json={"prompt": "hi"}).json()
+        assert "cloud-large" in outside["scores"]  # no budget outside the experiment
+        (state,) = client.get("/budgets").json()
+        assert state["scope"] == "experiment:trial"
+        assert state["spend_usd"] == pytest.approx(
+            first["scores"]["cloud-large"]["expected_cost_usd"]
+        )
+        assert first["experiment"] == "trial"
