@@ -32,8 +32,8 @@ unit: $(BIN)/.installed
 	$(BIN)/pytest -q
 
 bench: $(BIN)/.installed
-	$(BIN)/python bench/route_throughput.py
-	$(BIN)/python bench/replay_speed.py
+	$(BIN)/python -m bench.route_throughput
+	$(BIN)/python -m bench.replay_speed
 	$(BIN)/python -m bench.vw_choose
 	$(BIN)/python -m bench.learner_throughput
 

@@ -5,7 +5,7 @@ and are driven by the same closed-loop load generator: CONCURRENCY keep-alive co
 sending the next request when the previous answer arrived. The real server logs every decision
 to SQLite (WAL) and answers only once it is committed. Prints both results and their ratio.
 
-    python bench/route_throughput.py [--requests N] [--concurrency C] [--database-url URL]
+    python -m bench.route_throughput [--requests N] [--concurrency C] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -23,18 +23,9 @@ from pathlib import Path
 
 import httpx
 
+from bench.workload import PROMPTS
+
 REPO = Path(__file__).resolve().parents[1]
-PROMPTS = [
-    "What is the capital of Australia?",
-    "Write a Python function that returns the n-th Fibonacci number using memoization.",
-    "Summarize the following paragraph in two sentences: The committee met on Tuesday to "
-    "discuss the budget. After a long debate, it approved a 3% increase for schools.",
-    "Classify the sentiment of this review as positive or negative: 'The food was cold.'",
-    "A shop sells pens at $3 each. If Maria buys 7 pens and pays with $50, what is her change?",
-    "Write a short poem about the sea at night.",
-    "Which of these is a mammal? A) shark B) dolphin C) trout D) octopus",
-    "hi! how are you doing today?",
-]
 
 
 @dataclass

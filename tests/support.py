@@ -8,12 +8,26 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+class FakeClock:
+    """A clock the test moves: every time-dependent rule is tested without sleeping."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
 
 
 def free_port() -> int:

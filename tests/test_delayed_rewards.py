@@ -13,20 +13,10 @@ from bandit_router.core import Arm, Context, PolicySpec
 from bandit_router.learner import Learner, RewardRules
 from bandit_router.storage.base import DecisionRecord, FeedbackRecord
 from bandit_router.storage.sql import SqlStore
+from tests.support import FakeClock
 
 SPEC = PolicySpec("linucb", {"seed": 1})
 START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture
@@ -56,7 +46,7 @@ def _record(created_at: datetime, model: str = "a") -> DecisionRecord:
     )
 
 
-def _decision(store: SqlStore, clock: Clock) -> DecisionRecord:
+def _decision(store: SqlStore, clock: FakeClock) -> DecisionRecord:
     record = _record(clock())
     store.insert_decisions([record])
     return record
@@ -89,7 +79,7 @@ def _version(learner: Learner) -> int:
     return version
 
 
-def _learner(store: SqlStore, clock: Clock, rules: RewardRules) -> Learner:
+def _learner(store: SqlStore, clock: FakeClock, rules: RewardRules) -> Learner:
     learner = Learner(store, [SPEC], rules={"linucb": rules}, clock=clock)
     learner.restore()
     return learner
@@ -98,7 +88,7 @@ def _learner(store: SqlStore, clock: Clock, rules: RewardRules) -> Learner:
 def test_without_a_window_the_first_scored_feedback_is_learned_and_no_other(
     store: SqlStore,
 ) -> None:
-    clock = Clock()
+    clock = FakeClock(START)
     learner = _learner(store, clock, RewardRules())
     decision = _decision(store, clock)
     # An error report carries no quality: nothing to learn yet.
@@ -113,7 +103,7 @@ def test_without_a_window_the_first_scored_feedback_is_learned_and_no_other(
 
 
 def test_a_window_learns_once_when_it_has_closed_and_settled(store: SqlStore) -> None:
-    clock = Clock()
+    clock = FakeClock(START)
     rules = RewardRules(wait_s=60.0, aggregation="mean", settle_s=2.0)
     learner = _learner(store, clock, rules)
     decision = _decision(store, clock)
@@ -140,7 +130,7 @@ def test_a_window_learns_once_when_it_has_closed_and_settled(store: SqlStore) ->
 def test_a_window_without_feedback_learns_the_default_reward_only_when_one_is_set(
     store: SqlStore,
 ) -> None:
-    clock = Clock()
+    clock = FakeClock(START)
     silent = _learner(store, clock, RewardRules(wait_s=30.0, settle_s=0.0))
     defaulted = _learner(store, clock, RewardRules(wait_s=30.0, settle_s=0.0, default_reward=0.0))
     _decision(store, clock)
@@ -176,7 +166,7 @@ def test_aggregation_combines_the_feedback_inside_the_window(
 
 
 def test_a_restart_closes_each_window_exactly_once(store: SqlStore) -> None:
-    clock = Clock()
+    clock = FakeClock(START)
     rules = RewardRules(wait_s=10.0, settle_s=1.0)
     learner = _learner(store, clock, rules)
     for _ in range(5):

@@ -7,19 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bandit_router.health import BreakerSettings, HealthBoard
+from tests.support import FakeClock
 
 START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 SETTINGS = BreakerSettings(
@@ -34,8 +24,8 @@ SETTINGS = BreakerSettings(
 )
 
 
-def _board(settings: BreakerSettings = SETTINGS) -> tuple[HealthBoard, Clock]:
-    clock = Clock()
+def _board(settings: BreakerSettings = SETTINGS) -> tuple[HealthBoard, FakeClock]:
+    clock = FakeClock(START)
     return HealthBoard(settings, clock=clock), clock
 
 
