@@ -115,6 +115,19 @@ class RouterOptions:
     new_model_outcomes: int = 0
 
 
+def _scores_of(decision: Decision) -> dict[str, dict[str, float]]:
+    return {
+        s.model: {
+            "expected_quality": s.expected_quality,
+            "expected_cost_usd": s.expected_cost_usd,
+            "exploration_bonus": s.exploration_bonus,
+            "score": s.score,
+            "probability": s.probability,
+        }
+        for s in decision.scores
+    }
+
+
 @functools.lru_cache(maxsize=1024)
 def _sorted_tags(tags: frozenset[str]) -> tuple[str, ...]:
     """A model's tags as the log stores them; a pool has few distinct tag sets."""
@@ -420,10 +433,15 @@ class Router:
         decision_id = time_ordered_uuid()
         policy_name, experiment, variant = self._options.policy, None, None
         if request.experiment is not None:
-            experiment = self._experiments[request.experiment]
+            experiment = self._experiments.get(request.experiment)
+            if experiment is None:  # replaced by a reload since _check
+                raise InvalidInput(("experiment",), f"unknown experiment {request.experiment!r}")
             variant = experiment.assign(request.unit_id, decision_id)
             policy_name = variant.policy
-        reads_words = self._policies.reads_words(policy_name)
+        choosers = (
+            [policy_name, *(v.policy for v in experiment.shadows)] if experiment else [policy_name]
+        )
+        reads_words = any(self._policies.reads_words(name) for name in choosers)
         words = prompt_words(request.text) if reads_words else ()
         while True:
             eligibility = split_eligible(
@@ -478,16 +496,7 @@ class Router:
             priced = next(a.prior_cost_usd for a in context.arms if a.name == decision.model)
             await asyncio.to_thread(self._store.add_spend, budget.scope, budget.period(now), priced)
         self.health.routed(decision.model)
-        scores = {
-            s.model: {
-                "expected_quality": s.expected_quality,
-                "expected_cost_usd": s.expected_cost_usd,
-                "exploration_bonus": s.exploration_bonus,
-                "score": s.score,
-                "probability": s.probability,
-            }
-            for s in decision.scores
-        }
+        scores = _scores_of(decision)
         record = DecisionRecord(
             id=decision_id,
             created_at=self._clock(),
@@ -523,7 +532,7 @@ class Router:
                     variant=shadow.name,
                     model=shadow_decision.model,
                     probability=shadow_decision.probability,
-                    scores={s.model: s._asdict() for s in shadow_decision.scores},
+                    scores=_scores_of(shadow_decision),
                     shadow_of=decision_id,
                 )
             )
