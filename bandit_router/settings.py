@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bandit_router.core import ModelSpec, PolicySpec
@@ -33,6 +33,15 @@ class ConfigError(ValueError):
 
 
 _Price = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+
+
+def _not_blank(key: str) -> str:
+    if not key.strip():
+        raise ValueError("an API key may not be blank")
+    return key
+
+
+ApiKey = Annotated[str, AfterValidator(_not_blank)]
 
 
 class _ModelEntry(BaseModel):
@@ -73,18 +82,11 @@ class _RouterSection(BaseModel):
     max_prompt_bytes: int = Field(default=1_000_000, gt=0)
     snapshot_every: int = Field(default=200, gt=0)
     snapshot_interval_s: float = Field(default=30.0, gt=0.0, allow_inf_nan=False)
-    api_keys: list[str] = Field(default_factory=list)
+    api_keys: list[ApiKey] = Field(default_factory=list)
     new_model_share: float = Field(default=1.0, gt=0.0, le=1.0)
     new_model_outcomes: int = Field(default=100, ge=0)
     policies: list[str] = Field(default_factory=list)
     """More policies to serve and learn beside `policy`, for experiments' variants."""
-
-    @field_validator("api_keys")
-    @classmethod
-    def _keys_not_blank(cls, keys: list[str]) -> list[str]:
-        if any(not key.strip() for key in keys):
-            raise ValueError("an API key may not be blank")
-        return keys
 
 
 class _LearningSection(BaseModel):
@@ -120,14 +122,7 @@ class _TenantSection(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    api_keys: list[str] = Field(min_length=1)
-
-    @field_validator("api_keys")
-    @classmethod
-    def _keys_not_blank(cls, keys: list[str]) -> list[str]:
-        if any(not key.strip() for key in keys):
-            raise ValueError("an API key may not be blank")
-        return keys
+    api_keys: list[ApiKey] = Field(min_length=1)
 
 
 class _BudgetSection(BaseModel):

@@ -164,6 +164,8 @@ def test_another_process_applies_new_rules_within_seconds(migrated_url: str) -> 
         ({"rules": {"tenants": {"hooli": {"deny": []}}}}, "unknown tenants ['hooli']"),
         ({"tenants": {"a": {"api_keys": ["k"]}, "b": {"api_keys": ["k"]}}}, "given twice"),
         ({"tenants": {"a": {"api_keys": ["admin-key"]}}}, "given twice"),
+        ({"tenants": {"a": {"api_keys": ["  "]}}}, "may not be blank"),
+        ({"router": {"api_keys": [""]}}, "may not be blank"),
     ],
 )
 def test_bad_rules_or_tenants_in_the_configuration_are_refused(
