@@ -121,6 +121,27 @@ def context_of(decision: DecisionRecord) -> Context:
     )
 
 
+class Periodic:
+    """Runs a step every interval in a daemon thread, logging (not dying of) its failures."""
+
+    def __init__(self, interval_s: float, step: Callable[[], object], name: str) -> None:
+        self._stop = threading.Event()
+
+        def run() -> None:
+            while not self._stop.wait(interval_s):
+                try:
+                    step()
+                except Exception:
+                    log.exception("%s failed; retrying", name)
+
+        self._thread = threading.Thread(target=run, name=name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 class UnknownServingPolicy(KeyError):
     pass
 
@@ -140,8 +161,7 @@ class _Host:
         self._rules = {name: (rules or {}).get(name, RewardRules()) for name in self._specs}
         self._lock = threading.Lock()
         self._policies: dict[str, Policy] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._background: Periodic | None = None
 
     def choose(self, policy_name: str, context: Context) -> tuple[Decision, int]:
         with self._lock:
@@ -164,22 +184,12 @@ class _Host:
         return rules is not None and rules.is_late(decision, at)
 
     def _run_every(self, interval_s: float, name: str, step: Callable[[], object]) -> None:
-        def run() -> None:
-            while not self._stop.wait(interval_s):
-                try:
-                    step()
-                except Exception:
-                    log.exception("%s failed; retrying", name)
-
-        self._stop.clear()
-        self._thread = threading.Thread(target=run, name=name, daemon=True)
-        self._thread.start()
+        self._background = Periodic(interval_s, step, name)
 
     def _join(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        if self._background is not None:
+            self._background.stop()
+            self._background = None
 
 
 class Learner(_Host):

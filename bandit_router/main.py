@@ -10,7 +10,7 @@ import gc
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Literal, cast
 
@@ -25,6 +25,7 @@ from bandit_router.health import BreakerSettings, HealthBoard
 from bandit_router.learner import (
     Aggregation,
     Learner,
+    Periodic,
     RewardRules,
     SnapshotFollower,
     run_learner,
@@ -35,28 +36,6 @@ from bandit_router.storage.log_writer import GroupCommitLog, TickCommitLog
 from bandit_router.storage.sql import SqlStore
 
 LearnerMode = Literal["embedded", "none"]
-log = logging.getLogger(__name__)
-
-
-class _Periodic:
-    """Runs a step every interval in a daemon thread, logging (not dying of) its failures."""
-
-    def __init__(self, interval_s: float, step: Callable[[], object], name: str) -> None:
-        self._stop = threading.Event()
-
-        def run() -> None:
-            while not self._stop.wait(interval_s):
-                try:
-                    step()
-                except Exception:
-                    log.exception("%s failed; retrying", name)
-
-        self._thread = threading.Thread(target=run, name=name, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def reward_rules(config: RouterConfig) -> RewardRules:
@@ -149,7 +128,7 @@ def create_app(
             learner.start(snapshot_interval_s=config.snapshot_interval_s)
         else:
             learner.start()
-        pool_watch = _Periodic(1.0, router.reload_pool, "pool-watch")
+        pool_watch = Periodic(1.0, router.reload_pool, "pool-watch")
         # What start-up allocated lives as long as the process: moving it out of the
         # collector's generations keeps full collections short under load. A request makes
         # a few hundred short-lived objects and no cycles worth chasing, so the youngest
