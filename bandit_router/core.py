@@ -156,9 +156,22 @@ class Policy(Protocol):
 
     def choose(self, context: Context) -> Decision: ...
 
-    def learn(self, context: Context, model: str, outcome: Outcome, *, probability: float) -> None:
+    def learn(
+        self,
+        context: Context,
+        model: str,
+        outcome: Outcome,
+        *,
+        probability: float,
+        replaces: Outcome | None = None,
+    ) -> None:
         """Learns the outcome of ``model``, chosen with ``probability`` (the logged propensity,
-        which importance-weighting learners need)."""
+        which importance-weighting learners need).
+
+        ``replaces``: this decision was learned before with that outcome, which ``outcome``
+        now supersedes (an attempt of an escalation chain, once the chain grew; see
+        escalation.py). A learner that can take the old outcome back does; one that cannot
+        learns the new one on top."""
         ...
 
     def dumps(self) -> bytes: ...

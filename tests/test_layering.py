@@ -19,16 +19,18 @@ ALLOWED: dict[str, set[str]] = {
     "health": set(),
     "budget": set(),
     "experiments": {"core"},
+    "escalation": {"core"},
     "reward": {"core"},
     "schemas": {"core"},
     "settings": {"core"},
     "storage": {"core", "storage"},
     "migrations": {"storage", "settings", "migrations"},
-    "learner": {"core", "policies", "storage.base"},
+    "learner": {"core", "escalation", "policies", "storage.base"},
     "router": {
         "core",
         "features",
         "eligibility",
+        "escalation",
         "health",
         "budget",
         "experiments",
@@ -42,6 +44,7 @@ ALLOWED: dict[str, set[str]] = {
         "router",
         "schemas",
         "eligibility",
+        "escalation",
         "experiments",
         "features",
         "health",
@@ -62,7 +65,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "cli": {"settings", "main", "migrations", "simulator", "policies", "core", "ope", "storage"},
     # The simulator replays the service's own featurizer and policies, never its API or SQL.
-    "simulator": {"core", "features", "policies", "simulator", "ope"},
+    "simulator": {"core", "escalation", "features", "policies", "simulator", "ope"},
     "ope": {"core", "features", "policies"},
 }
 STDLIB_ONLY = {"core", "health", "budget"}

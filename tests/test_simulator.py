@@ -115,9 +115,17 @@ class _Spy:
     def choose(self, context: Context):  # type: ignore[no-untyped-def]
         return self.inner.choose(context)
 
-    def learn(self, context: Context, model: str, outcome: Outcome, *, probability: float) -> None:
+    def learn(
+        self,
+        context: Context,
+        model: str,
+        outcome: Outcome,
+        *,
+        probability: float,
+        replaces: Outcome | None = None,
+    ) -> None:
         self.learned.append(id(context.features))
-        self.inner.learn(context, model, outcome, probability=probability)
+        self.inner.learn(context, model, outcome, probability=probability, replaces=replaces)
 
     def dumps(self) -> bytes:
         return self.inner.dumps()

@@ -49,7 +49,15 @@ class _Baseline:
             scores=probabilities,
         )
 
-    def learn(self, context: Context, model: str, outcome: Outcome, *, probability: float) -> None:
+    def learn(
+        self,
+        context: Context,
+        model: str,
+        outcome: Outcome,
+        *,
+        probability: float,
+        replaces: Outcome | None = None,
+    ) -> None:
         """Baselines do not learn; the method exists so that every policy has one protocol."""
 
     def _params(self) -> dict[str, Any]:

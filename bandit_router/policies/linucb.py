@@ -81,6 +81,14 @@ class _Arms:
         self.theta_quality[i] = a_inv @ self.b_quality[i]
         self.theta_cost[i] = a_inv @ self.b_cost[i]
 
+    def retarget(self, name: str, x: Vector, quality_change: float, cost_change: float) -> None:
+        """Moves the targets of an example already learned at x by the given changes."""
+        i = self.index[name]
+        self.b_quality[i] += quality_change * x
+        self.b_cost[i] += cost_change * x
+        self.theta_quality[i] = self.a_inv[i] @ self.b_quality[i]
+        self.theta_cost[i] = self.a_inv[i] @ self.b_cost[i]
+
 
 def _tier(cost_usd: float) -> int:
     return math.floor(math.log10(cost_usd)) if cost_usd > 0 else -99
@@ -193,12 +201,32 @@ class LinUCB:
             scores=scores,
         )
 
-    def learn(self, context: Context, model: str, outcome: Outcome, *, probability: float) -> None:
+    def learn(
+        self,
+        context: Context,
+        model: str,
+        outcome: Outcome,
+        *,
+        probability: float,
+        replaces: Outcome | None = None,
+    ) -> None:
         x = self._encoder.encode(context.features)
-        arm = next((arm for arm in context.arms if arm.name == model), None)
-        prior_cost = arm.prior_cost_usd if arm is not None else 0.0
-        prior_quality = (arm.prior_quality if arm is not None else None) or 0.0
-        self._arms.update(model, x, outcome.quality - prior_quality, outcome.cost_usd - prior_cost)
+        if replaces is not None and model in self._arms.index:
+            # The design matrix already holds x; only the targets change, so the statistics
+            # end exactly where learning the new outcome in the first place would have.
+            self._arms.retarget(
+                model,
+                x,
+                outcome.quality - replaces.quality,
+                outcome.cost_usd - replaces.cost_usd,
+            )
+        else:
+            arm = next((arm for arm in context.arms if arm.name == model), None)
+            prior_cost = arm.prior_cost_usd if arm is not None else 0.0
+            prior_quality = (arm.prior_quality if arm is not None else None) or 0.0
+            self._arms.update(
+                model, x, outcome.quality - prior_quality, outcome.cost_usd - prior_cost
+            )
         self._version += 1
 
     def dumps(self) -> bytes:

@@ -238,7 +238,17 @@ class VowpalWabbit:
             scores=rewards,
         )
 
-    def learn(self, context: Context, model: str, outcome: Outcome, *, probability: float) -> None:
+    def learn(
+        self,
+        context: Context,
+        model: str,
+        outcome: Outcome,
+        *,
+        probability: float,
+        replaces: Outcome | None = None,
+    ) -> None:
+        """VW learns online and cannot take an example back: a replaced outcome stays, and
+        the new one is learned on top (its regressor moves toward the chain's return)."""
         chosen = next((i for i, arm in enumerate(context.arms) if arm.name == model), None)
         if chosen is None:
             raise ValueError(f"{model!r} was not among the eligible arms of the context")
