@@ -15,7 +15,7 @@ def test_each_attempt_learns_the_final_quality_and_the_cost_from_itself_on() -> 
     # is 1 − 10·(0.001 + 0.01) = 0.89; the escalation alone earned 1 − 10·0.01 = 0.9.
     chain = [Outcome(0.0, 0.001, 200.0), Outcome(1.0, 0.01, 900.0)]
     first, second = returns(chain)
-    assert first == Outcome(1.0, pytest.approx(0.011), 1100.0)
+    assert [first.quality, first.cost_usd, first.latency_ms] == [1.0, pytest.approx(0.011), 1100.0]
     assert second == Outcome(1.0, 0.01, 900.0)
     assert first.reward(10.0) == pytest.approx(0.89)
     assert second.reward(10.0) == pytest.approx(0.9)
@@ -37,14 +37,14 @@ def test_corrections_replace_what_each_earlier_attempt_was_learned_with() -> Non
     # learned (0, 0.003) alone; it now learns (1, 0.023).
     chain = [Outcome(0.0, 0.001), Outcome(0.0, 0.003), Outcome(1.0, 0.02)]
     (old_first, new_first), (old_second, new_second) = corrections(chain)
-    assert (old_first.quality, old_first.cost_usd) == (0.0, pytest.approx(0.004))
-    assert (new_first.quality, new_first.cost_usd) == (1.0, pytest.approx(0.024))
-    assert (old_second.quality, old_second.cost_usd) == (0.0, pytest.approx(0.003))
-    assert (new_second.quality, new_second.cost_usd) == (1.0, pytest.approx(0.023))
+    assert [old_first.quality, old_first.cost_usd] == [0.0, pytest.approx(0.004)]
+    assert [new_first.quality, new_first.cost_usd] == [1.0, pytest.approx(0.024)]
+    assert [old_second.quality, old_second.cost_usd] == [0.0, pytest.approx(0.003)]
+    assert [new_second.quality, new_second.cost_usd] == [1.0, pytest.approx(0.023)]
 
 
 def test_escalation_features_name_the_attempt_and_the_last_grade() -> None:
-    base = {"task_type": "qa", "log_tokens": 0.3}
+    base: dict[str, float | str] = {"task_type": "qa", "log_tokens": 0.3}
     assert escalation_features(base, []) == base
     previous = [Attempt("d1", "small", 0.0, 0.001), Attempt("d2", "mid", 0.25, 0.003)]
     assert escalation_features(base, previous) == {
