@@ -37,6 +37,18 @@ class DecisionRecord:
     """The declared prior quality of each eligible model that has one."""
     shadow_of: str | None = None
     """For a shadow variant's choice (logged, never served): the served decision's id."""
+    attempt: int = 1
+    """1 for a first try; n for the (n − 1)-th escalation of a request."""
+    previous_id: str | None = None
+    """For an escalation: the attempt it continues."""
+    chain_id: str | None = None
+    """For an escalation: the first attempt's decision id (a first attempt is its own chain)."""
+    tenant: str | None = None
+
+    @property
+    def chain(self) -> str:
+        """The id that every attempt of this decision's request shares."""
+        return self.chain_id or self.id
 
 
 @dataclass(frozen=True)
@@ -110,6 +122,34 @@ class Store(Protocol):
     ) -> list[tuple[DecisionRecord, list[FeedbackRecord]]]:
         """Decisions created before the bound, in (created_at, id) order after the cursor
         (``window_cursor_of`` of the last one seen), each with all its feedback in id order."""
+        ...
+
+    def chain_attempts(
+        self, chain_id: str, before_attempt: int | None = None
+    ) -> list[tuple[DecisionRecord, list[FeedbackRecord]]]:
+        """The attempts of a chain (those numbered below ``before_attempt``, when given), in
+        attempt order, each with all its feedback in id order (scores and exclusions left
+        empty)."""
+        ...
+
+    def escalated(self, decision_ids: Sequence[str]) -> set[str]:
+        """Those of the decisions that an escalation continues."""
+        ...
+
+    def get_decisions(self, decision_ids: Sequence[str]) -> dict[str, DecisionRecord]:
+        """The decisions found among the ids, by id."""
+        ...
+
+    def graded_decisions(
+        self, decision_ids: Sequence[str]
+    ) -> dict[str, tuple[DecisionRecord, FeedbackRecord | None]]:
+        """The decisions found among the ids, each with its first feedback that carries a
+        quality (None when none has), read in one go."""
+        ...
+
+    def insert_escalation(self, record: DecisionRecord) -> str | None:
+        """Writes an escalation in its own transaction; when its previous attempt was already
+        escalated, writes nothing and returns that escalation's id."""
         ...
 
     def save_snapshot(self, snapshot: Snapshot, *, keep: int = 3) -> None: ...

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,8 @@ _DECISION_COLUMNS = tuple(column.name for column in tables.decisions.c)
 _DECISION_ROW_ORDER = (
     "id", "created_at", "policy", "policy_version", "experiment", "variant", "unit_id",
     "features", "eligible", "prior_costs", "model", "probability", "cost_weight", "scores",
-    "excluded", "words", "arm_tags", "prior_qualities", "shadow_of",
+    "excluded", "words", "arm_tags", "prior_qualities", "shadow_of", "attempt", "previous_id",
+    "chain_id", "tenant",
 )  # fmt: skip
 
 
@@ -156,6 +158,10 @@ def _decision_from(row: RowMapping, prefix: str = "") -> DecisionRecord:
         arm_tags={name: tuple(tags) for name, tags in (row[f"{prefix}arm_tags"] or {}).items()},
         prior_qualities=row[f"{prefix}prior_qualities"] or {},
         shadow_of=row[f"{prefix}shadow_of"],
+        attempt=row[f"{prefix}attempt"],
+        previous_id=row[f"{prefix}previous_id"],
+        chain_id=row[f"{prefix}chain_id"],
+        tenant=row[f"{prefix}tenant"],
     )
 
 
@@ -246,6 +252,110 @@ class SqlStore:
                 self._decision_connection = None
         self.engine.dispose()
 
+    def _decision_row(self, r: DecisionRecord) -> tuple[Any, ...]:
+        """A decision as the insert statement binds it, in column order."""
+        when = self._bind_created_at
+        return (
+            r.id,
+            r.created_at if when is None else when(r.created_at),
+            r.policy,
+            r.policy_version,
+            r.experiment,
+            r.variant,
+            r.unit_id,
+            _dump_json(r.features),
+            _dump_json(r.eligible),
+            _dump_json(r.prior_costs),
+            r.model,
+            r.probability,
+            r.cost_weight,
+            _dump_json(r.scores),
+            _dump_json(r.excluded),
+            _dump_json(r.words) if r.words else None,
+            _dump_json(r.arm_tags) if r.arm_tags else None,
+            _dump_json(r.prior_qualities) if r.prior_qualities else None,
+            r.shadow_of,
+            r.attempt,
+            r.previous_id,
+            r.chain_id,
+            r.tenant,
+        )
+
+    def insert_escalation(self, record: DecisionRecord) -> str | None:
+        """Its own transaction, outside the batched log: the unique previous_id refuses a
+        second escalation of the same attempt, and that must fail this request alone."""
+        try:
+            with self.engine.begin() as connection:
+                connection.exec_driver_sql(self._insert_decision_sql, self._decision_row(record))
+        except IntegrityError:
+            d = tables.decisions
+            with self.engine.connect() as connection:
+                existing: str | None = connection.execute(
+                    select(d.c.id).where(d.c.previous_id == record.previous_id)
+                ).scalar()
+            if existing is None:  # not the unique previous_id: a real fault
+                raise
+            return existing
+        return None
+
+    def get_decisions(self, decision_ids: Sequence[str]) -> dict[str, DecisionRecord]:
+        d = tables.decisions
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(d).where(d.c.id.in_(list(decision_ids)))).mappings()
+            return {row["id"]: _decision_from(row) for row in rows}
+
+    def graded_decisions(
+        self, decision_ids: Sequence[str]
+    ) -> dict[str, tuple[DecisionRecord, FeedbackRecord | None]]:
+        d, f = tables.decisions, tables.feedback
+        ids = list(decision_ids)
+        graded: dict[str, FeedbackRecord] = {}
+        with self.engine.connect() as connection:
+            decisions = [
+                _decision_from(row)
+                for row in connection.execute(select(d).where(d.c.id.in_(ids))).mappings()
+            ]
+            rows = connection.execute(
+                select(f).where(f.c.decision_id.in_(ids), f.c.quality.is_not(None)).order_by(f.c.id)
+            ).mappings()
+            for row in rows:
+                graded.setdefault(row["decision_id"], _feedback_from(row))
+        return {decision.id: (decision, graded.get(decision.id)) for decision in decisions}
+
+    def escalated(self, decision_ids: Sequence[str]) -> set[str]:
+        d = tables.decisions
+        with self.engine.connect() as connection:
+            return set(
+                connection.execute(
+                    select(d.c.previous_id).where(d.c.previous_id.in_(list(decision_ids)))
+                ).scalars()
+            )
+
+    def chain_attempts(
+        self, chain_id: str, before_attempt: int | None = None
+    ) -> list[tuple[DecisionRecord, list[FeedbackRecord]]]:
+        d, f = tables.decisions, tables.feedback
+        # Shadows share the chain id but are never served: they are no attempt.
+        members = and_(or_(d.c.id == chain_id, d.c.chain_id == chain_id), d.c.shadow_of.is_(None))
+        if before_attempt is not None:
+            members = and_(members, d.c.attempt < before_attempt)
+        with self.engine.connect() as connection:
+            decisions = [
+                _decision_from(row)
+                for row in connection.execute(
+                    select(d).where(members).order_by(d.c.attempt)
+                ).mappings()
+            ]
+            feedback: dict[str, list[FeedbackRecord]] = {}
+            for row in connection.execute(
+                select(f).where(f.c.decision_id.in_([x.id for x in decisions])).order_by(f.c.id)
+            ).mappings():
+                feedback.setdefault(row["decision_id"], []).append(_feedback_from(row))
+        return [
+            (replace(decision, scores={}, excluded={}), feedback.get(decision.id, []))
+            for decision in decisions
+        ]
+
     def insert_decisions(self, records: Sequence[DecisionRecord]) -> None:
         """One transaction for the batch, through the driver's own executemany.
 
@@ -255,31 +365,7 @@ class SqlStore:
         """
         if not records:
             return
-        when = self._bind_created_at
-        rows = [
-            (
-                r.id,
-                r.created_at if when is None else when(r.created_at),
-                r.policy,
-                r.policy_version,
-                r.experiment,
-                r.variant,
-                r.unit_id,
-                _dump_json(r.features),
-                _dump_json(r.eligible),
-                _dump_json(r.prior_costs),
-                r.model,
-                r.probability,
-                r.cost_weight,
-                _dump_json(r.scores),
-                _dump_json(r.excluded),
-                _dump_json(r.words) if r.words else None,
-                _dump_json(r.arm_tags) if r.arm_tags else None,
-                _dump_json(r.prior_qualities) if r.prior_qualities else None,
-                r.shadow_of,
-            )
-            for r in records
-        ]
+        rows = [self._decision_row(r) for r in records]
         with self._decision_lock:
             if self._decision_connection is None:
                 self._decision_connection = self.engine.raw_connection()
@@ -411,6 +497,8 @@ class SqlStore:
                 d.c.words,
                 d.c.arm_tags,
                 d.c.prior_qualities,
+                d.c.attempt,
+                d.c.chain_id,
             )
             .join(d, d.c.id == f.c.decision_id)
             .where(f.c.id > cursor)
@@ -425,7 +513,7 @@ class SqlStore:
             input_tokens, output_tokens, latency_ms, error, reward, is_first,
             decided_at, policy, policy_version, experiment, variant, unit_id, features,
             eligible, prior_costs, model, probability, cost_weight, words, arm_tags,
-            prior_qualities,
+            prior_qualities, attempt, chain_id,
         ) in rows:  # fmt: skip
             feedback = FeedbackRecord(
                 decision_id, source, _utc(created_at), quality, cost_usd, cost_source,
@@ -450,6 +538,8 @@ class SqlStore:
                 words=tuple(words) if words else (),
                 arm_tags={name: tuple(tags) for name, tags in arm_tags.items()} if arm_tags else {},
                 prior_qualities=prior_qualities or {},
+                attempt=attempt,
+                chain_id=chain_id,
             )
             stored = StoredFeedback(feedback_id, feedback, bool(is_first) and quality is not None)
             found.append((stored, decision))

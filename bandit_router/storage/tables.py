@@ -73,6 +73,13 @@ decisions = Table(
     Column("prior_qualities", JSON, nullable=True),
     # A shadow variant's choice: the id of the served decision it shadows (never served).
     Column("shadow_of", String(36), nullable=True),
+    # Escalation (escalation.py): 1 for a first try; an escalation names the attempt it
+    # continues (at most one escalation per attempt) and the chain's first decision.
+    Column("attempt", Integer, nullable=False, server_default="1"),
+    Column("previous_id", String(36), nullable=True, unique=True),
+    Column("chain_id", String(36), nullable=True, index=True),
+    # The tenant of the API key the request came with, when tenants are configured.
+    Column("tenant", String(200), nullable=True),
 )
 
 feedback = Table(
