@@ -184,6 +184,9 @@ def _route_body(result: RouteResult) -> dict[str, Any]:
         "scores": result.scores,
         "excluded": dict(result.excluded),
         "context": dict(result.context),
+        "attempt": result.attempt,
+        "max_attempts": result.max_attempts,
+        "chain_id": result.chain_id,
     }
 
 
@@ -210,6 +213,7 @@ def _route_request(body: RouteIn, tenant: str | None) -> RouteRequest:
         unit_id=body.unit_id,
         experiment=body.experiment,
         tenant=tenant,
+        previous=tuple(str(decision_id) for decision_id in body.previous or ()),
     )
 
 
@@ -259,6 +263,7 @@ def create_app(
         responses={
             200: {"model": RouteOut},
             **_ERRORS,
+            409: {"model": ErrorOut, "description": "the last of previous was already escalated"},
             503: {"model": ErrorOut, "description": "no model is eligible; detail gives reasons"},
         },
         response_model=None,

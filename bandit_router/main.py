@@ -106,6 +106,7 @@ def create_app(
             max_prompt_bytes=config.max_prompt_bytes,
             new_model_share=config.new_model_share,
             new_model_outcomes=config.new_model_outcomes,
+            max_attempts=config.max_attempts,
         ),
     )
 

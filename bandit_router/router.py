@@ -25,6 +25,7 @@ from bandit_router.core import (
     time_ordered_uuid,
 )
 from bandit_router.eligibility import NO_RULES, Constraints, Rules, split_eligible
+from bandit_router.escalation import DEFAULT_MAX_ATTEMPTS, Attempt, escalation_features
 from bandit_router.experiments import Difference, Experiment, Interval, mean_interval, welch
 from bandit_router.features import featurize, prompt_words
 from bandit_router.health import Health, HealthBoard
@@ -63,6 +64,9 @@ class RouteRequest:
     experiment: str | None = None
     tenant: str | None = None
     """The tenant of the API key the request came with, if tenants are configured."""
+    previous: Sequence[str] = ()
+    """Escalation: the decision ids of the attempts already made for this request, first to
+    last, each graded (see escalation.py)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,10 @@ class RouteResult:
     excluded: Mapping[str, str]
     context: Mapping[str, FeatureValue]
     cost_weight: float
+    attempt: int = 1
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    chain_id: str = ""
+    """The first attempt's decision id, shared by every attempt of the request."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,8 @@ class RouterOptions:
     """A model with fewer than ``new_model_outcomes`` scored outcomes is eligible for this
     share of requests only (1.0: no quota), while some eligible model has that many."""
     new_model_outcomes: int = 0
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    """Attempts one request may make: a first try and max_attempts − 1 escalations."""
 
 
 def _scores_of(decision: Decision) -> dict[str, dict[str, float]]:
@@ -404,12 +414,75 @@ class Router:
                 ("experiment",), f"unknown experiment {request.experiment!r}; known: {known}"
             )
 
+    async def _previous_attempts(
+        self, request: RouteRequest
+    ) -> tuple[list[DecisionRecord], list[Attempt]]:
+        """The request's earlier attempts, checked: known, of this request's chain in order,
+        and graded. Another tenant's decision is reported as unknown, not as someone's."""
+        ids = list(request.previous)
+        limit = self._options.max_attempts
+        if len(ids) >= limit:
+            raise InvalidInput(
+                ("previous",),
+                f"previous lists {len(ids)} attempts and max_attempts is {limit}: "
+                "no further attempt is allowed",
+            )
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise InvalidInput(("previous",), f"decisions listed more than once: {repeated}")
+        found = await asyncio.to_thread(self._store.graded_decisions, ids)
+        unknown = [i for i in ids if i not in found or found[i][0].tenant != request.tenant]
+        if unknown:
+            raise InvalidInput(("previous",), f"unknown decisions: {unknown}")
+        decisions = [found[i][0] for i in ids]
+        foreign = []
+        for index, decision in enumerate(decisions):
+            if decision.shadow_of is not None:
+                foreign.append(f"{decision.id} is a shadow decision, never served")
+            elif decision.attempt != index + 1 or decision.previous_id != (
+                ids[index - 1] if index else None
+            ):
+                foreign.append(
+                    f"{decision.id} is attempt {decision.attempt} of request "
+                    f"{decision.chain}, not attempt {index + 1} of this one"
+                )
+        if foreign:
+            raise InvalidInput(
+                ("previous",),
+                "previous must list one request's attempts, first to last: " + "; ".join(foreign),
+            )
+        graded = {i: grade for i in ids if (grade := found[i][1]) is not None}
+        ungraded = [i for i in ids if i not in graded]
+        if ungraded:
+            raise InvalidInput(
+                ("previous",),
+                f"decisions without a graded feedback: {ungraded}; POST /feedback with a "
+                "quality for each attempt before escalating",
+            )
+        attempts = [
+            Attempt(
+                decision.id,
+                decision.model,
+                graded[decision.id].quality or 0.0,
+                graded[decision.id].cost_usd,
+                graded[decision.id].latency_ms,
+            )
+            for decision in decisions
+        ]
+        return decisions, attempts
+
     async def route(self, request: RouteRequest) -> RouteResult:
         self._check(request)
         features = featurize(request.text, request.task_type, request.features)
+        chain: list[DecisionRecord] = []
+        if request.previous:
+            chain, attempts = await self._previous_attempts(request)
+            features = escalation_features(features, attempts)
         prompt_tokens = float(features["tokens"])
         unhealthy = self.health.unavailable(self._models)
         blocked = dict.fromkeys(unhealthy, "unhealthy")
+        for tried in chain:
+            blocked[tried.model] = "already_tried"
         expected_tokens = int(prompt_tokens) + self._options.expected_output_tokens
         now = self._clock()
         minute = int(now.timestamp() // 60)
@@ -437,6 +510,10 @@ class Router:
             if experiment is None:  # replaced by a reload since _check
                 raise InvalidInput(("experiment",), f"unknown experiment {request.experiment!r}")
             variant = experiment.assign(request.unit_id, decision_id)
+            first = chain[0] if chain else None
+            if first is not None and first.experiment == experiment.name:
+                # An escalation stays with the variant that served the request's first try.
+                variant = next((v for v in experiment.variants if v.name == first.variant), variant)
             policy_name = variant.policy
         choosers = (
             [policy_name, *(v.policy for v in experiment.shadows)] if experiment else [policy_name]
@@ -518,6 +595,10 @@ class Router:
             prior_qualities={
                 arm.name: arm.prior_quality for arm in context.arms if arm.prior_quality is not None
             },
+            attempt=len(chain) + 1,
+            previous_id=chain[-1].id if chain else None,
+            chain_id=chain[0].id if chain else None,
+            tenant=request.tenant,
         )
         records = [record]
         for shadow in experiment.shadows if experiment is not None else ():
@@ -534,11 +615,22 @@ class Router:
                     probability=shadow_decision.probability,
                     scores=_scores_of(shadow_decision),
                     shadow_of=decision_id,
+                    previous_id=None,  # only the served escalation continues the chain
                 )
             )
+        if chain:
+            # Its own transaction: a second escalation of the same attempt (a retried request,
+            # a race between replicas) is refused by the database, for this request alone.
+            # (The rate slot and budget it took stay counted: a rare, conservative error.)
+            existing = await asyncio.to_thread(self._store.insert_escalation, record)
+            if existing is not None:
+                raise Conflict(
+                    f"decision {chain[-1].id} was already escalated by decision {existing}"
+                )
+            records.pop(0)
         if len(records) == 1:
-            await self._decision_log.append(record)
-        else:  # with shadows: their rows share the served decision's commit
+            await self._decision_log.append(records[0])
+        elif records:  # with shadows: their rows share one commit
             await asyncio.gather(*(self._decision_log.append(r) for r in records))
         return RouteResult(
             decision_id=decision_id,
@@ -552,6 +644,9 @@ class Router:
             excluded=eligibility.excluded,
             context=features,
             cost_weight=cost_weight,
+            attempt=record.attempt,
+            max_attempts=self._options.max_attempts,
+            chain_id=record.chain,
         )
 
     def feedback(self, request: FeedbackRequest) -> FeedbackResult:

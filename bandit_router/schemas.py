@@ -81,6 +81,12 @@ class RouteIn(_Strict):
     )
     unit_id: Name | None = None
     experiment: Name | None = None
+    previous: list[uuid.UUID] | None = Field(
+        default=None,
+        max_length=10,
+        description="Escalation: the decision ids of the attempts already made for this "
+        "request, first to last, each graded through /feedback. Their models are excluded.",
+    )
 
     @model_validator(mode="after")
     def _one_text(self) -> RouteIn:
@@ -111,6 +117,9 @@ class RouteOut(BaseModel):
     scores: dict[str, ArmScoreOut]
     excluded: dict[str, str]
     context: dict[str, float | str]
+    attempt: int = Field(description="1 for a first try, n for the (n − 1)-th escalation")
+    max_attempts: int = Field(description="attempts a request may make; escalate while fewer")
+    chain_id: str = Field(description="the first attempt's decision id, shared by the request")
 
 
 class FeedbackIn(_Strict):

@@ -87,6 +87,8 @@ class _RouterSection(BaseModel):
     new_model_outcomes: int = Field(default=100, ge=0)
     policies: list[str] = Field(default_factory=list)
     """More policies to serve and learn beside `policy`, for experiments' variants."""
+    max_attempts: int = Field(default=2, ge=1, le=10)
+    """Attempts one request may make through escalation (1: no escalation)."""
 
 
 class _LearningSection(BaseModel):
@@ -212,6 +214,7 @@ class RouterConfig:
     """The [experiments.NAME] sections as documents (experiments.Experiment.from_document)."""
     budgets: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     """Per scope (a tenant, or "default"), the [budgets.SCOPE] values as Budget takes them."""
+    max_attempts: int = 2
 
 
 def _default_config_text() -> str:
@@ -328,4 +331,5 @@ def config_from_mapping(
         ),
         experiments=tuple(experiments),
         budgets={scope: budget.model_dump() for scope, budget in parsed.budgets.items()},
+        max_attempts=router.max_attempts,
     )

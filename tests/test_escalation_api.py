@@ -1,0 +1,234 @@
+"""Escalation over HTTP (API.md, "Escalation"): chains of one, two and max_attempts attempts on a
+real server, the chain's credit reaching its first attempt, and bad `previous` input."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from bandit_router.cli import main
+from bandit_router.core import Arm, Context, Outcome
+from bandit_router.main import create_app
+from bandit_router.ope import parse_log_line
+from bandit_router.policies.linucb import LinUCB
+from bandit_router.settings import Settings, config_from_mapping
+from bandit_router.storage.sql import SqlStore
+from tests.support import ServerProcess, write_config
+
+POOL = [
+    {"name": "local-small", "provider": "local", "input_price_per_mtok": 0.0,
+     "output_price_per_mtok": 0.0, "context_window": 4000, "tags": ["local"]},
+    {"name": "cloud-mini", "provider": "openai", "input_price_per_mtok": 0.15,
+     "output_price_per_mtok": 0.6, "context_window": 128000},
+    {"name": "cloud-large", "provider": "openai", "input_price_per_mtok": 2.5,
+     "output_price_per_mtok": 10.0, "context_window": 128000},
+]  # fmt: skip
+PROMPT = "Which planet is the largest in the solar system?"
+
+
+def _ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_chains_of_one_two_and_max_attempts_over_http(
+    database_url: str, tmp_path: Path, server_factory: type[ServerProcess]
+) -> None:
+    config = write_config(tmp_path / "router.toml", POOL, "max_attempts = 3")
+    server = server_factory(database_url, config, tmp_path / "server.log")
+    with httpx.Client(base_url=server.base_url, timeout=10.0) as http:
+        # A chain of one: the first try says it may be followed by two more.
+        first = _ok(http.post("/route", json={"prompt": PROMPT}))
+        assert (first["attempt"], first["max_attempts"]) == (1, 3)
+        assert first["chain_id"] == first["decision_id"]
+        assert "attempt" not in first["context"]
+        _ok(http.post("/feedback", json={"decision_id": first["decision_id"], "quality": 0.0}), 202)
+
+        # Two: the model tried is excluded, the grade and the model are in the context.
+        second = _ok(
+            http.post("/route", json={"prompt": PROMPT, "previous": [first["decision_id"]]})
+        )
+        assert second["attempt"] == 2
+        assert second["chain_id"] == first["decision_id"]
+        assert second["model"] != first["model"]
+        assert second["excluded"] == {first["model"]: "already_tried"}
+        assert first["model"] not in second["scores"]
+        assert second["context"]["attempt"] == 2.0
+        assert second["context"]["previous_model"] == first["model"]
+        assert second["context"]["previous_quality"] == 0.0
+        _ok(
+            http.post("/feedback", json={"decision_id": second["decision_id"], "quality": 0.2}), 202
+        )
+
+        # max_attempts: the third takes the last model left, and a fourth is refused.
+        chain = [first["decision_id"], second["decision_id"]]
+        third = _ok(http.post("/route", json={"prompt": PROMPT, "previous": chain}))
+        assert third["attempt"] == 3
+        assert {first["model"], second["model"], third["model"]} == {m["name"] for m in POOL}
+        assert third["context"]["previous_quality"] == 0.2
+        _ok(http.post("/feedback", json={"decision_id": third["decision_id"], "quality": 1.0}), 202)
+        fourth = http.post(
+            "/route", json={"prompt": PROMPT, "previous": [*chain, third["decision_id"]]}
+        )
+        assert fourth.status_code == 422
+        assert "max_attempts is 3" in fourth.text
+
+        # The same attempt cannot be escalated twice (a retried request, a race).
+        again = http.post("/route", json={"prompt": PROMPT, "previous": [first["decision_id"]]})
+        assert again.status_code == 409
+        assert second["decision_id"] in again.json()["detail"]
+    server.stop()
+
+    # The log links the attempts of the request.
+    store = SqlStore(database_url)
+    try:
+        logged = store.get_decisions([*chain, third["decision_id"]])
+    finally:
+        store.close()
+    assert [logged[i].attempt for i in (*chain, third["decision_id"])] == [1, 2, 3]
+    assert logged[chain[1]].previous_id == chain[0]
+    assert logged[third["decision_id"]].previous_id == chain[1]
+    assert {logged[i].chain for i in logged} == {chain[0]}
+
+
+@pytest.fixture
+def client(migrated_url: str) -> Iterator[TestClient]:
+    config = config_from_mapping(
+        {
+            "router": {"api_keys": ["admin-key"], "max_attempts": 3},
+            "tenants": {"acme": {"api_keys": ["acme-key"]}},
+            "models": POOL,
+        }
+    )
+    with TestClient(create_app(Settings(database_url=migrated_url), config)) as test_client:
+        test_client.headers["Authorization"] = "Bearer admin-key"
+        yield test_client
+
+
+def _route(client: TestClient, **body: Any) -> dict[str, Any]:
+    response = client.post("/route", json={"prompt": PROMPT, **body})
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def _grade(client: TestClient, decision_id: str, quality: float, cost_usd: float) -> None:
+    response = client.post(
+        "/feedback", json={"decision_id": decision_id, "quality": quality, "cost_usd": cost_usd}
+    )
+    assert response.status_code == 202, response.text
+
+
+def test_the_first_attempt_learns_what_the_chain_achieved(client: TestClient) -> None:
+    """A cheap try graded wrong (0.1¢), then an escalation graded right (1¢): the first try's
+    model is learned with the chain's final quality and total cost, (1, 1.1¢), not (0, 0.1¢)."""
+    first = _route(client, candidates=["cloud-mini", "cloud-large"])
+    _grade(client, first["decision_id"], 0.0, 0.001)
+    second = _route(
+        client, candidates=["cloud-mini", "cloud-large"], previous=[first["decision_id"]]
+    )
+    _grade(client, second["decision_id"], 1.0, 0.01)
+    tried = first["model"]
+    again = _route(client, candidates=[tried])["scores"][tried]
+
+    prior_cost = first["scores"][tried]["expected_cost_usd"]  # nothing learned yet: the price
+    reference = LinUCB()
+    arms = (Arm(tried, prior_cost),)
+    reference.learn(
+        Context(first["context"], arms, first["cost_weight"], "first"),
+        tried,
+        Outcome(1.0, 0.011),
+        probability=first["probability"],
+    )
+    expected = reference.choose(Context(first["context"], arms, 20.0, "again")).scores[0]
+    assert again["expected_quality"] == pytest.approx(expected.expected_quality, abs=1e-9)
+    assert again["expected_cost_usd"] == pytest.approx(expected.expected_cost_usd, abs=1e-12)
+    assert again["expected_quality"] > 0.3  # its own answer alone (quality 0) would say 0
+
+
+def _refused(client: TestClient, previous: list[str], **headers: str) -> str:
+    response = client.post("/route", json={"prompt": PROMPT, "previous": previous}, headers=headers)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert detail[0]["loc"][:2] == ["body", "previous"]
+    message: str = detail[0]["msg"]
+    return message
+
+
+def test_bad_previous_is_422_naming_the_decisions(client: TestClient) -> None:
+    unknown = str(uuid.uuid4())
+    assert unknown in _refused(client, [unknown])
+
+    ungraded = _route(client)["decision_id"]
+    assert ungraded in _refused(client, [ungraded])
+
+    first = _route(client)["decision_id"]
+    _grade(client, first, 0.0, 0.001)
+    second = _route(client, previous=[first])["decision_id"]
+    _grade(client, second, 0.0, 0.001)
+    # A later attempt alone, or the attempts out of order, are not this request's chain.
+    assert second in _refused(client, [second])
+    assert "first to last" in _refused(client, [second, first])
+    assert first in _refused(client, [first, first])
+    # Another tenant's decision is as unknown as one that does not exist.
+    assert first in _refused(client, [first], Authorization="Bearer acme-key")
+    malformed = client.post("/route", json={"prompt": PROMPT, "previous": ["not-a-uuid"]})
+    assert malformed.status_code == 422
+    assert malformed.json()["detail"][0]["loc"] == ["body", "previous", 0]
+
+    # The refusals stored nothing: the chain goes on, up to max_attempts and no further.
+    third = _route(client, previous=[first, second])
+    assert third["attempt"] == 3
+    _grade(client, third["decision_id"], 1.0, 0.01)
+    assert "max_attempts is 3" in _refused(client, [first, second, third["decision_id"]])
+
+
+def test_an_escalation_with_no_model_left_is_503(client: TestClient) -> None:
+    first = _route(client, candidates=["local-small"])
+    _grade(client, first["decision_id"], 0.0, 0.0)
+    response = client.post(
+        "/route",
+        json={"prompt": PROMPT, "candidates": ["local-small"], "previous": [first["decision_id"]]},
+    )
+    assert response.status_code == 503
+    assert "already_tried" in response.text
+
+
+def test_the_exported_log_links_a_chain_and_values_each_attempt_by_its_return(
+    client: TestClient, migrated_url: str, tmp_path: Path
+) -> None:
+    first = _route(client)
+    _grade(client, first["decision_id"], 0.0, 0.001)
+    second = _route(client, previous=[first["decision_id"]])
+    _grade(client, second["decision_id"], 1.0, 0.01)
+    alone = _route(client)
+    _grade(client, alone["decision_id"], 0.5, 0.002)
+
+    out = tmp_path / "decisions.jsonl"
+    assert main(["export-log", "--database-url", migrated_url, "--out", str(out)]) == 0
+    lines = {line["decision_id"]: line for line in map(json.loads, out.read_text().splitlines())}
+    head, tail, single = (lines[d["decision_id"]] for d in (first, second, alone))
+    assert (head["attempt"], head["previous_id"], head["chain_id"]) == (
+        1,
+        None,
+        head["decision_id"],
+    )
+    assert (tail["attempt"], tail["previous_id"]) == (2, head["decision_id"])
+    assert tail["chain_id"] == head["decision_id"]
+    # λ = 20 (the default): the first try alone earned 0 − 20·0.001; its chain 1 − 20·0.011.
+    assert head["feedback"]["reward"] == pytest.approx(-0.02)
+    assert head["feedback"]["chain_reward"] == pytest.approx(0.78)
+    assert tail["feedback"]["chain_reward"] == pytest.approx(tail["feedback"]["reward"])
+    assert single["feedback"]["chain_reward"] == pytest.approx(0.5 - 20 * 0.002)
+    # Off-policy evaluation reads each attempt at its chain's return.
+    logged = parse_log_line(json.dumps(head).encode(), "line")
+    assert logged is not None
+    assert logged.reward == pytest.approx(0.78)
