@@ -28,6 +28,7 @@ from typing import Literal, TypeAlias, get_args
 
 from bandit_router import policies
 from bandit_router.core import Arm, Context, Decision, Outcome, Policy, PolicySpec
+from bandit_router.escalation import corrections
 from bandit_router.storage.base import (
     DecisionRecord,
     FeedbackRecord,
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 Aggregation: TypeAlias = Literal["first", "last", "mean", "sum"]
 AGGREGATIONS: tuple[str, ...] = get_args(Aggregation)
 Clock: TypeAlias = Callable[[], datetime]
+Correction: TypeAlias = tuple[DecisionRecord, Outcome, Outcome]
+"""An earlier attempt of a chain, the outcome it was learned with, and the one replacing it."""
 
 
 def utc_now() -> datetime:
@@ -100,6 +103,16 @@ class RewardRules:
             "sum": sum(qualities),
         }[self.aggregation]
         return Outcome(quality, last.cost_usd, last.latency_ms)
+
+
+def _outcome_of(feedback: FeedbackRecord) -> Outcome:
+    return Outcome(feedback.quality or 0.0, feedback.cost_usd, feedback.latency_ms)
+
+
+def _first_graded(_decision: DecisionRecord, feedback: Sequence[FeedbackRecord]) -> Outcome | None:
+    """What the immediate mode learned of a decision: its first feedback with a quality."""
+    scored = next((f for f in feedback if f.quality is not None), None)
+    return None if scored is None else _outcome_of(scored)
 
 
 def context_of(decision: DecisionRecord) -> Context:
@@ -246,8 +259,9 @@ class Learner(_Host):
                 with self._lock:
                     start = min(self._cursors[name] for name in immediate)
                 rows = self._store.feedback_since(start, self._batch_size)
+                chains = self._first_graded_chains(rows)  # read before the policies lock
                 with self._lock:
-                    applied += self._apply_feedback(immediate, rows)
+                    applied += self._apply_feedback(immediate, rows, chains)
                 if len(rows) < self._batch_size:
                     break
             for name, rules in self._rules.items():
@@ -261,13 +275,62 @@ class Learner(_Host):
                 self.snapshot()
         return applied
 
-    def _learn(self, name: str, decision: DecisionRecord, outcome: Outcome) -> None:
-        self._policies[name].learn(
+    def _learn(
+        self,
+        name: str,
+        decision: DecisionRecord,
+        outcome: Outcome,
+        corrected: Sequence[Correction] = (),
+    ) -> None:
+        policy = self._policies[name]
+        policy.learn(
             context_of(decision), decision.model, outcome, probability=decision.probability
         )
+        for earlier, old, new in corrected:
+            policy.learn(
+                context_of(earlier),
+                earlier.model,
+                new,
+                probability=earlier.probability,
+                replaces=old,
+            )
+
+    def _chain(
+        self,
+        decision: DecisionRecord,
+        outcome: Outcome,
+        outcome_of: Callable[[DecisionRecord, list[FeedbackRecord]], Outcome | None],
+    ) -> list[Correction]:
+        """The corrections an escalation's outcome brings to its request's earlier attempts,
+        each attempt's outcome taken by ``outcome_of`` as it was learned. Nothing when an
+        earlier attempt was never learned (its window closed without an outcome)."""
+        if decision.attempt < 2 or decision.chain_id is None:
+            return []
+        earlier = self._store.chain_attempts(decision.chain_id, decision.attempt)
+        outcomes = [outcome_of(d, feedback) for d, feedback in earlier]
+        if len(earlier) != decision.attempt - 1 or any(o is None for o in outcomes):
+            log.warning("decision %s: its chain cannot be credited", decision.id)
+            return []
+        learned = [o for o in outcomes if o is not None] + [outcome]
+        return [
+            (d, old, new) for (d, _), (old, new) in zip(earlier, corrections(learned), strict=True)
+        ]
+
+    def _first_graded_chains(
+        self, rows: Sequence[tuple[StoredFeedback, DecisionRecord]]
+    ) -> dict[int, list[Correction]]:
+        """For each row that is an escalation's first scored feedback, its corrections."""
+        return {
+            stored.id: self._chain(decision, _outcome_of(stored.feedback), _first_graded)
+            for stored, decision in rows
+            if stored.first and stored.feedback.quality is not None and decision.attempt > 1
+        }
 
     def _apply_feedback(
-        self, names: Sequence[str], rows: Sequence[tuple[StoredFeedback, DecisionRecord]]
+        self,
+        names: Sequence[str],
+        rows: Sequence[tuple[StoredFeedback, DecisionRecord]],
+        chains: Mapping[int, Sequence[Correction]],
     ) -> int:
         """Learns each decision's first scored feedback past each policy's cursor. Every hosted
         policy learns every logged decision, whichever policy made it: a policy that replaces
@@ -277,9 +340,9 @@ class Learner(_Host):
             feedback = stored.feedback
             behind = [name for name in names if stored.id > self._cursors[name]]
             if stored.first and feedback.quality is not None:
-                outcome = Outcome(feedback.quality, feedback.cost_usd, feedback.latency_ms)
+                outcome = _outcome_of(feedback)
                 for name in behind:
-                    self._learn(name, decision, outcome)
+                    self._learn(name, decision, outcome, chains.get(stored.id, ()))
                     learned += 1
             for name in behind:
                 self._cursors[name] = stored.id
@@ -294,11 +357,15 @@ class Learner(_Host):
             with self._lock:
                 cursor = self._window_cursors[name]
             batch = self._store.closed_decisions(cursor, bound, self._batch_size)
+            outcomes = [rules.outcome(decision, feedback) for decision, feedback in batch]
+            chains = [
+                self._chain(decision, outcome, rules.outcome) if outcome is not None else []
+                for (decision, _), outcome in zip(batch, outcomes, strict=True)
+            ]
             with self._lock:
-                for decision, feedback in batch:
-                    outcome = rules.outcome(decision, feedback)
+                for (decision, _), outcome, corrected in zip(batch, outcomes, chains, strict=True):
                     if outcome is not None:
-                        self._learn(name, decision, outcome)
+                        self._learn(name, decision, outcome, corrected)
                         learned += 1
                     self._window_cursors[name] = window_cursor_of(decision)
             if len(batch) < self._batch_size:
