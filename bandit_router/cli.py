@@ -8,9 +8,14 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bandit_router.core import PolicySpec
 from bandit_router.settings import ConfigError, RouterConfig, Settings, load_config
+
+if TYPE_CHECKING:
+    from bandit_router.storage.base import DecisionRecord
+    from bandit_router.storage.sql import SqlStore
 
 
 def _is_loopback(host: str) -> bool:
@@ -165,6 +170,24 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _chain_reward(store: SqlStore, decision: DecisionRecord) -> float | None:
+    """What an escalated decision learned: its chain's return from it on (escalation.py), at
+    its own λ; None while a later attempt has no graded feedback."""
+    from bandit_router.core import Outcome
+    from bandit_router.escalation import returns
+
+    attempts = store.chain_attempts(decision.chain)
+    outcomes = []
+    for _, feedback in attempts:
+        scored = next((f for f in feedback if f.quality is not None), None)
+        if scored is None:
+            break
+        outcomes.append(Outcome(scored.quality or 0.0, scored.cost_usd))
+    learned = returns(outcomes)
+    index = decision.attempt - 1
+    return learned[index].reward(decision.cost_weight) if index < len(learned) else None
+
+
 def _export_log(args: argparse.Namespace) -> int:
     """Writes every decision as a JSON line (API.md), with its first scored feedback."""
     from datetime import UTC, datetime, timedelta
@@ -181,8 +204,12 @@ def _export_log(args: argparse.Namespace) -> int:
             cursor = None
             end = datetime.now(UTC) + timedelta(days=1)
             while batch := store.closed_decisions(cursor, end, 1000):
+                escalated = store.escalated([decision.id for decision, _ in batch])
                 for decision, feedback in batch:
                     scored = next((f for f in feedback if f.quality is not None), None)
+                    chain_reward = None if scored is None else scored.reward
+                    if decision.id in escalated and scored is not None:
+                        chain_reward = _chain_reward(store, decision)
                     line = {
                         "decision_id": decision.id,
                         "ts": decision.created_at.isoformat(),
@@ -195,6 +222,9 @@ def _export_log(args: argparse.Namespace) -> int:
                         "probability": decision.probability,
                         "cost_weight": decision.cost_weight,
                         "prior_costs": decision.prior_costs,
+                        "attempt": decision.attempt,
+                        "previous_id": decision.previous_id,
+                        "chain_id": decision.chain,
                         "feedback": None
                         if scored is None
                         else {
@@ -202,6 +232,7 @@ def _export_log(args: argparse.Namespace) -> int:
                             "cost_usd": scored.cost_usd,
                             "latency_ms": scored.latency_ms,
                             "reward": scored.reward,
+                            "chain_reward": chain_reward,
                         },
                     }
                     out.write(orjson.dumps(line) + b"\n")

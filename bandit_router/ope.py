@@ -246,6 +246,15 @@ def parse_log_line(line: bytes, where: str) -> LoggedDecision | None:
     reward = feedback.get("reward") if isinstance(feedback, dict) else None
     if isinstance(reward, bool) or not isinstance(reward, int | float) or not math.isfinite(reward):
         raise LogError(f"{where}: feedback.reward must be a finite number")
+    # An escalated attempt is valued by what its request's chain achieved from it on, as the
+    # policies learn it (escalation.py), when the log carries it.
+    chain_reward = feedback.get("chain_reward")
+    if chain_reward is not None:
+        if isinstance(chain_reward, bool) or not isinstance(chain_reward, int | float):
+            raise LogError(f"{where}: feedback.chain_reward must be a number or null")
+        if not math.isfinite(chain_reward):
+            raise LogError(f"{where}: feedback.chain_reward must be finite")
+        reward = chain_reward
     prior_costs = entry.get("prior_costs") or {}
     return LoggedDecision(
         features=entry["features"],

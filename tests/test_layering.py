@@ -63,7 +63,17 @@ ALLOWED: dict[str, set[str]] = {
         "migrations",
         "core",
     },
-    "cli": {"settings", "main", "migrations", "simulator", "policies", "core", "ope", "storage"},
+    "cli": {
+        "settings",
+        "main",
+        "migrations",
+        "simulator",
+        "policies",
+        "core",
+        "escalation",
+        "ope",
+        "storage",
+    },
     # The simulator replays the service's own featurizer and policies, never its API or SQL.
     "simulator": {"core", "escalation", "features", "policies", "simulator", "ope"},
     "ope": {"core", "features", "policies"},
