@@ -36,6 +36,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m bench.replay_speed
 	$(BIN)/python -m bench.vw_choose
 	$(BIN)/python -m bench.learner_throughput
+	$(BIN)/python -m bench.escalation_route
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis
