@@ -1,9 +1,10 @@
 """Cascade replays: the simulated grader, chains checked by hand, learning as the service learns,
-and the full-information fixed cascades."""
+the full-information fixed cascades, and the report and command line around them."""
 
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from bandit_router import policies
+from bandit_router.cli import main
 from bandit_router.core import Context, Decision, Outcome, Policy, PolicySpec
 from bandit_router.simulator.cascade import (
     SimulatedGrader,
@@ -369,3 +371,82 @@ def test_per_task_best_cascade_picks_a_pair_per_task(tmp_path: Path) -> None:
     (per_task,) = references["per-task-best-cascade"]
     assert best_fixed == pytest.approx((1.0, 0.0025))
     assert per_task == pytest.approx((1.0, 0.002))
+
+
+def _replay_args(tmp_path: Path) -> list[str]:
+    train = write_table(tmp_path / "train.csv", 80, 1)
+    test = write_table(tmp_path / "test.csv", 40, 2)
+    return [
+        "replay", "--train", str(train), "--test", str(test), "--policy", "linucb",
+        "--policy", "random", "--cost-weight", "0", "--cost-weight", "100", "--seeds", "2",
+    ]  # fmt: skip
+
+
+def test_report_lists_cascades_only_with_a_grader_error(tmp_path: Path) -> None:
+    args = _replay_args(tmp_path)
+    assert main([*args, "--out", str(tmp_path / "single")]) == 0
+    assert main([*args, "--grader-error", "0.2", "--out", str(tmp_path / "cascade")]) == 0
+    single = json.loads((tmp_path / "single" / "report.json").read_text())
+    cascade = json.loads((tmp_path / "cascade" / "report.json").read_text())
+    assert "cascade" not in single
+    assert not any(name.endswith("-cascade") or "+" in name for name in single["policies"])
+    assert "## Cascades" not in (tmp_path / "single" / "report.md").read_text()
+
+    assert cascade["cascade"] == {"grader_error": 0.2, "max_attempts": 2}
+    assert set(cascade["policies"]) == {
+        *single["policies"], "linucb+escalate", "best-fixed-cascade", "per-task-best-cascade"
+    }  # fmt: skip
+    # The single-shot entries are untouched by the cascades beside them.
+    for name, entry in single["policies"].items():
+        assert cascade["policies"][name] == entry
+    escalate = cascade["policies"]["linucb+escalate"]
+    assert (escalate["feedback"], escalate["cascade"]) == ("bandit", True)
+    assert 0.0 <= escalate["aiq"] <= 1.0
+    for point in escalate["points"]:
+        assert set(point) == {
+            "cost_weight", "quality", "cost_usd", "online_quality", "online_cost_usd", "regret",
+            "shares", "attempts", "seeds",
+        }  # fmt: skip
+        assert point["seeds"] == 2
+        assert 1.0 <= point["attempts"] <= 2.0
+    for name in ("best-fixed-cascade", "per-task-best-cascade"):
+        entry = cascade["policies"][name]
+        assert (entry["feedback"], entry["cascade"]) == ("full", True)
+        assert [p["cost_weight"] for p in entry["points"]] == [0.0, 100.0]
+    markdown = (tmp_path / "cascade" / "report.md").read_text()
+    assert "## Cascades" in markdown
+    assert "| linucb+escalate | bandit | yes |" in markdown
+    assert "| best-fixed-cascade | full | yes |" in markdown
+    assert (tmp_path / "cascade" / "frontier.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--grader-error", "0.5"], "--grader-error"),
+        (["--grader-error", "0.7"], "--grader-error"),
+        (["--grader-error", "-0.1"], "--grader-error"),
+        (["--grader-error", "nan"], "--grader-error"),
+        (["--grader-error", "often"], "--grader-error"),
+        (["--grader-error", "0.2", "--max-attempts", "1"], "--max-attempts"),
+        (["--grader-error", "0.2", "--max-attempts", "two"], "--max-attempts"),
+    ],
+)
+def test_bad_cascade_flags_exit_2_naming_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], named: str
+) -> None:
+    args = [*_replay_args(tmp_path), *flags, "--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    assert exited.value.code == 2
+    assert f"argument {named}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_max_attempts_without_a_grader_error_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [*_replay_args(tmp_path), "--max-attempts", "3", "--out", str(tmp_path / "out")]
+    assert main(args) == 2
+    assert "--max-attempts" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
