@@ -14,8 +14,9 @@ as it is graded, then each earlier attempt's outcome replaced by its new return
 
 The full-information references (``best-fixed-cascade``, ``per-task-best-cascade``) fix an
 ordered chain of models, chosen knowing every training outcome. They are valued by their
-expectation over the grader's noise, in closed form: a wrong grade ends a chain no simulated
-draw would, so the expectation is what a draw-free reference should report.
+expectation over the grader's noise, in closed form (an attempt is graded wrong with probability
+1 − E when its answer is wrong, E when it is right), not by simulated draws: the reference
+then carries no noise of its own, and the chain it picks is the best in expectation exactly.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ ESCALATE_SUFFIX = "+escalate"
 WRONG_BELOW = 0.5
 """A grade below this says the answer is wrong: the client escalates."""
 MAX_REFERENCE_CHAINS = 100_000
-"""The references try every ordered chain; beyond this many (11 models, 6 attempts) they are
-left out rather than let one report take minutes."""
+"""The references try every ordered chain; beyond this many (11 models and 6 attempts make
+332,640) they are left out rather than let one report take minutes."""
 
 
 def check_grader_error(error: float) -> float:

@@ -186,14 +186,14 @@ def build_report(
             points.append(_point(cost_weight, quality, cost, seeds=1))
         report_policies[name] = {"feedback": "full", "points": points}
     if grader_error is not None:
-        cascades = _cascades(
+        cascade_entries, cascade_curves = _cascades(
             train, test, train_prompts, test_prompts,
             policy_names=[n for n in policy_names if n in policies.LEARNING_POLICIES],
             cost_weights=cost_weights, seeds=seeds, progress=progress,
             grader_error=grader_error, max_attempts=max_attempts, curve_weight=curve_weight,
         )  # fmt: skip
-        report_policies.update(cascades[0])
-        curves.update(cascades[1])
+        report_policies.update(cascade_entries)
+        curves.update(cascade_curves)
     for entry in report_policies.values():
         pairs = [(p["cost_usd"], p["quality"]) for p in entry["points"]]
         entry["aiq"] = aiq(pairs, *cost_range)
