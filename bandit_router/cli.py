@@ -130,6 +130,27 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _grader_error(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    # A grader that errs half the time or more says nothing (or the opposite) about an answer.
+    if not 0.0 <= value < 0.5:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a probability in [0, 0.5)")
+    return value
+
+
+def _attempts(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number ≥ 2 (a cascade)")
+    return value
+
+
 def _replay(args: argparse.Namespace) -> int:
     from bandit_router import policies
     from bandit_router.simulator.outcomes import OutcomeTableError, holdout_split, load_outcomes
@@ -142,6 +163,15 @@ def _replay(args: argparse.Namespace) -> int:
     )
 
     names = args.policy or default_policy_names()
+    if args.max_attempts is not None and args.grader_error is None:
+        print(
+            "bandit-router replay: --max-attempts applies to cascades only; give --grader-error",
+            file=sys.stderr,
+        )
+        return 2
+    cascades = (
+        0 if args.grader_error is None else sum(n in policies.LEARNING_POLICIES for n in names)
+    )
     try:
         for name in names:
             policies.build(PolicySpec(name))
@@ -152,7 +182,7 @@ def _replay(args: argparse.Namespace) -> int:
                 raise ValueError("give --test or --holdout, not both")
             train, test = holdout_split(train, args.holdout, args.split_seed)
         cost_weights = args.cost_weight or DEFAULT_COST_WEIGHTS
-        progress = Progress(len(names) * len(cost_weights) * args.seeds)
+        progress = Progress((len(names) + cascades) * len(cost_weights) * args.seeds)
         result = build_report(
             train,
             test,
@@ -160,6 +190,8 @@ def _replay(args: argparse.Namespace) -> int:
             cost_weights=cost_weights,
             seeds=args.seeds,
             progress=progress,
+            grader_error=args.grader_error,
+            max_attempts=args.max_attempts,
         )
         progress.close()
     except (OutcomeTableError, ValueError) as error:
@@ -361,6 +393,19 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--policy", action="append", help="repeatable; default: every learner")
     replay.add_argument("--cost-weight", type=_non_negative, action="append", help="repeatable λ")
     replay.add_argument("--seeds", type=int, default=1, choices=range(1, 1001), metavar="N")
+    replay.add_argument(
+        "--grader-error",
+        type=_grader_error,
+        metavar="E",
+        help="also replay each learning policy as cascades (NAME+escalate), escalating on the "
+        "grades of a simulated grader that errs with probability E in [0, 0.5)",
+    )
+    replay.add_argument(
+        "--max-attempts",
+        type=_attempts,
+        metavar="N",
+        help="attempts per cascade, ≥ 2 (default: the service's, 2); needs --grader-error",
+    )
     replay.add_argument("--out", type=Path, default=Path("replay-report"))
     replay.set_defaults(handler=_replay)
 

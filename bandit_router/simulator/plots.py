@@ -31,15 +31,28 @@ def _pyplot() -> Any:
 
 
 def plot_frontier(report: Mapping[str, Any], path: Path) -> None:
-    """Every policy's points and hull, each single model and the oracle marked."""
+    """Every policy's points and hull, cascades and single-shot routers together, each single
+    model and the oracle marked."""
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(8, 5.5))
     for name, entry in report["policies"].items():
         points = [(p["cost_usd"], p["quality"]) for p in entry["points"]]
         hull = frontier(points)
-        style = "-" if entry["feedback"] == "bandit" else "--"
+        # Cascades (report["cascade"]) are dash-dotted or dotted with triangles, single-shot
+        # routers solid or dashed with dots: learned or full information either way.
+        cascade = bool(entry.get("cascade"))
+        if entry["feedback"] == "bandit":
+            style = "-." if cascade else "-"
+        else:
+            style = ":" if cascade else "--"
         line = axes.plot([c for c, _ in hull], [q for _, q in hull], style, label=name)[0]
-        axes.scatter([c for c, _ in points], [q for _, q in points], s=12, color=line.get_color())
+        axes.scatter(
+            [c for c, _ in points],
+            [q for _, q in points],
+            s=18 if cascade else 12,
+            marker="^" if cascade else "o",
+            color=line.get_color(),
+        )
     for model, single in report["reference"]["single_models"].items():
         axes.scatter(single["cost_usd"], single["quality"], marker="x", color="black", s=25)
         axes.annotate(model, (single["cost_usd"], single["quality"]), fontsize=6)

@@ -66,7 +66,7 @@ def oracle_reward(table: OutcomeTable, cost_weight: float) -> npt.NDArray[np.flo
     return rewards
 
 
-def _greedy(decision: Decision, cost_weight: float) -> str:
+def greedy_model(decision: Decision, cost_weight: float) -> str:
     """The exploiting choice: best expected reward, without exploration bonus or floor."""
     best = max(
         decision.scores,
@@ -116,7 +116,7 @@ def replay(
         test_column = {model: j for j, model in enumerate(test.models)}
         chosen = [
             test_column[
-                _greedy(
+                greedy_model(
                     policy.choose(Context(features, arms, cost_weight, "test", words)),
                     cost_weight,
                 )

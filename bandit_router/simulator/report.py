@@ -13,7 +13,14 @@ import numpy.typing as npt
 
 from bandit_router import policies
 from bandit_router.core import PolicySpec
+from bandit_router.escalation import DEFAULT_MAX_ATTEMPTS
 from bandit_router.features import FeatureEncoder
+from bandit_router.simulator.cascade import (
+    ESCALATE_SUFFIX,
+    cascade_references,
+    check_grader_error,
+    replay_cascade,
+)
 from bandit_router.simulator.metrics import aiq, apgr, cost_to_reach, cpt, frontier, quality_at
 from bandit_router.simulator.outcomes import OutcomeTable
 from bandit_router.simulator.progress import Progress
@@ -98,10 +105,23 @@ def build_report(
     cost_weights: Sequence[float] = DEFAULT_COST_WEIGHTS,
     seeds: int = 1,
     progress: Progress | None = None,
+    grader_error: float | None = None,
+    max_attempts: int | None = None,
 ) -> Replay:
-    """Replays each bandit policy at each λ and seed, and the full-information references."""
+    """Replays each bandit policy at each λ and seed, and the full-information references.
+
+    With ``grader_error``, each learning policy is replayed again as cascades graded by a
+    grader that errs with that probability (``NAME+escalate``), beside the fixed cascades that
+    full information picks (see simulator/cascade.py), each chain at most ``max_attempts``
+    long (default: the service's)."""
     if test is not None and test.models != train.models:
         raise ValueError(f"{test.path}: its models differ from {train.path}'s")
+    if max_attempts is None:
+        max_attempts = DEFAULT_MAX_ATTEMPTS
+    if grader_error is not None:
+        check_grader_error(grader_error)
+        if max_attempts < 2:
+            raise ValueError(f"a cascade needs at least 2 attempts, got {max_attempts}")
     evaluate = test if test is not None else train
     singles = {
         model: {
@@ -165,27 +185,103 @@ def build_report(
             quality, cost = evaluate_at(cost_weight)
             points.append(_point(cost_weight, quality, cost, seeds=1))
         report_policies[name] = {"feedback": "full", "points": points}
+    if grader_error is not None:
+        cascade_entries, cascade_curves = _cascades(
+            train, test, train_prompts, test_prompts,
+            policy_names=[n for n in policy_names if n in policies.LEARNING_POLICIES],
+            cost_weights=cost_weights, seeds=seeds, progress=progress,
+            grader_error=grader_error, max_attempts=max_attempts, curve_weight=curve_weight,
+        )  # fmt: skip
+        report_policies.update(cascade_entries)
+        curves.update(cascade_curves)
     for entry in report_policies.values():
         pairs = [(p["cost_usd"], p["quality"]) for p in entry["points"]]
         entry["aiq"] = aiq(pairs, *cost_range)
     if len(evaluate.models) == 2:
         _add_routellm_metrics(report_policies, singles)
-    return Replay(
-        report={
-            "train": train.path,
-            "test": test.path if test is not None else None,
-            "n_train": len(train),
-            "n_test": len(test) if test is not None else 0,
-            "models": list(train.models),
-            "reference": {
-                "single_models": singles,
-                "best_single": {"model": best_model, **singles[best_model]},
-                "oracle": {"quality": oracle_quality, "cost_usd": oracle_cost},
-            },
-            "policies": report_policies,
+    report: dict[str, Any] = {
+        "train": train.path,
+        "test": test.path if test is not None else None,
+        "n_train": len(train),
+        "n_test": len(test) if test is not None else 0,
+        "models": list(train.models),
+        "reference": {
+            "single_models": singles,
+            "best_single": {"model": best_model, **singles[best_model]},
+            "oracle": {"quality": oracle_quality, "cost_usd": oracle_cost},
         },
-        curves=curves,
-    )
+        "policies": report_policies,
+    }
+    if grader_error is not None:
+        report["cascade"] = {"grader_error": grader_error, "max_attempts": max_attempts}
+    return Replay(report=report, curves=curves)
+
+
+def _cascades(
+    train: OutcomeTable,
+    test: OutcomeTable | None,
+    train_prompts: list[Prompt],
+    test_prompts: list[Prompt] | None,
+    *,
+    policy_names: Sequence[str],
+    cost_weights: Sequence[float],
+    seeds: int,
+    progress: Progress | None,
+    grader_error: float,
+    max_attempts: int,
+    curve_weight: float,
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The cascade entries of report.json's policies (without their AIQ), and their curves."""
+    entries: dict[str, Any] = {}
+    curves: dict[str, dict[str, Any]] = {}
+    for name in policy_names:
+        spec = PolicySpec(name)
+        points = []
+        for cost_weight in cost_weights:
+            runs = [
+                replay_cascade(
+                    spec, train, train_prompts, cost_weight=cost_weight, seed=seed,
+                    grader_error=grader_error, max_attempts=max_attempts,
+                    test=test, test_prompts=test_prompts,
+                )
+                for seed in range(seeds)
+            ]  # fmt: skip
+            if progress is not None:
+                progress.advance(seeds)
+            quality, cost = (float(v) for v in np.mean([r.scored() for r in runs], axis=0))
+            if cost_weight == curve_weight and name + ESCALATE_SUFFIX not in curves:
+                curves[name + ESCALATE_SUFFIX] = {
+                    "cost_weight": cost_weight,
+                    "reward": runs[0].online_reward.tolist(),
+                    "regret": runs[0].regret.tolist(),
+                }
+            points.append(
+                _point(
+                    cost_weight, quality, cost,
+                    online_quality=float(np.mean([r.online_quality for r in runs])),
+                    online_cost_usd=float(np.mean([r.online_cost for r in runs])),
+                    regret=float(np.mean([r.regret[-1] for r in runs])),
+                    shares={m: float(np.mean([r.shares[m] for r in runs])) for m in train.models},
+                    attempts=float(np.mean([r.attempts for r in runs])),
+                    seeds=seeds,
+                )
+            )  # fmt: skip
+        entries[name + ESCALATE_SUFFIX] = {"feedback": "bandit", "cascade": True, "points": points}
+    evaluate = test if test is not None else train
+    references = cascade_references(
+        train, evaluate, cost_weights=cost_weights, grader_error=grader_error,
+        max_attempts=max_attempts,
+    )  # fmt: skip
+    for name, scored in references.items():
+        entries[name] = {
+            "feedback": "full",
+            "cascade": True,
+            "points": [
+                _point(cost_weight, quality, cost, seeds=1)
+                for cost_weight, (quality, cost) in zip(cost_weights, scored, strict=True)
+            ],
+        }
+    return entries, curves
 
 
 def _add_routellm_metrics(report_policies: dict[str, Any], singles: dict[str, Any]) -> None:
@@ -195,7 +291,9 @@ def _add_routellm_metrics(report_policies: dict[str, Any], singles: dict[str, An
     if q_strong <= q_weak:
         return
     for entry in report_policies.values():
-        if entry["feedback"] != "bandit":
+        # A cascade can call both models for one prompt: its share of calls to the strong model
+        # is not the cost measure these metrics are defined on.
+        if entry["feedback"] != "bandit" or entry.get("cascade"):
             continue
         pairs = [(p["shares"][strong], p["quality"]) for p in entry["points"]]
         entry["apgr"] = apgr(pairs, q_weak, q_strong)
@@ -257,7 +355,55 @@ def _markdown(report: dict[str, Any]) -> str:
             lines.append(
                 f"| {name} | {p['cost_weight']:g} | {p['quality']:.3f} | {p['cost_usd']:.6f} |"
             )
+    if "cascade" in report:
+        lines += _cascade_markdown(report)
     return "\n".join(lines) + "\n"
+
+
+def _cascade_markdown(report: dict[str, Any]) -> list[str]:
+    """Cascades beside single-shot routing, with the measures the cascade target is set in."""
+    settings = report["cascade"]
+    best = report["reference"]["best_single"]
+    entries = report["policies"]
+    lines = [
+        "",
+        "## Cascades",
+        "",
+        f"A simulated grader flips an answer's quality with probability "
+        f"{settings['grader_error']:g}; on a grade below 0.5 the client escalates to a model "
+        f"not yet tried, at most {settings['max_attempts']} attempts in all. Quality is the "
+        "final answer's true quality, cost that of every attempt. `NAME+escalate` learns "
+        "from the grades alone; the `*-cascade` references pick fixed chains of models "
+        "knowing every training outcome, valued by their expectation over the grader's noise.",
+        "",
+        "| policy | feedback | cascade | AIQ | quality at 50% of the best single's cost | "
+        "cost to reach the best single's quality |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, entry in entries.items():
+        hull = frontier([(p["cost_usd"], p["quality"]) for p in entry["points"]])
+        reach = cost_to_reach(hull, best["quality"])
+        reach_text = "never" if reach is None else f"{reach / best['cost_usd']:.1%} of its cost"
+        lines.append(
+            f"| {name} | {entry['feedback']} | {'yes' if entry.get('cascade') else 'no'} | "
+            f"{entry['aiq']:.4f} | {quality_at(hull, 0.5 * best['cost_usd']):.3f} | "
+            f"{reach_text} |"
+        )
+    if not any(e.get("cascade") and e["feedback"] == "full" for e in entries.values()):
+        lines += ["", "The fixed-cascade references are left out: too many chains to try."]
+    lines += [
+        "",
+        "| cascade | λ | quality | cost_usd | attempts per prompt |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, entry in entries.items():
+        if entry.get("cascade") and entry["feedback"] == "bandit":
+            lines += [
+                f"| {name} | {p['cost_weight']:g} | {p['quality']:.3f} | {p['cost_usd']:.6f} | "
+                f"{p['attempts']:.2f} |"
+                for p in entry["points"]
+            ]
+    return lines
 
 
 def write_report(replay_result: Replay, out: Path, *, plots: bool = True) -> list[Path]:
