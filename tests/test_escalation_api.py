@@ -232,3 +232,33 @@ def test_the_exported_log_links_a_chain_and_values_each_attempt_by_its_return(
     logged = parse_log_line(json.dumps(head).encode(), "line")
     assert logged is not None
     assert logged.reward == pytest.approx(0.78)
+
+
+def test_the_escalation_indexes_hold_escalations_only(migrated_url: str) -> None:
+    """A first attempt (nearly every decision) writes no entry in the chain indexes."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(migrated_url)
+    query = (
+        "SELECT sql FROM sqlite_master WHERE name = :name"
+        if migrated_url.startswith("sqlite")
+        else "SELECT indexdef FROM pg_indexes WHERE indexname = :name"
+    )
+    try:
+        with engine.connect() as connection:
+            for name, column in (
+                ("uq_decisions_previous_id", "previous_id"),
+                ("ix_decisions_chain_id", "chain_id"),
+            ):
+                definition = connection.execute(text(query), {"name": name}).scalar_one()
+                assert f"WHERE ({column} IS NOT NULL)" in definition.replace(
+                    f"WHERE {column} IS NOT NULL", f"WHERE ({column} IS NOT NULL)"
+                )
+            assert (
+                "UNIQUE"
+                in connection.execute(text(query), {"name": "uq_decisions_previous_id"})
+                .scalar_one()
+                .upper()
+            )
+    finally:
+        engine.dispose()

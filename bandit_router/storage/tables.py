@@ -74,12 +74,27 @@ decisions = Table(
     # A shadow variant's choice: the id of the served decision it shadows (never served).
     Column("shadow_of", String(36), nullable=True),
     # Escalation (escalation.py): 1 for a first try; an escalation names the attempt it
-    # continues (at most one escalation per attempt) and the chain's first decision.
+    # continues (at most one escalation per attempt) and the chain's first decision. Their
+    # indexes are partial, over escalations only: a first attempt's insert skips them.
     Column("attempt", Integer, nullable=False, server_default="1"),
-    Column("previous_id", String(36), nullable=True, unique=True),
-    Column("chain_id", String(36), nullable=True, index=True),
+    Column("previous_id", String(36), nullable=True),
+    Column("chain_id", String(36), nullable=True),
     # The tenant of the API key the request came with, when tenants are configured.
     Column("tenant", String(200), nullable=True),
+)
+
+Index(
+    "uq_decisions_previous_id",
+    decisions.c.previous_id,
+    unique=True,
+    sqlite_where=decisions.c.previous_id.is_not(None),
+    postgresql_where=decisions.c.previous_id.is_not(None),
+)
+Index(
+    "ix_decisions_chain_id",
+    decisions.c.chain_id,
+    sqlite_where=decisions.c.chain_id.is_not(None),
+    postgresql_where=decisions.c.chain_id.is_not(None),
 )
 
 feedback = Table(

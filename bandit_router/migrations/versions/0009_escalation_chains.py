@@ -25,15 +25,28 @@ def upgrade() -> None:
         batch.add_column(sa.Column("previous_id", sa.String(36), nullable=True))
         batch.add_column(sa.Column("chain_id", sa.String(36), nullable=True))
         batch.add_column(sa.Column("tenant", sa.String(200), nullable=True))
-        # One escalation per attempt: a second /route continuing the same attempt is refused.
-        batch.create_unique_constraint("uq_decisions_previous_id", ["previous_id"])
-        batch.create_index("ix_decisions_chain_id", ["chain_id"])
+    # Partial indexes: only escalations carry these columns, and a first attempt's /route
+    # should not pay for an index entry it never needs. The unique one holds one escalation
+    # per attempt: a second /route continuing the same attempt is refused.
+    for name, column, unique in (
+        ("uq_decisions_previous_id", "previous_id", True),
+        ("ix_decisions_chain_id", "chain_id", False),
+    ):
+        escalations_only = sa.text(f"{column} IS NOT NULL")
+        op.create_index(
+            name,
+            "decisions",
+            [column],
+            unique=unique,
+            sqlite_where=escalations_only,
+            postgresql_where=escalations_only,
+        )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_decisions_chain_id", table_name="decisions")
+    op.drop_index("uq_decisions_previous_id", table_name="decisions")
     with op.batch_alter_table("decisions") as batch:
-        batch.drop_index("ix_decisions_chain_id")
-        batch.drop_constraint("uq_decisions_previous_id", type_="unique")
         batch.drop_column("tenant")
         batch.drop_column("chain_id")
         batch.drop_column("previous_id")
