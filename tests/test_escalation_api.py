@@ -262,3 +262,38 @@ def test_the_escalation_indexes_hold_escalations_only(migrated_url: str) -> None
             )
     finally:
         engine.dispose()
+
+
+def test_an_escalation_stays_in_its_first_variant_and_a_shadow_is_no_attempt(
+    migrated_url: str,
+) -> None:
+    raw = {
+        "router": {"policy": "linucb", "policies": ["random", "fixed:cloud-large"]},
+        "experiments": {
+            "split": {
+                "variants": [
+                    {"name": "left", "policy": "linucb", "weight": 1},
+                    {"name": "right", "policy": "random", "weight": 1},
+                    {"name": "watch", "policy": "fixed:cloud-large", "weight": 0, "shadow": True},
+                ]
+            }
+        },
+        "models": POOL,
+    }
+    app = create_app(Settings(database_url=migrated_url), config_from_mapping(raw))
+    with TestClient(app) as client:
+        pairs = []
+        for _ in range(12):  # no unit_id: each decision id draws the variant afresh
+            first = _route(client, experiment="split")
+            _grade(client, first["decision_id"], 0.0, 0.001)
+            second = _route(client, experiment="split", previous=[first["decision_id"]])
+            pairs.append((first["variant"], second["variant"]))
+        assert {first for first, _ in pairs} == {"left", "right"}
+        assert all(first == second for first, second in pairs)
+
+        store = SqlStore(migrated_url)
+        try:
+            shadow = next(d.id for d, _ in store.experiment_log("split") if d.shadow_of)
+        finally:
+            store.close()
+        assert "is a shadow decision" in _refused(client, [shadow])
