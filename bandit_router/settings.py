@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bandit_router.core import ModelSpec, PolicySpec
+from bandit_router.escalation import DEFAULT_MAX_ATTEMPTS
 
 DEFAULT_DATABASE_URL = "sqlite:///var/bandit_router.db"
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_models.toml")
@@ -87,7 +88,7 @@ class _RouterSection(BaseModel):
     new_model_outcomes: int = Field(default=100, ge=0)
     policies: list[str] = Field(default_factory=list)
     """More policies to serve and learn beside `policy`, for experiments' variants."""
-    max_attempts: int = Field(default=2, ge=1, le=10)
+    max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1, le=10)
     """Attempts one request may make through escalation (1: no escalation)."""
 
 
@@ -214,7 +215,7 @@ class RouterConfig:
     """The [experiments.NAME] sections as documents (experiments.Experiment.from_document)."""
     budgets: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     """Per scope (a tenant, or "default"), the [budgets.SCOPE] values as Budget takes them."""
-    max_attempts: int = 2
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
 
 
 def _default_config_text() -> str:

@@ -22,7 +22,7 @@ ALLOWED: dict[str, set[str]] = {
     "escalation": {"core"},
     "reward": {"core"},
     "schemas": {"core"},
-    "settings": {"core"},
+    "settings": {"core", "escalation"},
     "storage": {"core", "storage"},
     "migrations": {"storage", "settings", "migrations"},
     "learner": {"core", "escalation", "policies", "storage.base"},
