@@ -91,6 +91,35 @@ def test_migrations_downgrade_to_base_and_up_again(database_url: str) -> None:
     store.close()
 
 
+def test_the_experiment_index_holds_experiment_decisions_only(store: SqlStore) -> None:
+    """A decision without an experiment (nearly every one) writes no entry in the index, and
+    an experiment's decisions are still found through it."""
+    from sqlalchemy import text
+
+    sqlite = store.is_sqlite
+    with store.engine.connect() as connection:
+        definition = connection.execute(
+            text(
+                "SELECT sql FROM sqlite_master WHERE name = :name"
+                if sqlite
+                else "SELECT indexdef FROM pg_indexes WHERE indexname = :name"
+            ),
+            {"name": "ix_decisions_experiment"},
+        ).scalar_one()
+        assert "WHERE (experiment IS NOT NULL)" in definition.replace(
+            "WHERE experiment IS NOT NULL", "WHERE (experiment IS NOT NULL)"
+        )
+        if sqlite:
+            plan = connection.exec_driver_sql(
+                "EXPLAIN QUERY PLAN SELECT id FROM decisions WHERE experiment = ?", ("split",)
+            ).all()
+            assert any("ix_decisions_experiment" in str(row) for row in plan)
+    store.insert_decisions(
+        [decision(), decision(experiment="split", variant="left"), decision(experiment="other")]
+    )
+    assert [d.experiment for d, _ in store.experiment_log("split")] == ["split"]
+
+
 def test_a_decision_round_trips_with_every_field(store: SqlStore) -> None:
     record = decision(words=("which", "model"), arm_tags={"a": ("code", "local")})
     store.insert_decisions([record])

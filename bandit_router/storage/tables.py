@@ -54,7 +54,8 @@ decisions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, index=True),
     Column("policy", String(200), nullable=False),
     Column("policy_version", BigInteger, nullable=False),
-    Column("experiment", String(200), nullable=True, index=True),
+    # Indexed for experiments' decisions only (below): most decisions have none.
+    Column("experiment", String(200), nullable=True),
     Column("variant", String(200), nullable=True),
     Column("unit_id", String(200), nullable=True),
     Column("features", JSON, nullable=False),
@@ -83,6 +84,12 @@ decisions = Table(
     Column("tenant", String(200), nullable=True),
 )
 
+Index(
+    "ix_decisions_experiment",
+    decisions.c.experiment,
+    sqlite_where=decisions.c.experiment.is_not(None),
+    postgresql_where=decisions.c.experiment.is_not(None),
+)
 Index(
     "uq_decisions_previous_id",
     decisions.c.previous_id,
