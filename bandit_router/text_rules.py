@@ -27,6 +27,11 @@ TASK_TYPES: tuple[str, ...] = (
 _HEAD, _TAIL = 16_000, 4_000
 _I = re.IGNORECASE
 _WORD = re.compile(r"\w+")
+# In ASCII, \w is a letter, a digit or "_": every other byte becomes a space, and splitting
+# on spaces then gives the words \w+ finds.
+_ASCII_NON_WORD_TO_SPACE = (
+    bytes(c if chr(c).isalnum() or c == ord("_") else ord(" ") for c in range(128)) + b" " * 128
+)
 
 
 class Sample:
@@ -49,7 +54,14 @@ class Sample:
     def words(self) -> list[str]:
         """The lowercased word tokens (\\w+), in order."""
         if self._words is None:
-            self._words = _WORD.findall(self.low)
+            low = self.low
+            # Most prompts are ASCII: three C passes (encode, translate, split) take a
+            # quarter of the time the regex needs to walk the text.
+            self._words = (
+                low.encode("ascii").translate(_ASCII_NON_WORD_TO_SPACE).decode("ascii").split()
+                if low.isascii()
+                else _WORD.findall(low)
+            )
         return self._words
 
     @property

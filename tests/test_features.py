@@ -464,6 +464,14 @@ def test_fast_character_counts_equal_the_str_methods(text: str) -> None:
     )
 
 
+@given(st.text(st.characters(max_codepoint=127)) | st.text())
+def test_sample_words_are_the_regex_words_of_the_lowered_text(text: str) -> None:
+    """The ASCII shortcut splits exactly where \\w+ does."""
+    from bandit_router.text_rules import Sample
+
+    assert Sample(text).words == re.findall(r"\w+", text.lower())
+
+
 def _fragments() -> list[str]:
     """Words, needles and syntax the rules look for, to build texts that make them match."""
     from bandit_router.text_rules import PATTERNS
