@@ -138,17 +138,25 @@ def split_eligible(
         prompt_tokens + expected_output_tokens, constraints.min_context_tokens or 0
     )
     max_cost = constraints.max_cost_usd
+    sensitive = constraints.sensitive
+    # Asked once, not per model: Rules.__bool__ is a Python call.
+    ruled_by = rules if rules else None
     eligible: list[Arm] = []
     excluded: dict[str, str] = {}
     for model in models:
-        cost = model.price_usd(prompt_tokens, expected_output_tokens)
+        # ModelSpec.price_usd's arithmetic, in the same order (the same float), without a
+        # method call per model.
+        cost = (
+            prompt_tokens * model.input_price_per_mtok
+            + expected_output_tokens * model.output_price_per_mtok
+        ) / 1_000_000
         if allowed is not None and model.name not in allowed:
             excluded[model.name] = "not_candidate"
         elif not model.enabled:
             excluded[model.name] = "disabled"
-        elif rules and (ruled := rules.reason(model, task, tenant)) is not None:
+        elif ruled_by is not None and (ruled := ruled_by.reason(model, task, tenant)) is not None:
             excluded[model.name] = ruled
-        elif constraints.sensitive and "local" not in model.tags:
+        elif sensitive and "local" not in model.tags:
             excluded[model.name] = "not_local"
         elif model.context_window < needed_context:
             excluded[model.name] = "context_too_long"

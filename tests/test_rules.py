@@ -60,6 +60,24 @@ def test_each_rule_excludes_with_its_reason() -> None:
     assert RULES.to_document() == Rules.from_document(RULES.to_document()).to_document()
 
 
+def test_an_eligible_arm_is_priced_exactly_as_its_model_prices_the_request() -> None:
+    from bandit_router.settings import load_config
+
+    pool = load_config().models
+    for prompt_tokens in (0.0, 1.0, 37.0, 12_345.0, 99_999.5):
+        arms = split_eligible(
+            pool,
+            prompt_tokens=prompt_tokens,
+            expected_output_tokens=400,
+            candidates=None,
+            constraints=Constraints(),
+        ).eligible
+        by_name = {model.name: model for model in pool}
+        assert arms
+        for arm in arms:
+            assert arm.prior_cost_usd == by_name[arm.name].price_usd(prompt_tokens, 400)
+
+
 TENANT_CONFIG = {
     "router": {"api_keys": ["admin-key"]},
     "tenants": {"acme": {"api_keys": ["acme-key"]}, "globex": {"api_keys": ["globex-key"]}},
