@@ -515,10 +515,10 @@ class Router:
                 # An escalation stays with the variant that served the request's first try.
                 variant = next((v for v in experiment.variants if v.name == first.variant), variant)
             policy_name = variant.policy
-        choosers = (
-            [policy_name, *(v.policy for v in experiment.shadows)] if experiment else [policy_name]
+        reads_words = self._policies.reads_words(policy_name) or (
+            experiment is not None
+            and any(self._policies.reads_words(shadow.policy) for shadow in experiment.shadows)
         )
-        reads_words = any(self._policies.reads_words(name) for name in choosers)
         words = prompt_words(request.text) if reads_words else ()
         while True:
             eligibility = split_eligible(
@@ -534,15 +534,16 @@ class Router:
             )
             if not eligibility.eligible:
                 raise NoEligibleModel(eligibility.excluded)
-            cheapest = min(arm.prior_cost_usd for arm in eligibility.eligible)
-            over = {
-                arm.name: "over_budget"
-                for arm in eligibility.eligible
-                if arm.prior_cost_usd > remaining and arm.prior_cost_usd > cheapest
-            }
-            if over:  # the budget's cap: only the cheapest eligible models remain
-                blocked.update(over)
-                continue
+            if budget is not None:  # without one, nothing is over what remains (infinity)
+                cheapest = min(arm.prior_cost_usd for arm in eligibility.eligible)
+                over = {
+                    arm.name: "over_budget"
+                    for arm in eligibility.eligible
+                    if arm.prior_cost_usd > remaining and arm.prior_cost_usd > cheapest
+                }
+                if over:  # the budget's cap: only the cheapest eligible models remain
+                    blocked.update(over)
+                    continue
             if self._options.new_model_share < 1.0 and (
                 quota := self._quota(eligibility.eligible, decision_id)
             ):
