@@ -190,6 +190,9 @@ def _route_body(result: RouteResult) -> dict[str, Any]:
     }
 
 
+_NO_CONSTRAINTS = Constraints()
+
+
 def _route_request(body: RouteIn, tenant: str | None) -> RouteRequest:
     if body.messages is not None:
         text = text_of_messages([(m.role, m.text()) for m in body.messages])
@@ -197,13 +200,22 @@ def _route_request(body: RouteIn, tenant: str | None) -> RouteRequest:
     else:
         text, field = body.prompt or "", "prompt"
     c = body.constraints
+    unconstrained = (
+        c.max_cost_usd is None
+        and c.max_latency_ms is None
+        and not c.sensitive
+        and c.min_context_tokens is None
+    )
     return RouteRequest(
         text=text,
         text_field=field,
         task_type=body.task_type,
         features=body.features,
         candidates=body.candidates,
-        constraints=Constraints(
+        # Most requests state no constraint: they share one frozen value, not a new one each.
+        constraints=_NO_CONSTRAINTS
+        if unconstrained
+        else Constraints(
             max_cost_usd=c.max_cost_usd,
             max_latency_ms=c.max_latency_ms,
             sensitive=c.sensitive,
@@ -213,7 +225,7 @@ def _route_request(body: RouteIn, tenant: str | None) -> RouteRequest:
         unit_id=body.unit_id,
         experiment=body.experiment,
         tenant=tenant,
-        previous=tuple(str(decision_id) for decision_id in body.previous or ()),
+        previous=tuple(str(decision_id) for decision_id in body.previous) if body.previous else (),
     )
 
 
