@@ -21,11 +21,12 @@ from bandit_router.core import (
     ModelSpec,
     NoEligibleModel,
     NotFound,
+    Outcome,
     stable_uniform,
     time_ordered_uuid,
 )
 from bandit_router.eligibility import NO_RULES, Constraints, Rules, split_eligible
-from bandit_router.escalation import DEFAULT_MAX_ATTEMPTS, Attempt, escalation_features
+from bandit_router.escalation import DEFAULT_MAX_ATTEMPTS, Attempt, escalation_features, returns
 from bandit_router.experiments import Difference, Experiment, Interval, mean_interval, welch
 from bandit_router.features import featurize, prompt_words
 from bandit_router.health import Health, HealthBoard
@@ -287,7 +288,13 @@ class Router:
 
     def experiment_report(self, name: str) -> dict[str, Any]:
         """Per variant: volumes, means with 95% intervals, the difference to the control
-        (Welch), and the variant's policy evaluated off-policy on all the experiment's logs."""
+        (Welch), and the variant's policy evaluated off-policy on all the experiment's logs.
+
+        With escalation a request makes several decisions (its escalations keep its first
+        try's variant), so each variant also reports its requests: how many, how many
+        escalated, and per request the chain's reward, final quality and total cost. Both the
+        per-request figures and the off-policy estimates value an attempt by its chain's
+        return over the attempts graded so far, as the policies learn it (escalation.py)."""
         experiment = self.experiment(name)
         log = self._store.experiment_log(name)
         metrics = ("reward", "quality", "cost_usd", "latency_ms")
@@ -295,12 +302,15 @@ class Router:
             v.name: {metric: [] for metric in metrics} for v in experiment.variants
         }
         counts = {v.name: [0, 0] for v in experiment.variants}
-        logged: list[LoggedDecision] = []
+        chains: dict[str, list[tuple[DecisionRecord, FeedbackRecord | None]]] = {}
         for decision, feedback in log:
             if decision.variant not in values:
                 continue  # a variant since removed
             counts[decision.variant][0] += 1
-            if feedback is None or decision.shadow_of is not None:
+            if decision.shadow_of is not None:
+                continue
+            chains.setdefault(decision.chain, []).append((decision, feedback))
+            if feedback is None:
                 continue
             counts[decision.variant][1] += 1
             measured = {
@@ -312,17 +322,39 @@ class Router:
             for metric, value in measured.items():
                 if value is not None:
                     values[decision.variant][metric].append(value)
-            if feedback.reward is not None:
+        per_request: dict[str, dict[str, list[float]]] = {
+            v.name: {"reward": [], "quality": [], "cost_usd": []} for v in experiment.variants
+        }
+        requests = {v.name: [0, 0] for v in experiment.variants}
+        logged: list[LoggedDecision] = []
+        for attempts in chains.values():
+            attempts.sort(key=lambda pair: pair[0].attempt)
+            first = attempts[0][0]
+            if first.attempt == 1 and first.variant in requests:
+                requests[first.variant][0] += 1
+                requests[first.variant][1] += len(attempts) > 1
+            graded = []
+            for decision, feedback in attempts:
+                if feedback is None or feedback.quality is None:
+                    break
+                graded.append((decision, Outcome(feedback.quality, feedback.cost_usd)))
+            learned = returns([outcome for _, outcome in graded])
+            for (decision, _), outcome in zip(graded, learned, strict=True):
                 logged.append(
                     LoggedDecision(
                         decision.features,
                         decision.eligible,
                         decision.model,
                         decision.probability,
-                        feedback.reward,
+                        outcome.reward(decision.cost_weight),
                         decision.prior_costs,
                     )
                 )
+            if graded and first.attempt == 1 and first.variant in per_request:
+                chain = per_request[first.variant]
+                chain["reward"].append(learned[0].reward(first.cost_weight))
+                chain["quality"].append(learned[0].quality)
+                chain["cost_usd"].append(learned[0].cost_usd)
         logs = Logs.of(logged) if logged else None
         predicted = reward_model(logs) if logs is not None else None
         control = values[experiment.control.name]
@@ -341,6 +373,12 @@ class Router:
                 "decisions": counts[variant.name][0],
                 "with_feedback": counts[variant.name][1],
                 **{metric: _interval_out(mean_interval(mine[metric])) for metric in metrics},
+                "requests": requests[variant.name][0],
+                "escalated": requests[variant.name][1],
+                "per_request": {
+                    metric: _interval_out(mean_interval(chain_values))
+                    for metric, chain_values in per_request[variant.name].items()
+                },
                 "vs_control": None
                 if variant is experiment.control or variant.shadow
                 else {

@@ -265,8 +265,18 @@ def test_the_escalation_indexes_hold_escalations_only(migrated_url: str) -> None
 
 
 def test_an_escalation_stays_in_its_first_variant_and_a_shadow_is_no_attempt(
-    migrated_url: str,
+    migrated_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import random
+
+    from bandit_router import router
+
+    # Decision ids place a request without a unit in its variant: seeded, both variants are
+    # drawn in every run, not in all but one run in two thousand.
+    ids = random.Random(11)
+    monkeypatch.setattr(
+        router, "time_ordered_uuid", lambda: str(uuid.UUID(int=ids.getrandbits(128)))
+    )
     raw = {
         "router": {"policy": "linucb", "policies": ["random", "fixed:cloud-large"]},
         "experiments": {
@@ -283,13 +293,31 @@ def test_an_escalation_stays_in_its_first_variant_and_a_shadow_is_no_attempt(
     app = create_app(Settings(database_url=migrated_url), config_from_mapping(raw))
     with TestClient(app) as client:
         pairs = []
-        for _ in range(12):  # no unit_id: each decision id draws the variant afresh
+        for i in range(12):  # no unit_id: each decision id draws the variant afresh
             first = _route(client, experiment="split")
             _grade(client, first["decision_id"], 0.0, 0.001)
+            if i % 3 == 2:  # a third of the requests stop at their first try
+                pairs.append((first["variant"], None))
+                continue
             second = _route(client, experiment="split", previous=[first["decision_id"]])
+            _grade(client, second["decision_id"], 1.0, 0.01)
             pairs.append((first["variant"], second["variant"]))
         assert {first for first, _ in pairs} == {"left", "right"}
-        assert all(first == second for first, second in pairs)
+        assert all(first == second for first, second in pairs if second is not None)
+
+        # Per request, a variant counts each chain once and values it whole: at λ = 20 an
+        # escalated request earned 1 − 20·(0.001 + 0.01) = 0.78, one that stopped −0.02.
+        report = client.get("/experiments/split/report").json()["variants"]
+        for name in ("left", "right"):
+            mine = [second for first, second in pairs if first == name]
+            escalated = sum(second is not None for second in mine)
+            assert report[name]["requests"] == len(mine)
+            assert report[name]["escalated"] == escalated
+            assert report[name]["decisions"] == len(mine) + escalated
+            expected = (0.78 * escalated - 0.02 * (len(mine) - escalated)) / len(mine)
+            per_request = report[name]["per_request"]
+            assert per_request["reward"]["mean"] == pytest.approx(expected)
+            assert per_request["quality"]["mean"] == pytest.approx(escalated / len(mine))
 
         store = SqlStore(migrated_url)
         try:
