@@ -206,16 +206,13 @@ def _chain_reward(store: SqlStore, decision: DecisionRecord) -> float | None:
     """What an escalated decision learned: its chain's return from it on (escalation.py), at
     its own λ; None while a later attempt has no graded feedback."""
     from bandit_router.core import Outcome
-    from bandit_router.escalation import returns
+    from bandit_router.escalation import graded_returns
+    from bandit_router.storage.base import first_graded
 
-    attempts = store.chain_attempts(decision.chain)
-    outcomes = []
-    for _, feedback in attempts:
-        scored = next((f for f in feedback if f.quality is not None), None)
-        if scored is None:
-            break
-        outcomes.append(Outcome(scored.quality or 0.0, scored.cost_usd))
-    learned = returns(outcomes)
+    graded = [first_graded(feedback) for _, feedback in store.chain_attempts(decision.chain)]
+    learned = graded_returns(
+        [None if f is None else Outcome(f.quality or 0.0, f.cost_usd) for f in graded]
+    )
     index = decision.attempt - 1
     return learned[index].reward(decision.cost_weight) if index < len(learned) else None
 
@@ -226,7 +223,7 @@ def _export_log(args: argparse.Namespace) -> int:
 
     import orjson
 
-    from bandit_router.storage.base import window_cursor_of
+    from bandit_router.storage.base import first_graded, window_cursor_of
     from bandit_router.storage.sql import SqlStore
 
     store = SqlStore(_settings(args).database_url)
@@ -238,7 +235,7 @@ def _export_log(args: argparse.Namespace) -> int:
             while batch := store.closed_decisions(cursor, end, 1000):
                 escalated = store.escalated([decision.id for decision, _ in batch])
                 for decision, feedback in batch:
-                    scored = next((f for f in feedback if f.quality is not None), None)
+                    scored = first_graded(feedback)
                     chain_reward = None if scored is None else scored.reward
                     if decision.id in escalated and scored is not None:
                         chain_reward = _chain_reward(store, decision)

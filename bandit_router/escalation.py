@@ -64,6 +64,17 @@ def returns(attempts: Sequence[Outcome]) -> list[Outcome]:
     return learned
 
 
+def graded_returns(attempts: Sequence[Outcome | None]) -> list[Outcome]:
+    """The returns the attempts have been learned with so far: over the attempts graded in
+    order (None: not graded yet), up to the first that is not."""
+    graded: list[Outcome] = []
+    for outcome in attempts:
+        if outcome is None:
+            break
+        graded.append(outcome)
+    return returns(graded)
+
+
 def corrections(attempts: Sequence[Outcome]) -> list[tuple[Outcome, Outcome]]:
     """When the last of ``attempts`` is graded: for each earlier attempt, the outcome it was
     learned with (its return while the chain ended one attempt earlier) and the one that

@@ -35,6 +35,7 @@ from bandit_router.storage.base import (
     Snapshot,
     Store,
     StoredFeedback,
+    first_graded,
     window_cursor_of,
 )
 
@@ -111,7 +112,7 @@ def _outcome_of(feedback: FeedbackRecord) -> Outcome:
 
 def _first_graded(_decision: DecisionRecord, feedback: Sequence[FeedbackRecord]) -> Outcome | None:
     """What the immediate mode learned of a decision: its first feedback with a quality."""
-    scored = next((f for f in feedback if f.quality is not None), None)
+    scored = first_graded(feedback)
     return None if scored is None else _outcome_of(scored)
 
 

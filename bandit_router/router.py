@@ -26,7 +26,12 @@ from bandit_router.core import (
     time_ordered_uuid,
 )
 from bandit_router.eligibility import NO_RULES, Constraints, Rules, split_eligible
-from bandit_router.escalation import DEFAULT_MAX_ATTEMPTS, Attempt, escalation_features, returns
+from bandit_router.escalation import (
+    DEFAULT_MAX_ATTEMPTS,
+    Attempt,
+    escalation_features,
+    graded_returns,
+)
 from bandit_router.experiments import Difference, Experiment, Interval, mean_interval, welch
 from bandit_router.features import featurize, prompt_words
 from bandit_router.health import Health, HealthBoard
@@ -333,13 +338,16 @@ class Router:
             if first.attempt == 1 and first.variant in requests:
                 requests[first.variant][0] += 1
                 requests[first.variant][1] += len(attempts) > 1
-            graded = []
-            for decision, feedback in attempts:
-                if feedback is None or feedback.quality is None:
-                    break
-                graded.append((decision, Outcome(feedback.quality, feedback.cost_usd)))
-            learned = returns([outcome for _, outcome in graded])
-            for (decision, _), outcome in zip(graded, learned, strict=True):
+            learned = graded_returns(
+                [
+                    None
+                    if feedback is None or feedback.quality is None
+                    else Outcome(feedback.quality, feedback.cost_usd)
+                    for _, feedback in attempts
+                ]
+            )
+            # learned covers the graded attempts only, a prefix of the chain
+            for (decision, _), outcome in zip(attempts, learned, strict=False):
                 logged.append(
                     LoggedDecision(
                         decision.features,
@@ -350,7 +358,7 @@ class Router:
                         decision.prior_costs,
                     )
                 )
-            if graded and first.attempt == 1 and first.variant in per_request:
+            if learned and first.attempt == 1 and first.variant in per_request:
                 chain = per_request[first.variant]
                 chain["reward"].append(learned[0].reward(first.cost_weight))
                 chain["quality"].append(learned[0].quality)

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from bandit_router.core import Arm, Context, Outcome
-from bandit_router.escalation import Attempt, corrections, escalation_features, returns
+from bandit_router.escalation import (
+    Attempt,
+    corrections,
+    escalation_features,
+    graded_returns,
+    returns,
+)
 from bandit_router.policies.linucb import LinUCB
 
 
@@ -25,6 +31,15 @@ def test_a_single_attempt_learns_its_own_outcome() -> None:
     assert returns([Outcome(0.7, 0.002)]) == [Outcome(0.7, 0.002, None)]
     assert returns([]) == []
     assert corrections([Outcome(0.7, 0.002)]) == []
+
+
+def test_graded_returns_stop_at_the_first_attempt_not_graded_yet() -> None:
+    # The third attempt is graded but the second is not: only the first counts so far.
+    chain = [Outcome(0.0, 0.001), None, Outcome(1.0, 0.02)]
+    assert graded_returns(chain) == [Outcome(0.0, 0.001, None)]
+    assert graded_returns([None]) == []
+    both = [Outcome(0.0, 0.001), Outcome(1.0, 0.01)]
+    assert graded_returns(both) == returns(both)
 
 
 def test_a_latency_is_summed_only_when_every_attempt_reported_one() -> None:

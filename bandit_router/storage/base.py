@@ -68,6 +68,12 @@ class FeedbackRecord:
     reward: float | None
 
 
+def first_graded(feedback: Sequence[FeedbackRecord]) -> FeedbackRecord | None:
+    """A decision's first feedback that carries a quality (feedback in id order): the one
+    learned without a reward window, and the grade an escalation reads."""
+    return next((f for f in feedback if f.quality is not None), None)
+
+
 @dataclass(frozen=True)
 class StoredFeedback:
     """A feedback row with its position in the feedback log (the learner's cursor)."""
