@@ -38,10 +38,10 @@ from bandit_router.escalation import (
 )
 from bandit_router.simulator.outcomes import OutcomeTable
 from bandit_router.simulator.replay import (
+    OnlineTally,
     Prompt,
     Run,
     greedy_model,
-    oracle_reward,
     priced_arms,
 )
 
@@ -200,10 +200,7 @@ def replay_cascade(
         train, column, arms, _grader(grader_error, train, train_stream), cost_weight, max_attempts
     )
     order = np.random.default_rng(seed).permutation(len(train))
-    oracle = oracle_reward(train, cost_weight)
-    rewards = np.empty(len(order))
-    regret = np.empty(len(order))
-    total_quality = total_cost = total_regret = 0.0
+    online = OnlineTally(train, len(order), cost_weight)
     calls = np.zeros(len(train.models))
     online_chains: list[Chain] = []
     for step, prompt in enumerate(order):
@@ -218,11 +215,7 @@ def replay_cascade(
         online_chains.append(chain)
         for model in chain.models:
             calls[column[model]] += 1
-        total_quality += chain.quality
-        total_cost += chain.cost_usd
-        total_regret += float(oracle[prompt]) - (chain.quality - cost_weight * chain.cost_usd)
-        rewards[step] = (total_quality - cost_weight * total_cost) / (step + 1)
-        regret[step] = total_regret
+        online.add(int(prompt), chain.quality, chain.cost_usd)
     scored = online_chains
     test_chains: list[Chain] | None = None
     if test is not None and test_prompts is not None:
@@ -244,10 +237,10 @@ def replay_cascade(
             for model in chain.models:
                 calls[column[model]] += 1
     return CascadeRun(
-        online_quality=total_quality / len(order),
-        online_cost=total_cost / len(order),
-        online_reward=rewards,
-        regret=regret,
+        online_quality=online.quality,
+        online_cost=online.cost,
+        online_reward=online.rewards,
+        regret=online.regret,
         test_quality=None if test_chains is None else _mean(c.quality for c in test_chains),
         test_cost=None if test_chains is None else _mean(c.cost_usd for c in test_chains),
         shares={model: float(calls[j] / calls.sum()) for j, model in enumerate(train.models)},

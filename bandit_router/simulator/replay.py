@@ -66,6 +66,38 @@ def oracle_reward(table: OutcomeTable, cost_weight: float) -> npt.NDArray[np.flo
     return rewards
 
 
+class OnlineTally:
+    """What a replay reports while it learns, round by round: the progressive mean reward
+    and the cumulative regret against the oracle, and the mean quality and cost at the end."""
+
+    def __init__(self, table: OutcomeTable, rounds: int, cost_weight: float) -> None:
+        self._oracle = oracle_reward(table, cost_weight)
+        self._cost_weight = cost_weight
+        self.rewards = np.empty(rounds)
+        self.regret = np.empty(rounds)
+        self._quality = self._cost = self._regret = 0.0
+        self._rounds = 0
+
+    def add(self, prompt: int, quality: float, cost: float) -> None:
+        """The next round's answer to the table's ``prompt`` had this quality and cost (a
+        single call's, or a whole cascade's)."""
+        step, weight = self._rounds, self._cost_weight
+        self._quality += quality
+        self._cost += cost
+        self._regret += float(self._oracle[prompt]) - (quality - weight * cost)
+        self.rewards[step] = (self._quality - weight * self._cost) / (step + 1)
+        self.regret[step] = self._regret
+        self._rounds += 1
+
+    @property
+    def quality(self) -> float:
+        return self._quality / self._rounds
+
+    @property
+    def cost(self) -> float:
+        return self._cost / self._rounds
+
+
 def greedy_model(decision: Decision, cost_weight: float) -> str:
     """The exploiting choice: best expected reward, without exploration bonus or floor."""
     best = max(
@@ -91,10 +123,7 @@ def replay(
     arms = priced_arms(train)
     column = {model: j for j, model in enumerate(train.models)}
     order = np.random.default_rng(seed).permutation(len(train))
-    oracle = oracle_reward(train, cost_weight)
-    rewards = np.empty(len(order))
-    regret = np.empty(len(order))
-    total_quality = total_cost = total_regret = 0.0
+    online = OnlineTally(train, len(order), cost_weight)
     calls = np.zeros(len(train.models))
     for step, prompt in enumerate(order):
         features, words = train_prompts[prompt]
@@ -106,11 +135,7 @@ def replay(
         policy.learn(
             context, decision.model, Outcome(quality, cost), probability=decision.probability
         )
-        total_quality += quality
-        total_cost += cost
-        total_regret += float(oracle[prompt]) - (quality - cost_weight * cost)
-        rewards[step] = (total_quality - cost_weight * total_cost) / (step + 1)
-        regret[step] = total_regret
+        online.add(int(prompt), quality, cost)
     test_quality = test_cost = None
     if test is not None and test_prompts is not None:
         test_column = {model: j for j, model in enumerate(test.models)}
@@ -128,10 +153,10 @@ def replay(
         test_cost = float(test.cost[rows, chosen].mean())
         calls = np.bincount(chosen, minlength=len(test.models)).astype(float)
     return Run(
-        online_quality=total_quality / len(order),
-        online_cost=total_cost / len(order),
-        online_reward=rewards,
-        regret=regret,
+        online_quality=online.quality,
+        online_cost=online.cost,
+        online_reward=online.rewards,
+        regret=online.regret,
         test_quality=test_quality,
         test_cost=test_cost,
         shares={model: float(calls[j] / calls.sum()) for j, model in enumerate(train.models)},
