@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
 import httpx
+import pytest
+
+from bandit_router import router
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def seed_decision_ids(monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
+    """Makes the router's decision ids (which seed every policy's draw and place a request
+    without a unit in an experiment's variant) a seeded sequence, for tests whose outcome
+    depends on those draws."""
+    ids = random.Random(seed)
+    monkeypatch.setattr(
+        router, "time_ordered_uuid", lambda: str(uuid.UUID(int=ids.getrandbits(128)))
+    )
 
 
 class FakeClock:

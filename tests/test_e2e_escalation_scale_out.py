@@ -8,12 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from bandit_router.core import Arm, Context, Outcome
-from bandit_router.policies.linucb import LinUCB
+from bandit_router.core import Outcome
 from tests.support import LearnerProcess, ServerProcess, write_config
-from tests.test_escalation_api import POOL, PROMPT
+from tests.test_escalation_api import POOL, PROMPT, assert_learned_the_chain
 
 
 def _post(client: httpx.Client, path: str, body: dict[str, Any], status: int) -> dict[str, Any]:
@@ -62,15 +60,4 @@ def test_replicas_escalate_each_others_attempts_and_the_learner_credits_the_chai
         a.stop()
         b.stop()
 
-    reference = LinUCB()
-    arms = (Arm(tried, first["scores"][tried]["expected_cost_usd"]),)
-    reference.learn(
-        Context(first["context"], arms, first["cost_weight"], "first"),
-        tried,
-        Outcome(1.0, 0.011),
-        probability=first["probability"],
-    )
-    expected = reference.choose(Context(first["context"], arms, 20.0, "again")).scores[0]
-    learned = again["scores"][tried]
-    assert learned["expected_quality"] == pytest.approx(expected.expected_quality, abs=1e-9)
-    assert learned["expected_cost_usd"] == pytest.approx(expected.expected_cost_usd, abs=1e-12)
+    assert_learned_the_chain(first, again["scores"][tried], Outcome(1.0, 0.011))

@@ -20,7 +20,7 @@ from bandit_router.ope import parse_log_line
 from bandit_router.policies.linucb import LinUCB
 from bandit_router.settings import Settings, config_from_mapping
 from bandit_router.storage.sql import SqlStore
-from tests.support import ServerProcess, write_config
+from tests.support import ServerProcess, seed_decision_ids, write_config
 
 POOL = [
     {"name": "local-small", "provider": "local", "input_price_per_mtok": 0.0,
@@ -138,20 +138,28 @@ def test_the_first_attempt_learns_what_the_chain_achieved(client: TestClient) ->
     _grade(client, second["decision_id"], 1.0, 0.01)
     tried = first["model"]
     again = _route(client, candidates=[tried])["scores"][tried]
+    assert_learned_the_chain(first, again, Outcome(1.0, 0.011))
+    assert again["expected_quality"] > 0.3  # its own answer alone (quality 0) would say 0
 
+
+def assert_learned_the_chain(
+    first: dict[str, Any], again: dict[str, float], chain: Outcome
+) -> None:
+    """The scores ``again`` gives the first try's model, for the same prompt, are those of a
+    fresh LinUCB that learned the first try once, with the chain's outcome."""
+    tried = first["model"]
     prior_cost = first["scores"][tried]["expected_cost_usd"]  # nothing learned yet: the price
     reference = LinUCB()
     arms = (Arm(tried, prior_cost),)
     reference.learn(
         Context(first["context"], arms, first["cost_weight"], "first"),
         tried,
-        Outcome(1.0, 0.011),
+        chain,
         probability=first["probability"],
     )
     expected = reference.choose(Context(first["context"], arms, 20.0, "again")).scores[0]
     assert again["expected_quality"] == pytest.approx(expected.expected_quality, abs=1e-9)
     assert again["expected_cost_usd"] == pytest.approx(expected.expected_cost_usd, abs=1e-12)
-    assert again["expected_quality"] > 0.3  # its own answer alone (quality 0) would say 0
 
 
 def _refused(client: TestClient, previous: list[str], **headers: str) -> str:
@@ -267,16 +275,10 @@ def test_the_escalation_indexes_hold_escalations_only(migrated_url: str) -> None
 def test_an_escalation_stays_in_its_first_variant_and_a_shadow_is_no_attempt(
     migrated_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import random
-
-    from bandit_router import router
 
     # Decision ids place a request without a unit in its variant: seeded, both variants are
     # drawn in every run, not in all but one run in two thousand.
-    ids = random.Random(11)
-    monkeypatch.setattr(
-        router, "time_ordered_uuid", lambda: str(uuid.UUID(int=ids.getrandbits(128)))
-    )
+    seed_decision_ids(monkeypatch, 11)
     raw = {
         "router": {"policy": "linucb", "policies": ["random", "fixed:cloud-large"]},
         "experiments": {

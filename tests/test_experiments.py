@@ -4,7 +4,6 @@ and the report's numbers against a case computed independently; bad input is ref
 from __future__ import annotations
 
 import math
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +15,7 @@ from scipy import stats
 from bandit_router.experiments import Experiment, Variant
 from bandit_router.main import create_app
 from bandit_router.settings import ConfigError, Settings, config_from_mapping
+from tests.support import seed_decision_ids
 from tests.test_api import POOL
 
 
@@ -193,18 +193,12 @@ def test_a_variant_s_policy_must_be_served() -> None:
 def test_a_shadow_variant_chooses_on_every_decision_never_serves_and_learns_from_them(
     migrated_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import random
-
-    from bandit_router import router
     from bandit_router.storage.sql import SqlStore
 
     # The decision ids seed the policies' draws, so fixing them fixes which models the
     # champion's ε floor logs; the off-policy estimate below then has one fixed value
     # instead of one that swings with the draws of 30 decisions.
-    ids = random.Random(7)
-    monkeypatch.setattr(
-        router, "time_ordered_uuid", lambda: str(uuid.UUID(int=ids.getrandbits(128)))
-    )
+    seed_decision_ids(monkeypatch, 7)
 
     raw = {
         "router": {"policy": "fixed:local-small", "policies": ["linucb"]},
