@@ -17,6 +17,7 @@ from bandit_router.escalation import DEFAULT_MAX_ATTEMPTS
 from bandit_router.features import FeatureEncoder
 from bandit_router.simulator.cascade import (
     ESCALATE_SUFFIX,
+    CascadeRun,
     cascade_references,
     check_grader_error,
     replay_cascade,
@@ -24,7 +25,7 @@ from bandit_router.simulator.cascade import (
 from bandit_router.simulator.metrics import aiq, apgr, cost_to_reach, cpt, frontier, quality_at
 from bandit_router.simulator.outcomes import OutcomeTable
 from bandit_router.simulator.progress import Progress
-from bandit_router.simulator.replay import Prompt, replay, table_features
+from bandit_router.simulator.replay import Prompt, Run, replay, table_features
 
 DEFAULT_COST_WEIGHTS = (0.0, 3.0, 10.0, 20.0, 30.0, 50.0, 100.0, 300.0, 1000.0)
 
@@ -89,6 +90,47 @@ def _point(cost_weight: float, quality: float, cost: float, **extra: Any) -> dic
     return {"cost_weight": cost_weight, "quality": quality, "cost_usd": cost, **extra}
 
 
+def _learned_points(
+    name: str,
+    run: Callable[[float, int], Run],
+    *,
+    cost_weights: Sequence[float],
+    seeds: int,
+    models: Sequence[str],
+    progress: Progress | None,
+    curve_weight: float,
+    curves: dict[str, dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """A learning policy's points in report.json, each λ's runs averaged over the seeds; its
+    learning curve (the first seed's, at ``curve_weight``) goes into ``curves``."""
+    points = []
+    for cost_weight in cost_weights:
+        runs = [run(cost_weight, seed) for seed in range(seeds)]
+        if progress is not None:
+            progress.advance(seeds)
+        quality, cost = (float(v) for v in np.mean([r.scored() for r in runs], axis=0))
+        if cost_weight == curve_weight and name not in curves:
+            curves[name] = {
+                "cost_weight": cost_weight,
+                "reward": runs[0].online_reward.tolist(),
+                "regret": runs[0].regret.tolist(),
+            }
+        # A cascade's points also say how many calls a prompt took.
+        attempts = [r.attempts for r in runs if isinstance(r, CascadeRun)]
+        points.append(
+            _point(
+                cost_weight, quality, cost,
+                online_quality=float(np.mean([r.online_quality for r in runs])),
+                online_cost_usd=float(np.mean([r.online_cost for r in runs])),
+                regret=float(np.mean([r.regret[-1] for r in runs])),
+                shares={m: float(np.mean([r.shares[m] for r in runs])) for m in models},
+                **({"attempts": float(np.mean(attempts))} if attempts else {}),
+                seeds=seeds,
+            )
+        )  # fmt: skip
+    return points
+
+
 @dataclass(frozen=True)
 class Replay:
     """report.json's content, and the learning curves (first seed, median λ) for the plots."""
@@ -141,34 +183,17 @@ def build_report(
     curves: dict[str, dict[str, Any]] = {}
     for name in policy_names:
         spec = PolicySpec(name)
-        points = []
-        for cost_weight in cost_weights:
-            runs = [
-                replay(
-                    spec, train, train_prompts, cost_weight=cost_weight, seed=seed,
-                    test=test, test_prompts=test_prompts,
-                )
-                for seed in range(seeds)
-            ]  # fmt: skip
-            if progress is not None:
-                progress.advance(seeds)
-            online_q = float(np.mean([r.online_quality for r in runs]))
-            online_c = float(np.mean([r.online_cost for r in runs]))
-            quality, cost = (float(v) for v in np.mean([r.scored() for r in runs], axis=0))
-            if cost_weight == curve_weight and name not in curves:
-                curves[name] = {
-                    "cost_weight": cost_weight,
-                    "reward": runs[0].online_reward.tolist(),
-                    "regret": runs[0].regret.tolist(),
-                }
-            regret = float(np.mean([r.regret[-1] for r in runs]))
-            shares = {m: float(np.mean([r.shares[m] for r in runs])) for m in train.models}
-            points.append(
-                _point(
-                    cost_weight, quality, cost, online_quality=online_q,
-                    online_cost_usd=online_c, regret=regret, shares=shares, seeds=seeds,
-                )
+
+        def single_shot(cost_weight: float, seed: int, spec: PolicySpec = spec) -> Run:
+            return replay(
+                spec, train, train_prompts, cost_weight=cost_weight, seed=seed,
+                test=test, test_prompts=test_prompts,
             )  # fmt: skip
+
+        points = _learned_points(
+            name, single_shot, cost_weights=cost_weights, seeds=seeds, models=train.models,
+            progress=progress, curve_weight=curve_weight, curves=curves,
+        )  # fmt: skip
         report_policies[name] = {"feedback": "bandit", "points": points}
     evaluate_prompts = test_prompts if test_prompts is not None else train_prompts
     predicted = _supervised(train, train_prompts, evaluate_prompts)
@@ -236,36 +261,18 @@ def _cascades(
     curves: dict[str, dict[str, Any]] = {}
     for name in policy_names:
         spec = PolicySpec(name)
-        points = []
-        for cost_weight in cost_weights:
-            runs = [
-                replay_cascade(
-                    spec, train, train_prompts, cost_weight=cost_weight, seed=seed,
-                    grader_error=grader_error, max_attempts=max_attempts,
-                    test=test, test_prompts=test_prompts,
-                )
-                for seed in range(seeds)
-            ]  # fmt: skip
-            if progress is not None:
-                progress.advance(seeds)
-            quality, cost = (float(v) for v in np.mean([r.scored() for r in runs], axis=0))
-            if cost_weight == curve_weight and name + ESCALATE_SUFFIX not in curves:
-                curves[name + ESCALATE_SUFFIX] = {
-                    "cost_weight": cost_weight,
-                    "reward": runs[0].online_reward.tolist(),
-                    "regret": runs[0].regret.tolist(),
-                }
-            points.append(
-                _point(
-                    cost_weight, quality, cost,
-                    online_quality=float(np.mean([r.online_quality for r in runs])),
-                    online_cost_usd=float(np.mean([r.online_cost for r in runs])),
-                    regret=float(np.mean([r.regret[-1] for r in runs])),
-                    shares={m: float(np.mean([r.shares[m] for r in runs])) for m in train.models},
-                    attempts=float(np.mean([r.attempts for r in runs])),
-                    seeds=seeds,
-                )
+
+        def cascade(cost_weight: float, seed: int, spec: PolicySpec = spec) -> Run:
+            return replay_cascade(
+                spec, train, train_prompts, cost_weight=cost_weight, seed=seed,
+                grader_error=grader_error, max_attempts=max_attempts,
+                test=test, test_prompts=test_prompts,
             )  # fmt: skip
+
+        points = _learned_points(
+            name + ESCALATE_SUFFIX, cascade, cost_weights=cost_weights, seeds=seeds,
+            models=train.models, progress=progress, curve_weight=curve_weight, curves=curves,
+        )  # fmt: skip
         entries[name + ESCALATE_SUFFIX] = {"feedback": "bandit", "cascade": True, "points": points}
     evaluate = test if test is not None else train
     references = cascade_references(
