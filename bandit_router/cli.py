@@ -131,14 +131,12 @@ def _fraction(text: str) -> float:
 
 
 def _grader_error(text: str) -> float:
+    from bandit_router.simulator.cascade import check_grader_error
+
     try:
-        value = float(text)
+        return check_grader_error(float(text))
     except ValueError:
-        value = math.nan
-    # A grader that errs half the time or more says nothing (or the opposite) about an answer.
-    if not 0.0 <= value < 0.5:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a probability in [0, 0.5)")
-    return value
+        raise argparse.ArgumentTypeError(f"{text!r} is not a probability in [0, 0.5)") from None
 
 
 def _attempts(text: str) -> int:
