@@ -90,13 +90,13 @@ def test_chains_of_one_two_and_max_attempts_over_http(
     # The log links the attempts of the request.
     store = SqlStore(database_url)
     try:
-        logged = store.get_decisions([*chain, third["decision_id"]])
+        logged = [decision for decision, _ in store.chain_attempts(chain[0])]
     finally:
         store.close()
-    assert [logged[i].attempt for i in (*chain, third["decision_id"])] == [1, 2, 3]
-    assert logged[chain[1]].previous_id == chain[0]
-    assert logged[third["decision_id"]].previous_id == chain[1]
-    assert {logged[i].chain for i in logged} == {chain[0]}
+    assert [d.id for d in logged] == [*chain, third["decision_id"]]
+    assert [d.attempt for d in logged] == [1, 2, 3]
+    assert [d.previous_id for d in logged] == [None, *chain]
+    assert {d.chain for d in logged} == {chain[0]}
 
 
 @pytest.fixture

@@ -142,10 +142,6 @@ class Store(Protocol):
         """Those of the decisions that an escalation continues."""
         ...
 
-    def get_decisions(self, decision_ids: Sequence[str]) -> dict[str, DecisionRecord]:
-        """The decisions found among the ids, by id."""
-        ...
-
     def graded_decisions(
         self, decision_ids: Sequence[str]
     ) -> dict[str, tuple[DecisionRecord, FeedbackRecord | None]]:

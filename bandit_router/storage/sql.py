@@ -298,12 +298,6 @@ class SqlStore:
             return existing
         return None
 
-    def get_decisions(self, decision_ids: Sequence[str]) -> dict[str, DecisionRecord]:
-        d = tables.decisions
-        with self.engine.connect() as connection:
-            rows = connection.execute(select(d).where(d.c.id.in_(list(decision_ids)))).mappings()
-            return {row["id"]: _decision_from(row) for row in rows}
-
     def graded_decisions(
         self, decision_ids: Sequence[str]
     ) -> dict[str, tuple[DecisionRecord, FeedbackRecord | None]]:
