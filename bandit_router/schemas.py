@@ -202,18 +202,8 @@ class ModelIn(_Strict):
     )
 
     def to_spec(self) -> ModelSpec:
-        return ModelSpec(
-            name=self.name,
-            provider=self.provider,
-            input_price_per_mtok=self.input_price_per_mtok,
-            output_price_per_mtok=self.output_price_per_mtok,
-            context_window=self.context_window,
-            tags=frozenset(self.tags),
-            enabled=self.enabled,
-            requests_per_minute=self.requests_per_minute,
-            tokens_per_minute=self.tokens_per_minute,
-            prior_quality=self.prior_quality,
-        )
+        # The fields are ModelSpec's own, by name; only the tags change type.
+        return ModelSpec(**{**self.model_dump(), "tags": frozenset(self.tags)})
 
 
 class ModelUpdate(_Strict):
