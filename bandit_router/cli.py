@@ -171,8 +171,9 @@ def _replay(args: argparse.Namespace) -> int:
         0 if args.grader_error is None else sum(n in policies.LEARNING_POLICIES for n in names)
     )
     try:
+        policy_params = {} if args.config is None else load_config(args.config).policy_params
         for name in names:
-            policies.build(PolicySpec(name))
+            policies.build(PolicySpec(name, policy_params.get(name.split(":", 1)[0], {})))
         train = load_outcomes(args.train)
         test = load_outcomes(args.test) if args.test else None
         if args.holdout is not None:
@@ -190,9 +191,10 @@ def _replay(args: argparse.Namespace) -> int:
             progress=progress,
             grader_error=args.grader_error,
             max_attempts=args.max_attempts,
+            policy_params=policy_params,
         )
         progress.close()
-    except (OutcomeTableError, ValueError) as error:
+    except (OutcomeTableError, ValueError, ConfigError) as error:
         print(f"bandit-router replay: {error}", file=sys.stderr)
         return 2
     written = write_report(result, args.out)
@@ -386,6 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--split-seed", type=int, default=0, help="seed of the --holdout split")
     replay.add_argument("--policy", action="append", help="repeatable; default: every learner")
+    replay.add_argument(
+        "--config",
+        type=Path,
+        help="a service configuration whose [policies.NAME] sections set the replayed "
+        "policies' parameters (default: each policy's own defaults)",
+    )
     replay.add_argument("--cost-weight", type=_non_negative, action="append", help="repeatable λ")
     replay.add_argument("--seeds", type=int, default=1, choices=range(1, 1001), metavar="N")
     replay.add_argument(

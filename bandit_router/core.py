@@ -9,12 +9,16 @@ import hashlib
 import operator
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, Protocol, TypeAlias, get_args
 
 FeatureValue: TypeAlias = float | str
 Features: TypeAlias = Mapping[str, FeatureValue]
+
+ESCALATION_FEATURES = ("attempt", "previous_model", "previous_quality")
+"""The context keys an escalation adds (escalation.py): which attempt this is, the model tried
+last and its grade. A first attempt's context has none of them."""
 
 ErrorKind: TypeAlias = Literal["rate_limited", "timeout", "server_error", "refused"]
 ERROR_KINDS: tuple[str, ...] = get_args(ErrorKind)
@@ -182,7 +186,7 @@ class PolicySpec:
     """A policy's registry name and its parameters, as configured."""
 
     name: str
-    params: Mapping[str, float | int | str] = field(default_factory=dict)
+    params: Mapping[str, float | int | str | Sequence[str]] = field(default_factory=dict)
 
     def key(self) -> str:
         """A stable text identity, so a snapshot is only restored into the same configuration."""

@@ -26,12 +26,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bandit_router.core import Features, FeatureValue, Outcome
+from bandit_router.core import ESCALATION_FEATURES, Features, FeatureValue, Outcome
 
 DEFAULT_MAX_ATTEMPTS = 2
-ESCALATION_FEATURES = ("attempt", "previous_model", "previous_quality")
-"""The context keys an escalation adds: which attempt this is, the model tried last and its
-grade. A first attempt's context has none of them, as before escalation existed."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +88,8 @@ def escalation_features(base: Features, previous: Sequence[Attempt]) -> dict[str
     features: dict[str, FeatureValue] = dict(base)
     if previous:
         last = previous[-1]
-        features["attempt"] = float(len(previous) + 1)
-        features["previous_model"] = last.model
-        features["previous_quality"] = last.quality
+        attempt, previous_model, previous_quality = ESCALATION_FEATURES
+        features[attempt] = float(len(previous) + 1)
+        features[previous_model] = last.model
+        features[previous_quality] = last.quality
     return features

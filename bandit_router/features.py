@@ -26,13 +26,13 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from itertools import islice
 
 import numpy as np
 import numpy.typing as npt
 
-from bandit_router.core import Features, FeatureValue, stable_hash
+from bandit_router.core import ESCALATION_FEATURES, Features, FeatureValue, stable_hash
 from bandit_router.text_rules import (
     CODE_MARKERS,
     MATH_MARKERS,
@@ -179,12 +179,23 @@ class FeatureEncoder:
     value hashes ``key=value`` to +-1, a number hashes ``key`` to +-value clipped to
     [-10, 10]. ``tokens`` is skipped (``log_tokens`` carries it) and non-finite numbers
     count as 0, since one NaN would poison a policy's matrices for good.
+
+    ``features``, when given, names the only context features encoded (the escalation
+    features of ``ESCALATION_FEATURES`` are always encoded): a policy then ignores features
+    that carry no signal for its traffic instead of paying their variance.
     """
 
-    def __init__(self, hashed_dim: int = 16) -> None:
+    def __init__(self, hashed_dim: int = 16, features: Collection[str] | None = None) -> None:
         if hashed_dim < 0:
             raise ValueError(f"hashed_dim must be >= 0, got {hashed_dim}")
+        if features is not None and (
+            isinstance(features, str) or not all(isinstance(f, str) and f for f in features)
+        ):
+            raise ValueError("features must be a list of feature names")
         self._hashed_dim = hashed_dim
+        self._read: frozenset[str] | None = (
+            None if features is None else frozenset(features) | frozenset(ESCALATION_FEATURES)
+        )
         self._numeric = {name: 1 + i for i, name in enumerate(NUMERIC_FEATURES)}
         first_task = 1 + len(NUMERIC_FEATURES)
         self._task = {name: first_task + i for i, name in enumerate(TASK_TYPES)}
@@ -196,14 +207,22 @@ class FeatureEncoder:
         return self._hashed_dim
 
     @property
+    def features(self) -> tuple[str, ...] | None:
+        """The feature names read besides the escalation ones, sorted; None: every one."""
+        if self._read is None:
+            return None
+        return tuple(sorted(self._read - frozenset(ESCALATION_FEATURES)))
+
+    @property
     def dim(self) -> int:
         return self._hash_start + self._hashed_dim
 
     def encode(self, features: Features) -> npt.NDArray[np.float64]:
         vector = np.zeros(self.dim, dtype=np.float64)
         vector[0] = 1.0
+        read = self._read
         for key, value in features.items():
-            if key == "tokens":
+            if key == "tokens" or (read is not None and key not in read):
                 continue
             if isinstance(value, str):
                 if key == "task_type":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -171,7 +171,7 @@ class _ConfigFile(BaseModel):
     tenants: dict[str, _TenantSection] = Field(default_factory=dict)
     budgets: dict[str, _BudgetSection] = Field(default_factory=dict)
     experiments: dict[str, _ExperimentSection] = Field(default_factory=dict)
-    policies: dict[str, dict[str, float | int | str]] = Field(default_factory=dict)
+    policies: dict[str, dict[str, float | int | str | list[str]]] = Field(default_factory=dict)
     models: list[_ModelEntry] = Field(min_length=1)
 
 
@@ -206,6 +206,10 @@ class RouterConfig:
     budgets: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     """Per scope (a tenant, or "default"), the [budgets.SCOPE] values as Budget takes them."""
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    policy_params: Mapping[str, Mapping[str, float | int | str | Sequence[str]]] = field(
+        default_factory=dict
+    )
+    """Every [policies.NAME] section, served or not (the replay takes them from here)."""
 
 
 def _default_config_text() -> str:
@@ -323,4 +327,5 @@ def config_from_mapping(
         experiments=tuple(experiments),
         budgets={scope: budget.model_dump() for scope, budget in parsed.budgets.items()},
         max_attempts=router.max_attempts,
+        policy_params=parsed.policies,
     )

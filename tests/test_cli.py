@@ -94,6 +94,7 @@ def test_database_url_and_config_come_from_the_environment(
     [
         ('policy = "nope"', "unknown policy 'nope'"),
         ('policy = "vw"\n[policies.vw]\nexploration = "ucb"', "exploration must be one of"),
+        ('[policies.linucb]\nfeatures = "task_type"', "features must be a list of feature names"),
     ],
 )
 @pytest.mark.parametrize("command", ["serve", "learner"])

@@ -391,6 +391,37 @@ def test_encoder_puts_unknown_task_in_the_other_slot() -> None:
     assert vector.sum() == 2.0  # bias + other
 
 
+def test_encoder_reads_only_the_features_it_is_given_and_every_escalation_feature() -> None:
+    features = {
+        **featurize("def f(x): return x  # what is 2 + 2?", "code", {"tier": "gold"}),
+        "attempt": 2.0,
+        "previous_model": "small",
+        "previous_quality": 0.0,
+    }
+    everything = FeatureEncoder().encode(features)
+    only_task = FeatureEncoder(features=["task_type"])
+    vector = only_task.encode(features)
+    assert vector.shape == everything.shape
+    task_slot = 1 + len(NUMERIC_FEATURES) + TASK_TYPES.index("code")
+    assert vector[task_slot] == everything[task_slot] == 1.0
+    assert not vector[1 : 1 + len(NUMERIC_FEATURES)].any()  # no density feature read
+    # The escalation's attempt and previous model are still there; the caller's tier is not.
+    hashed = vector[only_task.dim - 16 :]
+    escalation_only = FeatureEncoder(features=["task_type"]).encode(
+        {"task_type": "code", "attempt": 2.0, "previous_model": "small", "previous_quality": 0.0}
+    )
+    assert np.array_equal(vector, escalation_only)
+    assert np.count_nonzero(hashed) >= 1
+    assert only_task.features == ("task_type",)
+    assert FeatureEncoder().features is None
+
+
+@pytest.mark.parametrize("bad", ["task_type", ["task_type", 3], [""]])
+def test_encoder_refuses_features_that_are_not_a_list_of_names(bad: object) -> None:
+    with pytest.raises(ValueError, match="features must be a list of feature names"):
+        FeatureEncoder(features=bad)  # type: ignore[arg-type]
+
+
 def test_encoder_string_extra_sets_exactly_one_hashed_slot_to_plus_or_minus_one() -> None:
     encoder = FeatureEncoder(hashed_dim=16)
     hashed = encoder.encode({"x.tier": "gold"})[encoder.dim - 16 :]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import random
+import tomllib
 
 import numpy as np
 import pytest
 
+from bandit_router import policies
 from bandit_router.core import Arm, Context, Outcome
 from bandit_router.policies.linucb import LinUCB
+from bandit_router.settings import DEFAULT_CONFIG_PATH, config_from_mapping
 
 ARMS = (Arm("cheap", 0.0001), Arm("dear", 0.01))
 
@@ -93,3 +96,41 @@ def test_rejects_parameters_out_of_range() -> None:
         LinUCB(epsilon=1.5)
     with pytest.raises(ValueError, match="ridge"):
         LinUCB(ridge=0.0)
+
+
+def test_a_policy_given_features_ignores_the_others_and_keeps_them_across_dumps() -> None:
+    """With features = ["task_type"], a noisy caller feature moves nothing: the learned state
+    equals that of a policy that never saw the feature, and it survives dumps → loads."""
+    restricted = LinUCB(seed=2, features=["task_type"])
+    reference = LinUCB(seed=2)
+    rng = random.Random(7)
+    for i in range(100):
+        task = ("qa", "code")[i % 2]
+        noisy = Context(
+            features={"task_type": task, "log_tokens": rng.random(), "x.noise": rng.random()},
+            arms=ARMS,
+            cost_weight=0.0,
+            draw_key=str(i),
+        )
+        plain = Context({"task_type": task}, ARMS, 0.0, str(i))
+        assert restricted.choose(noisy) == reference.choose(plain)
+        outcome = Outcome(float(rng.random() < 0.5), 0.001)
+        restricted.learn(noisy, "cheap", outcome, probability=0.5)
+        reference.learn(plain, "cheap", outcome, probability=0.5)
+    np.testing.assert_array_equal(restricted._arms.b_quality, reference._arms.b_quality)
+    restored = LinUCB.loads(restricted.dumps())
+    assert restored._params() == restricted._params()
+    assert restored._params()["features"] == ("task_type",)
+    probe = Context({"task_type": "code", "x.noise": 5.0}, ARMS, 0.0, "probe")
+    assert restored.choose(probe) == restricted.choose(probe)
+
+
+def test_the_configuration_passes_a_list_of_features_to_the_served_policy() -> None:
+    text = DEFAULT_CONFIG_PATH.read_text().replace(
+        "[policies.linucb]\n", '[policies.linucb]\nfeatures = ["task_type", "x.tier"]\n', 1
+    )
+    config = config_from_mapping(tomllib.loads(text))
+    assert config.policy.params["features"] == ["task_type", "x.tier"]
+    policy = policies.build(config.policy)
+    assert isinstance(policy, LinUCB)
+    assert policy._params()["features"] == ("task_type", "x.tier")

@@ -13,6 +13,7 @@ import pytest
 from bandit_router import policies
 from bandit_router.cli import main
 from bandit_router.core import Context, Outcome, Policy, PolicySpec
+from bandit_router.settings import DEFAULT_CONFIG_PATH
 from bandit_router.simulator.outcomes import OutcomeTableError, load_outcomes
 from bandit_router.simulator.replay import replay, table_features
 from bandit_router.simulator.report import build_report
@@ -259,3 +260,52 @@ def test_replay_command_holds_out_a_split(tmp_path: Path) -> None:
     report = json.loads((out / "report.json").read_text())
     assert (report["n_train"], report["n_test"]) == (45, 15)
     assert main([*args, "--test", str(table), "--out", str(out)]) == 2
+
+
+def _config_with(tmp_path: Path, policy_lines: str) -> Path:
+    """The packaged service configuration with its [policies.linucb] section replaced."""
+    text = DEFAULT_CONFIG_PATH.read_text()
+    start = text.index("[policies.linucb]")
+    end = text.index("\n[", start + 1)
+    config = tmp_path / "service.toml"
+    config.write_text(text[:start] + f"[policies.linucb]\n{policy_lines}\n" + text[end:])
+    return config
+
+
+def test_replay_takes_the_policies_parameters_from_a_service_configuration(
+    tmp_path: Path,
+) -> None:
+    """epsilon = 1 makes LinUCB choose uniformly while it learns: its online quality falls to
+    the pool's mean (0.6), where the defaults learn the best model per task (≈ 0.9)."""
+    train = write_table(tmp_path / "train.csv", 300, 1)
+    runs = {}
+    for name, extra in {
+        "defaults": [],
+        "configured": ["--config", str(_config_with(tmp_path, "epsilon = 1.0"))],
+    }.items():
+        out = tmp_path / name
+        argv = ["replay", "--train", str(train), "--policy", "linucb", "--cost-weight", "0"]
+        assert main([*argv, *extra, "--out", str(out)]) == 0
+        runs[name] = json.loads((out / "report.json").read_text())["policies"]["linucb"]
+    assert "params" not in runs["defaults"]
+    assert runs["configured"]["params"] == {"epsilon": 1.0}
+    assert runs["configured"]["points"][0]["online_quality"] == pytest.approx(0.6, abs=0.06)
+    assert runs["defaults"]["points"][0]["online_quality"] > 0.8
+
+
+@pytest.mark.parametrize(
+    ("policy_lines", "reason"),
+    [
+        ('features = "task_type"', "features must be a list of feature names"),
+        ("alpha = -1.0", "alpha must be ≥ 0"),
+    ],
+)
+def test_replay_refuses_a_configuration_with_bad_policy_parameters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], policy_lines: str, reason: str
+) -> None:
+    train = write_table(tmp_path / "train.csv", 20, 1)
+    config = _config_with(tmp_path, policy_lines)
+    argv = ["replay", "--train", str(train), "--config", str(config), "--policy", "linucb"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    assert reason in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

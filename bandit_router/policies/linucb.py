@@ -129,6 +129,7 @@ class LinUCB:
         epsilon: float = 0.05,
         ridge: float = 1.0,
         hashed_dim: int = 16,
+        features: Sequence[str] | None = None,
         seed: int = 0,
     ) -> None:
         if not 0.0 <= epsilon <= 1.0:
@@ -139,7 +140,7 @@ class LinUCB:
         self.epsilon = epsilon
         self.ridge = ridge
         self.seed = seed
-        self._encoder = FeatureEncoder(hashed_dim=hashed_dim)
+        self._encoder = FeatureEncoder(hashed_dim=hashed_dim, features=features)
         self._arms = _Arms(self._encoder.dim, ridge)
         self._version = 0
 
@@ -153,6 +154,7 @@ class LinUCB:
             "epsilon": self.epsilon,
             "ridge": self.ridge,
             "hashed_dim": self._encoder.hashed_dim,
+            "features": self._encoder.features,
             "seed": self.seed,
         }
 

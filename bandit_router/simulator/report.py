@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,19 @@ from bandit_router.simulator.progress import Progress
 from bandit_router.simulator.replay import Prompt, Run, replay, table_features
 
 DEFAULT_COST_WEIGHTS = (0.0, 3.0, 10.0, 20.0, 30.0, 50.0, 100.0, 300.0, 1000.0)
+
+
+def _spec(name: str, policy_params: Mapping[str, Mapping[str, Any]]) -> PolicySpec:
+    """The policy as configured: ``fixed:MODEL`` takes the parameters of ``fixed``."""
+    return PolicySpec(name, dict(policy_params.get(name.split(":", 1)[0], {})))
+
+
+def _params_entry(spec: PolicySpec) -> dict[str, Any]:
+    """A report entry's ``params``, when the policy was given any (its defaults otherwise)."""
+    if not spec.params:
+        return {}
+    return {"params": {k: v if isinstance(v, str | int | float) else list(v)
+                       for k, v in spec.params.items()}}  # fmt: skip
 
 
 def _per_task_best(
@@ -149,13 +162,16 @@ def build_report(
     progress: Progress | None = None,
     grader_error: float | None = None,
     max_attempts: int | None = None,
+    policy_params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Replay:
     """Replays each bandit policy at each λ and seed, and the full-information references.
 
     With ``grader_error``, each learning policy is replayed again as cascades graded by a
     grader that errs with that probability (``NAME+escalate``), beside the fixed cascades that
     full information picks (see simulator/cascade.py), each chain at most ``max_attempts``
-    long (default: the service's)."""
+    long (default: the service's). ``policy_params`` holds each registered policy's
+    parameters by its registry name, as a service configuration's [policies.NAME] does."""
+    specs = {name: _spec(name, policy_params or {}) for name in policy_names}
     if test is not None and test.models != train.models:
         raise ValueError(f"{test.path}: its models differ from {train.path}'s")
     if max_attempts is None:
@@ -181,8 +197,7 @@ def build_report(
     report_policies: dict[str, Any] = {}
     curve_weight = sorted(cost_weights)[len(cost_weights) // 2]
     curves: dict[str, dict[str, Any]] = {}
-    for name in policy_names:
-        spec = PolicySpec(name)
+    for name, spec in specs.items():
 
         def single_shot(cost_weight: float, seed: int, spec: PolicySpec = spec) -> Run:
             return replay(
@@ -194,7 +209,7 @@ def build_report(
             name, single_shot, cost_weights=cost_weights, seeds=seeds, models=train.models,
             progress=progress, curve_weight=curve_weight, curves=curves,
         )  # fmt: skip
-        report_policies[name] = {"feedback": "bandit", "points": points}
+        report_policies[name] = {"feedback": "bandit", **_params_entry(spec), "points": points}
     evaluate_prompts = test_prompts if test_prompts is not None else train_prompts
     predicted = _supervised(train, train_prompts, evaluate_prompts)
     prices = train.cost.mean(axis=0)
@@ -213,7 +228,7 @@ def build_report(
     if grader_error is not None:
         cascade_entries, cascade_curves = _cascades(
             train, test, train_prompts, test_prompts,
-            policy_names=[n for n in policy_names if n in policies.LEARNING_POLICIES],
+            specs=[spec for name, spec in specs.items() if name in policies.LEARNING_POLICIES],
             cost_weights=cost_weights, seeds=seeds, progress=progress,
             grader_error=grader_error, max_attempts=max_attempts, curve_weight=curve_weight,
         )  # fmt: skip
@@ -248,7 +263,7 @@ def _cascades(
     train_prompts: list[Prompt],
     test_prompts: list[Prompt] | None,
     *,
-    policy_names: Sequence[str],
+    specs: Sequence[PolicySpec],
     cost_weights: Sequence[float],
     seeds: int,
     progress: Progress | None,
@@ -259,8 +274,8 @@ def _cascades(
     """The cascade entries of report.json's policies (without their AIQ), and their curves."""
     entries: dict[str, Any] = {}
     curves: dict[str, dict[str, Any]] = {}
-    for name in policy_names:
-        spec = PolicySpec(name)
+    for spec in specs:
+        name = spec.name
 
         def cascade(cost_weight: float, seed: int, spec: PolicySpec = spec) -> Run:
             return replay_cascade(
@@ -273,7 +288,9 @@ def _cascades(
             name + ESCALATE_SUFFIX, cascade, cost_weights=cost_weights, seeds=seeds,
             models=train.models, progress=progress, curve_weight=curve_weight, curves=curves,
         )  # fmt: skip
-        entries[name + ESCALATE_SUFFIX] = {"feedback": "bandit", "cascade": True, "points": points}
+        entries[name + ESCALATE_SUFFIX] = {
+            "feedback": "bandit", "cascade": True, **_params_entry(spec), "points": points,
+        }  # fmt: skip
     evaluate = test if test is not None else train
     references = cascade_references(
         train, evaluate, cost_weights=cost_weights, grader_error=grader_error,
