@@ -173,7 +173,13 @@ def _replay(args: argparse.Namespace) -> int:
     try:
         policy_params = {} if args.config is None else load_config(args.config).policy_params
         for name in names:
-            policies.build(PolicySpec(name, policy_params.get(name.split(":", 1)[0], {})))
+            key = name.split(":", 1)[0]
+            try:
+                policies.build(PolicySpec(name, policy_params.get(key, {})))
+            except ValueError as error:
+                if key not in policy_params:
+                    raise
+                raise ValueError(f"{args.config}: policies.{key}: {error}") from error
         train = load_outcomes(args.train)
         test = load_outcomes(args.test) if args.test else None
         if args.holdout is not None:

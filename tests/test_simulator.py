@@ -307,5 +307,7 @@ def test_replay_refuses_a_configuration_with_bad_policy_parameters(
     config = _config_with(tmp_path, policy_lines)
     argv = ["replay", "--train", str(train), "--config", str(config), "--policy", "linucb"]
     assert main([*argv, "--out", str(tmp_path / "out")]) == 2
-    assert reason in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert f"{config}: policies.linucb: " in error
+    assert reason in error
     assert not (tmp_path / "out").exists()
