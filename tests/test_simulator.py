@@ -281,7 +281,7 @@ def test_replay_takes_the_policies_parameters_from_a_service_configuration(
     runs = {}
     for name, extra in {
         "defaults": [],
-        "configured": ["--config", str(_config_with(tmp_path, "epsilon = 1.0"))],
+        "configured": ["--config", str(_config_with(tmp_path, "epsilon = 1.0\nseed = 3"))],
     }.items():
         out = tmp_path / name
         argv = ["replay", "--train", str(train), "--policy", "linucb", "--cost-weight", "0"]

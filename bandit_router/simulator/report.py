@@ -36,11 +36,14 @@ def _spec(name: str, policy_params: Mapping[str, Mapping[str, Any]]) -> PolicySp
 
 
 def _params_entry(spec: PolicySpec) -> dict[str, Any]:
-    """A report entry's ``params``, when the policy was given any (its defaults otherwise)."""
-    if not spec.params:
-        return {}
-    return {"params": {k: v if isinstance(v, str | int | float) else list(v)
-                       for k, v in spec.params.items()}}  # fmt: skip
+    """A report entry's ``params``, when the policy was given any (its defaults otherwise).
+    A configured ``seed`` is left out: every replay seeds its policy with the run's seed."""
+    params = {
+        key: value if isinstance(value, str | int | float) else list(value)
+        for key, value in spec.params.items()
+        if key != "seed"
+    }
+    return {"params": params} if params else {}
 
 
 def _per_task_best(
