@@ -45,7 +45,15 @@ from bandit_router.text_rules import (
 
 _WORD = re.compile(r"\w+")
 
-__all__ = ["NUMERIC_FEATURES", "TASK_TYPES", "FeatureEncoder", "featurize", "infer_task_type"]
+__all__ = [
+    "NUMERIC_FEATURES",
+    "TASK_TYPES",
+    "FeatureEncoder",
+    "configured_features",
+    "features_read",
+    "featurize",
+    "infer_task_type",
+]
 
 NUMERIC_FEATURES: tuple[str, ...] = (
     "log_tokens",
@@ -170,6 +178,24 @@ def _hashed(token: str, dim: int) -> tuple[int, float]:
     return h % dim, -1.0 if h >> 63 else 1.0
 
 
+def features_read(features: Collection[str] | None) -> frozenset[str] | None:
+    """What a policy given ``features`` reads of a context: those names and an escalation's
+    (``ESCALATION_FEATURES``), which a policy serving escalations always needs; None, every
+    feature, when it was given none. A policy then ignores features that carry no signal for
+    its traffic instead of paying their variance."""
+    if features is None:
+        return None
+    if isinstance(features, str) or not all(isinstance(f, str) and f for f in features):
+        raise ValueError("features must be a list of feature names")
+    return frozenset(features) | frozenset(ESCALATION_FEATURES)
+
+
+def configured_features(read: frozenset[str] | None) -> tuple[str, ...] | None:
+    """The ``features`` that give ``read`` (sorted, without the escalation ones), for a
+    policy's saved parameters."""
+    return None if read is None else tuple(sorted(read - frozenset(ESCALATION_FEATURES)))
+
+
 class FeatureEncoder:
     """Dense layout for linear policies, fixed by ``hashed_dim`` alone.
 
@@ -180,22 +206,14 @@ class FeatureEncoder:
     [-10, 10]. ``tokens`` is skipped (``log_tokens`` carries it) and non-finite numbers
     count as 0, since one NaN would poison a policy's matrices for good.
 
-    ``features``, when given, names the only context features encoded (the escalation
-    features of ``ESCALATION_FEATURES`` are always encoded): a policy then ignores features
-    that carry no signal for its traffic instead of paying their variance.
+    ``features``, when given, names the only context features encoded (``features_read``).
     """
 
     def __init__(self, hashed_dim: int = 16, features: Collection[str] | None = None) -> None:
         if hashed_dim < 0:
             raise ValueError(f"hashed_dim must be >= 0, got {hashed_dim}")
-        if features is not None and (
-            isinstance(features, str) or not all(isinstance(f, str) and f for f in features)
-        ):
-            raise ValueError("features must be a list of feature names")
         self._hashed_dim = hashed_dim
-        self._read: frozenset[str] | None = (
-            None if features is None else frozenset(features) | frozenset(ESCALATION_FEATURES)
-        )
+        self._read = features_read(features)
         self._numeric = {name: 1 + i for i, name in enumerate(NUMERIC_FEATURES)}
         first_task = 1 + len(NUMERIC_FEATURES)
         self._task = {name: first_task + i for i, name in enumerate(TASK_TYPES)}
@@ -209,9 +227,7 @@ class FeatureEncoder:
     @property
     def features(self) -> tuple[str, ...] | None:
         """The feature names read besides the escalation ones, sorted; None: every one."""
-        if self._read is None:
-            return None
-        return tuple(sorted(self._read - frozenset(ESCALATION_FEATURES)))
+        return configured_features(self._read)
 
     @property
     def dim(self) -> int:

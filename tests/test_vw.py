@@ -136,3 +136,33 @@ def test_bad_parameters_and_inputs_are_refused_with_a_reason() -> None:
         policy.learn(_context("qa", 1), "small", Outcome(1.0, 0.0), probability=0.0)
     with pytest.raises(ValueError, match="at least one"):
         policy.choose(Context({}, (), 1.0, "k"))
+
+
+def test_a_policy_given_features_reads_only_those_and_an_escalation_s() -> None:
+    """What VW is shown is what it learns from: with features = ["task_type"], the shared
+    line holds the task and the escalation's features, never the density or caller ones,
+    and a restored policy shows the same."""
+    policy = VowpalWabbit(features=["task_type"])
+    context = Context(
+        features={
+            "task_type": "code",
+            "log_tokens": 0.3,
+            "x.tier": "gold",
+            "attempt": 2.0,
+            "previous_model": "small",
+            "previous_quality": 0.0,
+        },
+        arms=ARMS,
+        cost_weight=1.0,
+        draw_key="request-1",
+    )
+    line = policy._shared_line(context)
+    assert line == "shared |c task_type=code attempt:2 previous_model=small"
+    assert VowpalWabbit()._shared_line(context).count("=") == 3  # task, tier, previous model
+    policy.learn(context, "large", Outcome(1.0, 0.01), probability=0.5)
+    restored = VowpalWabbit.loads(policy.dumps())
+    assert restored._params()["features"] == ("task_type",)
+    assert restored._shared_line(context) == line
+    assert restored.choose(context) == policy.choose(context)
+    with pytest.raises(ValueError, match="features must be a list of feature names"):
+        VowpalWabbit(features="task_type")

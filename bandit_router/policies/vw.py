@@ -32,10 +32,12 @@ import os
 import re
 import struct
 import tempfile
+from collections.abc import Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from bandit_router.core import Context, Decision, Outcome
+from bandit_router.features import configured_features, features_read
 from bandit_router.policies.common import draw_decision
 
 if TYPE_CHECKING:
@@ -108,6 +110,7 @@ class VowpalWabbit:
         cb_type: str = "mtr",
         words: int = 0,
         bits: int = 18,
+        features: Sequence[str] | None = None,
         seed: int = 0,
         _model_path: str | None = None,
     ) -> None:
@@ -134,6 +137,7 @@ class VowpalWabbit:
         self.cb_type = cb_type
         self.words = words
         self.bits = bits
+        self._read = features_read(features)
         self.seed = seed
         self._version = 0
         self._engine = _engine()
@@ -186,12 +190,16 @@ class VowpalWabbit:
         }
         if self.cost_weight is not None:
             params["cost_weight"] = self.cost_weight
+        if self._read is not None:
+            params["features"] = configured_features(self._read)
         return params
 
     def _shared_line(self, context: Context) -> str:
         parts = ["shared |c"]
+        read = self._read
         for key, value in context.features.items():
-            if key == "tokens":  # log_tokens carries the length on a sane scale
+            # log_tokens carries the length on a sane scale
+            if key == "tokens" or (read is not None and key not in read):
                 continue
             if isinstance(value, str):
                 parts.append(f"{_safe(key)}={_safe(value)}")
