@@ -1,9 +1,11 @@
-"""Throughput and latency of the real /route (durable decision log on) against a bare endpoint.
+"""Throughput and latency of the real /route (durable decision log on) against bare endpoints.
 
-Both servers run one after the other in the same run, as single uvicorn processes on loopback,
-and are driven by the same closed-loop load generator: CONCURRENCY keep-alive connections, each
-sending the next request when the previous answer arrived. The real server logs every decision
-to SQLite (WAL) and answers only once it is committed. Prints both results and their ratio.
+The servers run side by side in the same run, as single uvicorn processes on loopback, loaded
+one at a time in turns by the same closed-loop load generator: CONCURRENCY keep-alive
+connections, each sending the next request when the previous answer arrived. The real server
+logs every decision to SQLite (WAL) and answers only once it is committed. Two baselines (see
+bench/bare_app.py): one that parses the body the way /route does, so the ratio to it is the
+cost of routing alone, and FastAPI's plain endpoint. Prints every result and both ratios.
 
     python -m bench.route_throughput [--requests N] [--concurrency C] [--database-url URL]
 """
@@ -128,6 +130,12 @@ def _merge(name: str, segments: list[Result]) -> Result:
     )
 
 
+BASELINES = {
+    "bare, same parser": "bench.bare_app:create_app",
+    "bare, FastAPI default": "bench.bare_app:create_default_app",
+}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=16000, help="per endpoint, in all")
@@ -138,38 +146,38 @@ def main() -> int:
     per_segment = args.requests // args.segments
     with tempfile.TemporaryDirectory() as folder:
         url = args.database_url or f"sqlite:///{folder}/bench.db"
-        route_port, bare_port = _free_port(), _free_port()
+        ports = {name: _free_port() for name in ["/route (durable log)", *BASELINES]}
+        route_port = ports["/route (durable log)"]
         servers = [
             _start(
                 [sys.executable, "-m", "bandit_router.cli", "serve", "--port", str(route_port),
                  "--database-url", url, "--log-level", "warning", "--no-access-log"],
                 route_port,
             ),
-            _start(
-                [sys.executable, "-m", "uvicorn", "--factory", "bench.bare_app:create_app",
-                 "--port", str(bare_port), "--log-level", "warning", "--no-access-log"],
-                bare_port,
+            *(
+                _start(
+                    [sys.executable, "-m", "uvicorn", "--factory", factory,
+                     "--port", str(ports[name]), "--log-level", "warning", "--no-access-log"],
+                    ports[name],
+                )
+                for name, factory in BASELINES.items()
             ),
         ]  # fmt: skip
+        segments: dict[str, list[Result]] = {name: [] for name in ports}
         try:
-            # Warm both up, then alternate short segments, so that a slower or faster spell of
-            # this shared machine falls on both endpoints alike. Only one is loaded at a time.
-            _load_segment("warm-up", route_port, per_segment, args.concurrency)
-            _load_segment("warm-up", bare_port, per_segment, args.concurrency)
-            routed_segments, bare_segments = [], []
+            # Warm every server up, then take turns in short segments, so that a slower or
+            # faster spell of this shared machine falls on all alike. One is loaded at a time.
+            for port in ports.values():
+                _load_segment("warm-up", port, per_segment, args.concurrency)
             for _ in range(args.segments):
-                routed_segments.append(
-                    _load_segment("/route", route_port, per_segment, args.concurrency)
-                )
-                bare_segments.append(
-                    _load_segment("bare", bare_port, per_segment, args.concurrency)
-                )
+                for name, port in ports.items():
+                    segments[name].append(_load_segment(name, port, per_segment, args.concurrency))
         finally:
             for server in servers:
                 server.terminate()
                 server.wait(timeout=30)
-        routed = _merge("/route (durable log)", routed_segments)
-        bare = _merge("bare endpoint", bare_segments)
+        merged = {name: _merge(name, parts) for name, parts in segments.items()}
+        routed = merged["/route (durable log)"]
         if args.database_url is None:
             import sqlite3
 
@@ -179,20 +187,23 @@ def main() -> int:
             if logged != answered:
                 raise RuntimeError(f"{logged} decisions logged for {answered} answered")
             print(f"decisions logged: {logged}, one per answered /route")
-    ratios = sorted(
-        r.throughput / b.throughput for r, b in zip(routed_segments, bare_segments, strict=True)
-    )
-    print(f"{'endpoint':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
-    for result in (routed, bare):
+    print(f"{'endpoint':<24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    for result in merged.values():
         print(
-            f"{result.name:<22}{result.throughput:>10.0f}"
+            f"{result.name:<24}{result.throughput:>10.0f}"
             f"{result.quantile(0.5):>10.2f}{result.quantile(0.99):>10.2f}"
         )
-    print(
-        f"throughput ratio /route ÷ bare: {routed.throughput / bare.throughput:.2f} overall, "
-        f"{ratios[len(ratios) // 2]:.2f} median of {len(ratios)} adjacent segment pairs "
-        f"(range {ratios[0]:.2f}–{ratios[-1]:.2f}; target ≥ 0.60)"
-    )
+    for name in BASELINES:
+        bare = merged[name]
+        ratios = sorted(
+            r.throughput / b.throughput
+            for r, b in zip(segments["/route (durable log)"], segments[name], strict=True)
+        )
+        print(
+            f"throughput ratio /route ÷ {name}: {routed.throughput / bare.throughput:.2f} "
+            f"overall, {ratios[len(ratios) // 2]:.2f} median of {len(ratios)} adjacent segment "
+            f"pairs (range {ratios[0]:.2f}–{ratios[-1]:.2f}; target ≥ 0.60)"
+        )
     print(
         f"every decision committed before its answer; {args.requests} requests per endpoint, "
         f"concurrency {args.concurrency}, {os.cpu_count()} cpus"
