@@ -148,23 +148,24 @@ def main() -> int:
         url = args.database_url or f"sqlite:///{folder}/bench.db"
         ports = {name: _free_port() for name in ["/route (durable log)", *BASELINES]}
         route_port = ports["/route (durable log)"]
-        servers = [
-            _start(
-                [sys.executable, "-m", "bandit_router.cli", "serve", "--port", str(route_port),
-                 "--database-url", url, "--log-level", "warning", "--no-access-log"],
-                route_port,
-            ),
-            *(
-                _start(
-                    [sys.executable, "-m", "uvicorn", "--factory", factory,
-                     "--port", str(ports[name]), "--log-level", "warning", "--no-access-log"],
-                    ports[name],
-                )
+        commands = {
+            "/route (durable log)": [
+                sys.executable, "-m", "bandit_router.cli", "serve", "--port", str(route_port),
+                "--database-url", url, "--log-level", "warning", "--no-access-log",
+            ],
+            **{
+                name: [
+                    sys.executable, "-m", "uvicorn", "--factory", factory,
+                    "--port", str(ports[name]), "--log-level", "warning", "--no-access-log",
+                ]
                 for name, factory in BASELINES.items()
-            ),
-        ]  # fmt: skip
+            },
+        }  # fmt: skip
+        servers: list[subprocess.Popen[bytes]] = []
         segments: dict[str, list[Result]] = {name: [] for name in ports}
         try:
+            for name, command in commands.items():
+                servers.append(_start(command, ports[name]))
             # Warm every server up, then take turns in short segments, so that a slower or
             # faster spell of this shared machine falls on all alike. One is loaded at a time.
             for port in ports.values():
