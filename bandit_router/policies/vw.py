@@ -198,7 +198,8 @@ class VowpalWabbit:
         parts = ["shared |c"]
         read = self._read
         for key, value in context.features.items():
-            # log_tokens carries the length on a sane scale
+            # tokens is left out (log_tokens carries the length on a sane scale), and so is
+            # every feature the policy was not given to read
             if key == "tokens" or (read is not None and key not in read):
                 continue
             if isinstance(value, str):
