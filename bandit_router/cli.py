@@ -173,13 +173,13 @@ def _replay(args: argparse.Namespace) -> int:
     try:
         policy_params = {} if args.config is None else load_config(args.config).policy_params
         for name in names:
-            key = name.split(":", 1)[0]
+            spec = PolicySpec.configured(name, policy_params)
             try:
-                policies.build(PolicySpec(name, policy_params.get(key, {})))
+                policies.build(spec)
             except ValueError as error:
-                if key not in policy_params:
+                if not spec.params:
                     raise
-                raise ValueError(f"{args.config}: policies.{key}: {error}") from error
+                raise ValueError(f"{args.config}: policies.{spec.section}: {error}") from error
         train = load_outcomes(args.train)
         test = load_outcomes(args.test) if args.test else None
         if args.holdout is not None:

@@ -188,6 +188,19 @@ class PolicySpec:
     name: str
     params: Mapping[str, float | int | str | Sequence[str]] = field(default_factory=dict)
 
+    @property
+    def section(self) -> str:
+        """The configuration section, [policies.SECTION], that holds its parameters: the
+        registry name (``fixed:MODEL`` reads ``fixed``)."""
+        return self.name.split(":", 1)[0]
+
+    @classmethod
+    def configured(
+        cls, name: str, sections: Mapping[str, Mapping[str, float | int | str | Sequence[str]]]
+    ) -> PolicySpec:
+        """The policy ``name`` with the parameters of its section in ``sections``, if any."""
+        return cls(name, dict(sections.get(cls(name).section, {})))
+
     def key(self) -> str:
         """A stable text identity, so a snapshot is only restored into the same configuration."""
         items = ",".join(f"{k}={self.params[k]!r}" for k in sorted(self.params))

@@ -245,8 +245,8 @@ def config_from_mapping(
     if duplicates:
         raise ConfigError(f"{source}: models: duplicate names {duplicates}")
     router = parsed.router
-    params = parsed.policies.get(router.policy.split(":", 1)[0], {})
-    for key, value in params.items():
+    policy = PolicySpec.configured(router.policy, parsed.policies)
+    for key, value in policy.params.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{source}: policies.{router.policy}.{key} must be finite")
     keys = list(router.api_keys) + [k.strip() for k in extra_api_keys.split(",") if k.strip()]
@@ -302,7 +302,7 @@ def config_from_mapping(
     if unknown_tenants:
         raise ConfigError(f"{source}: rules.tenants: unknown tenants {sorted(unknown_tenants)}")
     return RouterConfig(
-        policy=PolicySpec(router.policy, params),
+        policy=policy,
         cost_weight=router.cost_weight,
         expected_output_tokens=router.expected_output_tokens,
         max_prompt_bytes=router.max_prompt_bytes,
@@ -320,7 +320,7 @@ def config_from_mapping(
         new_model_share=router.new_model_share,
         new_model_outcomes=router.new_model_outcomes,
         extra_policies=tuple(
-            PolicySpec(name, parsed.policies.get(name.split(":", 1)[0], {}))
+            PolicySpec.configured(name, parsed.policies)
             for name in dict.fromkeys(router.policies)
             if name != router.policy
         ),

@@ -30,11 +30,6 @@ from bandit_router.simulator.replay import Prompt, Run, replay, table_features
 DEFAULT_COST_WEIGHTS = (0.0, 3.0, 10.0, 20.0, 30.0, 50.0, 100.0, 300.0, 1000.0)
 
 
-def _spec(name: str, policy_params: Mapping[str, Mapping[str, Any]]) -> PolicySpec:
-    """The policy as configured: ``fixed:MODEL`` takes the parameters of ``fixed``."""
-    return PolicySpec(name, dict(policy_params.get(name.split(":", 1)[0], {})))
-
-
 def _params_entry(spec: PolicySpec) -> dict[str, Any]:
     """A report entry's ``params``, when the policy was given any (its defaults otherwise).
     A configured ``seed`` is left out: every replay seeds its policy with the run's seed."""
@@ -174,7 +169,7 @@ def build_report(
     full information picks (see simulator/cascade.py), each chain at most ``max_attempts``
     long (default: the service's). ``policy_params`` holds each registered policy's
     parameters by its registry name, as a service configuration's [policies.NAME] does."""
-    specs = {name: _spec(name, policy_params or {}) for name in policy_names}
+    specs = {name: PolicySpec.configured(name, policy_params or {}) for name in policy_names}
     if test is not None and test.models != train.models:
         raise ValueError(f"{test.path}: its models differ from {train.path}'s")
     if max_attempts is None:
