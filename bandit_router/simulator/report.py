@@ -328,6 +328,16 @@ def default_policy_names() -> list[str]:
     return [*policies.LEARNING_POLICIES, "random"]
 
 
+def _hull_and_reach(
+    entry: dict[str, Any], best: dict[str, Any]
+) -> tuple[list[tuple[float, float]], str]:
+    """A report entry's cost-quality hull, and the share of the best single model's cost it
+    needs to reach that model's quality ("never" when it does not)."""
+    hull = frontier([(p["cost_usd"], p["quality"]) for p in entry["points"]])
+    reach = cost_to_reach(hull, best["quality"])
+    return hull, "never" if reach is None else f"{reach / best['cost_usd']:.1%} of its cost"
+
+
 def _markdown(report: dict[str, Any]) -> str:
     best = report["reference"]["best_single"]
     budget = 0.25 * best["cost_usd"]
@@ -358,9 +368,7 @@ def _markdown(report: dict[str, Any]) -> str:
         "| --- | --- | --- | --- | --- |",
     ]  # fmt: skip
     for name, entry in report["policies"].items():
-        hull = frontier([(p["cost_usd"], p["quality"]) for p in entry["points"]])
-        reach = cost_to_reach(hull, best["quality"])
-        reach_text = "never" if reach is None else f"{reach / best['cost_usd']:.1%} of its cost"
+        hull, reach_text = _hull_and_reach(entry, best)
         lines.append(
             f"| {name} | {entry['feedback']} | {entry['aiq']:.4f} | "
             f"{quality_at(hull, budget):.3f} | {reach_text} |"
@@ -403,9 +411,7 @@ def _cascade_markdown(report: dict[str, Any]) -> list[str]:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for name, entry in entries.items():
-        hull = frontier([(p["cost_usd"], p["quality"]) for p in entry["points"]])
-        reach = cost_to_reach(hull, best["quality"])
-        reach_text = "never" if reach is None else f"{reach / best['cost_usd']:.1%} of its cost"
+        hull, reach_text = _hull_and_reach(entry, best)
         lines.append(
             f"| {name} | {entry['feedback']} | {'yes' if entry.get('cascade') else 'no'} | "
             f"{entry['aiq']:.4f} | {quality_at(hull, 0.5 * best['cost_usd']):.3f} | "
