@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
@@ -17,7 +19,8 @@ from typing import BinaryIO
 import httpx
 import pytest
 
-from bandit_router import router
+from bandit_router import policies, router
+from bandit_router.core import Context, Decision, FeatureValue, Outcome, Policy, PolicySpec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -166,3 +169,69 @@ class LearnerProcess(_ChildProcess):
         if config is not None:
             command += ["--config", str(config)]
         self._start(command, log_path, dict(os.environ))
+
+
+@dataclass(frozen=True)
+class Learned:
+    """One learn call a LearnSpy saw."""
+
+    context: Context
+    model: str
+    outcome: Outcome
+    probability: float
+    replaces: Outcome | None
+
+    @property
+    def draw_key(self) -> str:
+        return self.context.draw_key
+
+    @property
+    def features(self) -> Mapping[str, FeatureValue]:
+        return self.context.features
+
+
+class LearnSpy:
+    """Wraps a policy and records every learn call, passing each on."""
+
+    def __init__(self, inner: Policy) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.reads_words = inner.reads_words
+        self.learned: list[Learned] = []
+
+    @property
+    def version(self) -> int:
+        return self.inner.version
+
+    def choose(self, context: Context) -> Decision:
+        return self.inner.choose(context)
+
+    def learn(
+        self,
+        context: Context,
+        model: str,
+        outcome: Outcome,
+        *,
+        probability: float,
+        replaces: Outcome | None = None,
+    ) -> None:
+        self.learned.append(Learned(context, model, outcome, probability, replaces))
+        self.inner.learn(context, model, outcome, probability=probability, replaces=replaces)
+
+    def dumps(self) -> bytes:
+        return self.inner.dumps()
+
+
+def spy_on_policies(monkeypatch: pytest.MonkeyPatch) -> list[LearnSpy]:
+    """Every policy built through the registry from now on (as the replay builds them),
+    wrapped in a LearnSpy; the list fills as they are built."""
+    built: list[LearnSpy] = []
+    original = policies.build
+
+    def build(spec: PolicySpec) -> Policy:
+        spy = LearnSpy(original(spec))
+        built.append(spy)
+        return spy
+
+    monkeypatch.setattr(policies, "build", build)
+    return built

@@ -6,15 +6,13 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bandit_router import policies
 from bandit_router.cli import main
-from bandit_router.core import Context, Decision, Outcome, Policy, PolicySpec
+from bandit_router.core import Outcome, PolicySpec
 from bandit_router.simulator.cascade import (
     SimulatedGrader,
     cascade_references,
@@ -23,6 +21,7 @@ from bandit_router.simulator.cascade import (
 )
 from bandit_router.simulator.outcomes import OutcomeTable, load_outcomes
 from bandit_router.simulator.replay import Prompt, table_features
+from tests.support import LearnSpy, spy_on_policies
 from tests.test_simulator import write_table
 
 COLUMNS = ["prompt_id", "task", "prompt_text", "model", "quality", "cost_usd"]
@@ -141,69 +140,14 @@ def test_an_escalation_never_repeats_a_model_and_stops_at_max_attempts(
         assert any(len(c.models) > 1 for c in run.online_chains)
 
 
-@dataclass
-class _Learned:
-    draw_key: str
-    model: str
-    outcome: Outcome
-    probability: float
-    replaces: Outcome | None
-    features: dict[str, float | str] = field(default_factory=dict)
-
-
-class _Spy:
-    """Wraps a policy and records every learn call."""
-
-    def __init__(self, inner: Policy) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.reads_words = inner.reads_words
-        self.learned: list[_Learned] = []
-
-    @property
-    def version(self) -> int:
-        return self.inner.version
-
-    def choose(self, context: Context) -> Decision:
-        return self.inner.choose(context)
-
-    def learn(
-        self,
-        context: Context,
-        model: str,
-        outcome: Outcome,
-        *,
-        probability: float,
-        replaces: Outcome | None = None,
-    ) -> None:
-        self.learned.append(
-            _Learned(
-                context.draw_key, model, outcome, probability, replaces, dict(context.features)
-            )
-        )
-        self.inner.learn(context, model, outcome, probability=probability, replaces=replaces)
-
-    def dumps(self) -> bytes:
-        return self.inner.dumps()
-
-
 @pytest.fixture
-def spies(monkeypatch: pytest.MonkeyPatch) -> list[_Spy]:
+def spies(monkeypatch: pytest.MonkeyPatch) -> list[LearnSpy]:
     """Every policy the replay builds, wrapped (it builds through the registry)."""
-    built: list[_Spy] = []
-    original = policies.build
-
-    def build(spec: PolicySpec) -> Policy:
-        spy = _Spy(original(spec))
-        built.append(spy)
-        return spy
-
-    monkeypatch.setattr(policies, "build", build)
-    return built
+    return spy_on_policies(monkeypatch)
 
 
 def test_each_attempt_is_learned_when_graded_and_the_earlier_one_corrected(
-    tmp_path: Path, spies: list[_Spy]
+    tmp_path: Path, spies: list[LearnSpy]
 ) -> None:
     table = load_outcomes(hand_table(tmp_path / "hand.csv", HAND))
     run = replay_cascade(
@@ -234,7 +178,7 @@ def test_each_attempt_is_learned_when_graded_and_the_earlier_one_corrected(
 
 
 def test_the_policy_learns_grades_and_escalates_on_them_never_on_the_truth(
-    tmp_path: Path, spies: list[_Spy]
+    tmp_path: Path, spies: list[LearnSpy]
 ) -> None:
     # small is always right: every escalation is the grader's mistake.
     qualities = {"small": (1.0,) * 200, "mid": (0.0,) * 200}
@@ -265,7 +209,7 @@ def _marked(prompts: list[Prompt], split: str) -> list[Prompt]:
 
 @pytest.mark.parametrize("policy", ["linucb", "vw"])
 def test_a_cascade_replay_learns_from_every_train_prompt_and_never_from_test(
-    tmp_path: Path, spies: list[_Spy], policy: str
+    tmp_path: Path, spies: list[LearnSpy], policy: str
 ) -> None:
     train = load_outcomes(write_table(tmp_path / "train.csv", 60, 1))
     test = load_outcomes(write_table(tmp_path / "test.csv", 40, 2))

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from bandit_router import policies
 from bandit_router.cli import main
-from bandit_router.core import Context, Outcome, Policy, PolicySpec
+from bandit_router.core import PolicySpec
 from bandit_router.settings import DEFAULT_CONFIG_PATH
 from bandit_router.simulator.outcomes import OutcomeTableError, load_outcomes
 from bandit_router.simulator.replay import replay, table_features
 from bandit_router.simulator.report import build_report
+from tests.support import spy_on_policies
 
 COLUMNS = ["prompt_id", "task", "prompt_text", "model", "quality", "cost_usd"]
 # Best model per task: "cheap" for qa, "dear" for code; "dear" costs 20 times more.
@@ -100,59 +100,19 @@ def test_replay_command_exits_2_on_a_bad_table(
     assert "row 1, column quality" in capsys.readouterr().err
 
 
-class _Spy:
-    """Wraps a policy and records which feature dicts it learned from."""
-
-    def __init__(self, inner: Policy) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.reads_words = inner.reads_words
-        self.learned: list[int] = []
-
-    @property
-    def version(self) -> int:
-        return self.inner.version
-
-    def choose(self, context: Context):  # type: ignore[no-untyped-def]
-        return self.inner.choose(context)
-
-    def learn(
-        self,
-        context: Context,
-        model: str,
-        outcome: Outcome,
-        *,
-        probability: float,
-        replaces: Outcome | None = None,
-    ) -> None:
-        self.learned.append(id(context.features))
-        self.inner.learn(context, model, outcome, probability=probability, replaces=replaces)
-
-    def dumps(self) -> bytes:
-        return self.inner.dumps()
-
-
 def test_replay_learns_from_every_train_prompt_once_and_never_from_test(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     train = load_outcomes(write_table(tmp_path / "train.csv", 60, 1))
     test = load_outcomes(write_table(tmp_path / "test.csv", 40, 2))
     train_prompts, test_prompts = table_features(train), table_features(test)
-    spies: list[_Spy] = []
-    original = policies.build
-
-    def build(spec: PolicySpec) -> Policy:
-        spy = _Spy(original(spec))
-        spies.append(spy)
-        return spy
-
     # The replay builds its policy through the registry, so the spy takes its place there.
-    monkeypatch.setattr(policies, "build", build)
+    spies = spy_on_policies(monkeypatch)
     replay(
         PolicySpec("linucb"), train, train_prompts,
         cost_weight=10.0, seed=3, test=test, test_prompts=test_prompts,
     )  # fmt: skip
-    learned = spies[0].learned
+    learned = [id(call.features) for call in spies[0].learned]
     assert sorted(learned) == sorted(id(p.features) for p in train_prompts)
     assert not set(learned) & {id(p.features) for p in test_prompts}
 
