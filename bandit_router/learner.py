@@ -477,6 +477,7 @@ def run_learner(
     """The ``bandit-router learner`` loop: learn what arrived, publish a snapshot at most every
     ``publish_s`` when anything was learned, so serving replicas see it within about a second."""
     learner.restore()
+    log.info("learner running: %d outcomes learned from the logs at start", learner.learned)
     published = 0  # what restore() learned counts as unpublished too
     last_publish = time.monotonic()
     while not stop.is_set():

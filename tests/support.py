@@ -169,6 +169,20 @@ class LearnerProcess(_ChildProcess):
         if config is not None:
             command += ["--config", str(config)]
         self._start(command, log_path, dict(os.environ))
+        self._wait_ready()
+
+    def _wait_ready(self, timeout_s: float = 30.0) -> None:
+        """Until the learner has restored its policies and polls the logs: a test that times
+        how fast feedback reaches the replicas must not time the learner's start-up."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"learner exited: {self.log_path.read_text()[-3000:]}")
+            if "learner running" in self.log_path.read_text():
+                return
+            time.sleep(0.05)
+        tail = self.log_path.read_text()[-3000:]
+        raise RuntimeError(f"learner not ready in {timeout_s}s: {tail}")
 
 
 @dataclass(frozen=True)
