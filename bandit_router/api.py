@@ -29,6 +29,7 @@ from bandit_router.core import (
 )
 from bandit_router.eligibility import Constraints, Rules
 from bandit_router.experiments import Experiment, Variant
+from bandit_router.exposition import CONTENT_TYPE, registry_for, render
 from bandit_router.features import text_of_messages
 from bandit_router.health import Health
 from bandit_router.router import FeedbackRequest, Router, RouteRequest, RouteResult
@@ -250,13 +251,32 @@ def create_app(
     if api_keys:
         app.add_middleware(BearerAuth, keys=api_keys, tenants=tenant_keys)
 
+    def counted(request: Request, response: JSONResponse) -> JSONResponse:
+        route = request.scope.get("route")
+        router.metrics.failed(getattr(route, "path", request.url.path), response.status_code)
+        return response
+
     @app.exception_handler(DomainError)
-    async def _domain_error(_request: Request, error: DomainError) -> JSONResponse:
-        return _error_response(error)
+    async def _domain_error(request: Request, error: DomainError) -> JSONResponse:
+        return counted(request, _error_response(error))
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _validation_detail(error.errors())}, status_code=422)
+    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        detail = _validation_detail(error.errors())
+        return counted(request, JSONResponse({"detail": detail}, status_code=422))
+
+    metrics_registry = registry_for(router)
+
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text"}},
+    )
+    async def metrics() -> Response:
+        """This process's counters (routes, feedback, errors, route durations) and what it
+        sees now (breaker states, policy versions, budgets), in Prometheus's text format."""
+        body = await run_in_threadpool(render, metrics_registry)
+        return Response(body, media_type=CONTENT_TYPE)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -193,6 +193,10 @@ class _Host:
             raise UnknownServingPolicy(policy_name)
         return policy.reads_words
 
+    def versions(self) -> dict[str, int]:
+        with self._lock:
+            return {name: policy.version for name, policy in self._policies.items()}
+
     def is_late(self, decision: DecisionRecord, at: datetime) -> bool:
         rules = self._rules.get(decision.policy)
         return rules is not None and rules.is_late(decision, at)

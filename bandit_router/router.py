@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -35,6 +36,7 @@ from bandit_router.escalation import (
 from bandit_router.experiments import Difference, Experiment, Interval, mean_interval, welch
 from bandit_router.features import featurize, prompt_words
 from bandit_router.health import Health, HealthBoard
+from bandit_router.metrics import Metrics
 from bandit_router.ope import LoggedDecision, Logs, estimate, probabilities_of, reward_model
 from bandit_router.reward import resolve_cost, reward_of
 from bandit_router.storage.base import DecisionLog, DecisionRecord, FeedbackRecord, Store
@@ -54,6 +56,10 @@ class PolicyHost(Protocol):
         ...
 
     def catch_up(self) -> int: ...
+
+    def versions(self) -> dict[str, int]:
+        """Each served policy's version: how many outcomes it has learned."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -189,6 +195,7 @@ class Router:
         self._rules = NO_RULES
         self._outcomes: dict[str, int] = {}
         self._experiments: dict[str, Experiment] = {}
+        self.metrics = Metrics()
         self.set_models(models)
 
     def set_models(self, models: Sequence[ModelSpec]) -> None:
@@ -518,6 +525,7 @@ class Router:
         return decisions, attempts
 
     async def route(self, request: RouteRequest) -> RouteResult:
+        started = time.perf_counter()
         self._check(request)
         features = featurize(request.text, request.task_type, request.features)
         chain: list[DecisionRecord] = []
@@ -679,6 +687,9 @@ class Router:
             await self._decision_log.append(records[0])
         elif records:  # with shadows: their rows share one commit
             await asyncio.gather(*(self._decision_log.append(r) for r in records))
+        self.metrics.routed(
+            policy_name, decision.model, record.attempt, time.perf_counter() - started
+        )
         return RouteResult(
             decision_id=decision_id,
             model=decision.model,
@@ -735,9 +746,22 @@ class Router:
             self.health.report(decision.model, error=request.error, latency_ms=request.latency_ms)
             # Learned before the answer, so the next /route of this process already knows.
             self._policies.catch_up()
+        late = self._policies.is_late(decision, now)
+        self.metrics.fed_back(
+            decision.model,
+            request.source,
+            "duplicate" if inserted.duplicate else "late" if late else "accepted",
+            quality=request.quality,
+            reward=inserted.reward,
+            cost_usd=cost.cost_usd,
+            error=request.error is not None,
+        )
         return FeedbackResult(
             decision_id=decision.id,
             reward=inserted.reward,
             duplicate=inserted.duplicate,
-            late=self._policies.is_late(decision, now),
+            late=late,
         )
+
+    def policy_versions(self) -> dict[str, int]:
+        return self._policies.versions()

@@ -17,6 +17,9 @@ ALLOWED: dict[str, set[str]] = {
     "policies": {"core", "features", "policies"},
     "eligibility": {"core"},
     "health": set(),
+    "metrics": set(),
+    # The Prometheus text: what the router counted and what it can tell when scraped.
+    "exposition": {"router", "metrics", "health", "budget"},
     "budget": set(),
     "experiments": {"core"},
     "escalation": {"core"},
@@ -34,6 +37,7 @@ ALLOWED: dict[str, set[str]] = {
         "health",
         "budget",
         "experiments",
+        "metrics",
         "ope",
         "reward",
         "policies",
@@ -41,6 +45,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "api": {
         "core",
+        "exposition",
         "router",
         "schemas",
         "eligibility",
@@ -78,7 +83,7 @@ ALLOWED: dict[str, set[str]] = {
     "simulator": {"core", "escalation", "features", "policies", "simulator", "ope"},
     "ope": {"core", "features", "policies"},
 }
-STDLIB_ONLY = {"core", "health", "budget"}
+STDLIB_ONLY = {"core", "health", "budget", "metrics"}
 LAZY_ENGINES = {"vowpalwabbit", "pylibvw", "matplotlib"}
 
 
