@@ -61,6 +61,16 @@ def test_loads_a_gzipped_table_into_prompt_by_model_arrays(tmp_path: Path) -> No
     assert table.tasks[:2] == ("qa", "code")
 
 
+def test_a_table_is_known_compressed_by_its_content_whatever_its_name(tmp_path: Path) -> None:
+    compressed = write_table(tmp_path / "t.csv.gz", 10, 1)
+    misnamed = tmp_path / "t.csv"
+    misnamed.write_bytes(compressed.read_bytes())
+    plain = write_table(tmp_path / "plain.csv", 10, 1)
+    tables = [load_outcomes(path) for path in (compressed, misnamed, plain)]
+    assert all(t.prompt_ids == tables[0].prompt_ids for t in tables)
+    assert all((t.quality == tables[0].quality).all() for t in tables)
+
+
 @pytest.mark.parametrize(
     ("rows", "message"),
     [

@@ -56,9 +56,18 @@ class OutcomeTable:
         )
 
 
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _is_gzip(path: Path) -> bool:
+    """By the content, not the name: a compressed table named .csv reads as well."""
+    with open(path, "rb") as head:
+        return head.read(2) == _GZIP_MAGIC
+
+
 def _rows(path: Path) -> Iterator[dict[str, str]]:
-    opener = gzip.open if path.suffix == ".gz" else open
     try:
+        opener = gzip.open if _is_gzip(path) else open
         with opener(path, "rb") as raw:
             reader = csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
             missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
