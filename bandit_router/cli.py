@@ -249,6 +249,7 @@ def _export_log(args: argparse.Namespace) -> int:
                         "decision_id": decision.id,
                         "ts": decision.created_at.isoformat(),
                         "policy": decision.policy,
+                        "policy_version": decision.policy_version,
                         "experiment": decision.experiment,
                         "variant": decision.variant,
                         "features": decision.features,
@@ -260,6 +261,9 @@ def _export_log(args: argparse.Namespace) -> int:
                         "attempt": decision.attempt,
                         "previous_id": decision.previous_id,
                         "chain_id": decision.chain,
+                        # A shadow variant's choice, logged beside the served decision
+                        # (its id) and never served: it has no feedback of its own.
+                        "shadow_of": decision.shadow_of,
                         "feedback": None
                         if scored is None
                         else {

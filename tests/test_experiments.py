@@ -3,15 +3,18 @@ and the report's numbers against a case computed independently; bad input is ref
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from scipy import stats
 
+from bandit_router.cli import main
 from bandit_router.experiments import Experiment, Variant
 from bandit_router.main import create_app
 from bandit_router.settings import ConfigError, Settings, config_from_mapping
@@ -191,7 +194,7 @@ def test_a_variant_s_policy_must_be_served() -> None:
 
 
 def test_a_shadow_variant_chooses_on_every_decision_never_serves_and_learns_from_them(
-    migrated_url: str, monkeypatch: pytest.MonkeyPatch
+    migrated_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from bandit_router.storage.sql import SqlStore
 
@@ -235,6 +238,16 @@ def test_a_shadow_variant_chooses_on_every_decision_never_serves_and_learns_from
     # The challenger learned each served decision's feedback before the next decision.
     assert [d.policy_version for d in shadows] == list(range(30))
     assert all(d.variant == "challenger" and d.policy == "linucb" for d in shadows)
+    # The exported log tells the shadows (never served, no feedback) from what was served.
+    out = tmp_path / "decisions.jsonl"
+    assert main(["export-log", "--database-url", migrated_url, "--out", str(out)]) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    served = {line["decision_id"] for line in lines if line["shadow_of"] is None}
+    exported_shadows = [line for line in lines if line["shadow_of"] is not None]
+    assert len(served) == len(exported_shadows) == 30
+    assert {line["shadow_of"] for line in exported_shadows} == served
+    assert all(line["feedback"] is None for line in exported_shadows)
+    assert [line["policy_version"] for line in exported_shadows] == list(range(30))
 
 
 def test_a_shadow_with_weight_or_in_control_s_place_is_refused(client: TestClient) -> None:

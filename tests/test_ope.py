@@ -167,6 +167,9 @@ def test_export_log_writes_what_ope_reads(migrated_url: str, tmp_path: Path) -> 
                 "model", "probability", "cost_weight", "feedback"}  # fmt: skip
     assert set(lines[0]) >= contract
     assert [line["feedback"] is None for line in lines] == [False] * 4 + [True] * 2
+    # Each feedback was learned before the next route: the version counts them.
+    assert [line["policy_version"] for line in lines] == [0, 1, 2, 3, 4, 4]
+    assert all(line["shadow_of"] is None for line in lines)
     assert lines[1]["feedback"]["quality"] == 0.25
     assert main(["ope", "--log", str(out), "--bootstrap", "20"]) == 0
     # The service's policy, frozen as its latest snapshot (taken when the app stopped).
