@@ -265,6 +265,12 @@ def create_app(
         detail = _validation_detail(error.errors())
         return counted(request, JSONResponse({"detail": detail}, status_code=422))
 
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, _error: Exception) -> JSONResponse:
+        # A fault of the service, never of the input: the contract's JSON shape still holds,
+        # and the server logs the traceback (Starlette re-raises after this answer).
+        return counted(request, JSONResponse({"detail": "internal server error"}, status_code=500))
+
     metrics_registry = registry_for(router)
 
     @app.get(

@@ -7,6 +7,7 @@ text is rendered in a worker thread). prometheus-client renders the text format.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import get_args
 
@@ -29,6 +30,7 @@ from bandit_router.health import BreakerState
 from bandit_router.metrics import ROUTE_SECONDS_BUCKETS
 from bandit_router.router import Router
 
+logger = logging.getLogger(__name__)
 _STATES: tuple[BreakerState, ...] = get_args(BreakerState)
 
 
@@ -150,7 +152,19 @@ class RouterCollector:
                 ),
             )
         }
-        for pace in router.budgets():
+        try:
+            paces = router.budgets()
+        except Exception:  # the rest of the metrics matter most in an outage
+            logger.warning("metrics: the budgets could not be read", exc_info=True)
+            paces, readable = [], 0.0
+        else:
+            readable = 1.0
+        yield GaugeMetricFamily(
+            "bandit_router_budgets_readable",
+            "1 when this scrape could read the budgets' spend from the database, else 0.",
+            value=readable,
+        )
+        for pace in paces:
             scope = [pace.budget.scope]
             budget_gauges["usd"].add_metric(scope, pace.budget.usd)
             budget_gauges["spend_usd"].add_metric(scope, pace.spend_usd)

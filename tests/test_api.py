@@ -358,3 +358,22 @@ def test_feedback_after_the_reward_window_is_answered_late(migrated_url: str) ->
         )
         assert feedback.status_code == 202
         assert feedback.json()["late"] is True
+
+
+def test_a_fault_of_the_service_still_answers_json_and_is_counted(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bandit_router.router import Router
+
+    def broken(_self: Router) -> list[object]:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(Router, "experiments", broken)
+    app = create_app(Settings(database_url=sqlite_url), config_from_mapping({"models": POOL}))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/experiments")
+        assert response.status_code == 500
+        assert response.json() == {"detail": "internal server error"}
+        assert "disk on fire" not in response.text
+        metrics = client.get("/metrics").text
+    assert 'bandit_router_http_errors_total{endpoint="/experiments",status="500"} 1.0' in metrics

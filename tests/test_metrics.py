@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
@@ -192,3 +193,26 @@ def test_the_served_process_counts_what_it_answered_over_http(tmp_path: Path) ->
         assert _value(samples, "bandit_router_route_duration_seconds_count") == 3
     finally:
         server.stop()
+
+
+def test_metrics_answer_without_the_budgets_when_the_database_cannot_tell_them(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bandit_router.router import Router
+
+    def unreadable(_self: Router) -> list[object]:
+        raise OSError("database is locked")
+
+    config = config_from_mapping({"models": POOL, "budgets": {"default": {"usd": 5.0}}})
+    with TestClient(create_app(Settings(database_url=sqlite_url), config)) as client:
+        assert client.post("/route", json={"prompt": "hi"}).status_code == 200
+        healthy = _samples(client.get("/metrics").text)
+        monkeypatch.setattr(Router, "budgets", unreadable)
+        response = client.get("/metrics")
+    assert _value(healthy, "bandit_router_budgets_readable") == 1
+    assert _value(healthy, "bandit_router_budget_usd", scope="default") == 5.0
+    assert response.status_code == 200
+    samples = _samples(response.text)
+    assert _value(samples, "bandit_router_budgets_readable") == 0
+    assert _total(samples, "bandit_router_budget_usd") == 0
+    assert _total(samples, "bandit_router_routes_total") == 1
