@@ -11,7 +11,8 @@ from bandit_router.core import Arm, ModelSpec, make_tuple
 
 @dataclass(frozen=True)
 class Constraints:
-    """A request's limits (API.md). max_latency_ms is recorded; no latency model enforces it yet."""
+    """A request's limits (API.md). The router applies ``max_latency_ms`` to the latencies
+    that feedback reported (``HealthBoard.slower_than``), the others are applied here."""
 
     max_cost_usd: float | None = None
     max_latency_ms: float | None = None
@@ -131,7 +132,8 @@ def split_eligible(
 
     The first failing rule names the reason, in the order: not_candidate, disabled, the
     ``rules`` (missing_capability, denied), not_local, context_too_long, over_budget, then the
-    reason ``blocked`` gives a model (the run-time masks: unhealthy, rate_limited, ...).
+    reason ``blocked`` gives a model (the run-time masks: unhealthy, too_slow, rate_limited,
+    ...).
     """
     allowed = None if candidates is None else set(candidates)
     needed_context = max(

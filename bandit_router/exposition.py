@@ -122,12 +122,20 @@ class RouterCollector:
             "1 if the model is enabled in the pool.",
             labels=["model"],
         )
+        latency = GaugeMetricFamily(
+            "bandit_router_model_median_latency_seconds",
+            "Median of the model's last reported latencies (what max_latency_ms is held to).",
+            labels=["model"],
+        )
         for spec in router.models():
             current = router.health.health(spec.name).state
             for name in _STATES:
                 state.add_metric([spec.name, name], 1.0 if name == current else 0.0)
             enabled.add_metric([spec.name], 1.0 if spec.enabled else 0.0)
-        yield from (state, enabled)
+            median_ms = router.health.median_latency_ms(spec.name)
+            if median_ms is not None:
+                latency.add_metric([spec.name], median_ms / 1000)
+        yield from (state, enabled, latency)
 
         versions = GaugeMetricFamily(
             "bandit_router_policy_version",

@@ -15,10 +15,15 @@ reports (LiteLLM's cooldowns, with the half-open probing of the classic breaker)
 
 Each process keeps its own breakers, fed by the feedback it receives (as each LiteLLM
 instance keeps its cooldowns); the clock is injectable so every transition can be tested.
+
+The board also keeps the latencies feedback reports, the last ``LATENCY_WINDOW`` per model: a
+request's ``max_latency_ms`` excludes a model whose median among them is over the limit
+(``too_slow``). A model with no reported latency is not known to be slow and stays eligible.
 """
 
 from __future__ import annotations
 
+import statistics
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -28,6 +33,7 @@ from typing import Literal, TypeAlias
 
 BreakerState: TypeAlias = Literal["closed", "open", "half_open"]
 OUTAGE_ERRORS = frozenset({"rate_limited", "timeout", "server_error"})
+LATENCY_WINDOW = 50
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,7 @@ class HealthBoard:
         self._clock = clock
         self._lock = threading.Lock()
         self._breakers: dict[str, _Breaker] = {}
+        self._latencies: dict[str, deque[float]] = {}
 
     def _breaker(self, model: str) -> _Breaker:
         breaker = self._breakers.get(model)
@@ -191,6 +198,23 @@ class HealthBoard:
             failure, what = False, "ok"
         with self._lock:
             self._breaker(model).record(failure, what or "error", self._clock())
+            if latency_ms is not None:
+                recent = self._latencies.get(model)
+                if recent is None:
+                    recent = self._latencies[model] = deque(maxlen=LATENCY_WINDOW)
+                recent.append(latency_ms)
+
+    def median_latency_ms(self, model: str) -> float | None:
+        """The median of the model's last ``LATENCY_WINDOW`` reported latencies; None
+        before any was reported."""
+        with self._lock:
+            recent = self._latencies.get(model)
+            return statistics.median(recent) if recent else None
+
+    def slower_than(self, models: Iterable[str], max_ms: float) -> list[str]:
+        """The models whose median reported latency is over ``max_ms``."""
+        medians = [(model, self.median_latency_ms(model)) for model in models]
+        return [model for model, median in medians if median is not None and median > max_ms]
 
     def health(self, model: str) -> Health:
         with self._lock:

@@ -535,6 +535,10 @@ class Router:
         prompt_tokens = float(features["tokens"])
         unhealthy = self.health.unavailable(self._models)
         blocked = dict.fromkeys(unhealthy, "unhealthy")
+        max_latency_ms = request.constraints.max_latency_ms
+        if max_latency_ms is not None:
+            for model in self.health.slower_than(self._models, max_latency_ms):
+                blocked.setdefault(model, "too_slow")
         for tried in chain:
             blocked[tried.model] = "already_tried"
         expected_tokens = int(prompt_tokens) + self._options.expected_output_tokens

@@ -62,7 +62,17 @@ class Message(BaseModel):
 
 class RouteConstraints(_Strict):
     max_cost_usd: Dollars | None = None
-    max_latency_ms: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None = None
+    max_latency_ms: (
+        Annotated[
+            float,
+            Field(
+                ge=0.0,
+                allow_inf_nan=False,
+                description="Excludes (too_slow) a model whose median reported latency is over it.",
+            ),
+        ]
+        | None
+    ) = None
     sensitive: bool = False
     min_context_tokens: Tokens | None = None
 

@@ -69,6 +69,35 @@ def test_failures_open_a_model_s_breaker_and_routes_avoid_it(client: TestClient)
     assert only.json()["detail"]["excluded"]["cloud-mini"] == "unhealthy"
 
 
+def test_max_latency_ms_excludes_the_models_whose_reported_latency_is_over_it(
+    client: TestClient,
+) -> None:
+    for model, latencies in (("cloud-large", (2400, 2600, 900)), ("cloud-mini", (300, 420))):
+        for latency in latencies:
+            decision = _route(client, candidates=[model])
+            answer = client.post(
+                "/feedback",
+                json={"decision_id": decision["decision_id"], "quality": 1, "latency_ms": latency},
+            )
+            assert answer.status_code == 202, answer.text
+    limited = _route(client, constraints={"max_latency_ms": 1000})
+    # cloud-large's median is 2400 ms; local-small has no latency reported and stays in.
+    assert limited["excluded"] == {"cloud-large": "too_slow"}
+    assert set(limited["scores"]) == {"cloud-mini", "local-small"}
+    assert _route(client, constraints={"max_latency_ms": 2400})["excluded"] == {}
+    assert _route(client)["excluded"] == {}
+    only = client.post(
+        "/route",
+        json={"prompt": "hi", "candidates": ["cloud-large"], "constraints": {"max_latency_ms": 1}},
+    )
+    assert only.status_code == 503
+    assert only.json()["detail"]["excluded"]["cloud-large"] == "too_slow"
+    # An open breaker is the reason given first.
+    _fail(client, "cloud-large", 5)
+    both = _route(client, constraints={"max_latency_ms": 1000})
+    assert both["excluded"] == {"cloud-large": "unhealthy"}
+
+
 def test_a_model_added_at_run_time_is_eligible_at_once(client: TestClient) -> None:
     added = client.post("/models", json=NEW_MODEL)
     assert added.status_code == 201, added.text

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bandit_router.health import BreakerSettings, HealthBoard
+from bandit_router.health import LATENCY_WINDOW, BreakerSettings, HealthBoard
 from tests.support import FakeClock
 
 START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -140,3 +140,19 @@ def test_reports_on_calls_made_before_it_opened_change_nothing_while_open() -> N
 def test_bad_settings_are_refused(overrides: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         BreakerSettings(**overrides)  # type: ignore[arg-type]
+
+
+def test_the_median_of_the_last_reported_latencies_decides_who_is_too_slow() -> None:
+    board = HealthBoard()
+    assert board.median_latency_ms("m") is None
+    for latency in (100.0, 300.0, 5000.0):  # one slow call does not move the median far
+        board.report("m", error=None, latency_ms=latency)
+    board.report("m", error="timeout", latency_ms=200.0)  # a failed call's wait counts too
+    board.report("m", error=None, latency_ms=None)  # nothing to count
+    assert board.median_latency_ms("m") == 250.0
+    assert board.slower_than(["m", "never-reported"], 249.0) == ["m"]
+    assert board.slower_than(["m", "never-reported"], 250.0) == []
+    # Only the last LATENCY_WINDOW count: a model that got faster is let back in.
+    for _ in range(LATENCY_WINDOW):
+        board.report("m", error=None, latency_ms=50.0)
+    assert board.median_latency_ms("m") == 50.0

@@ -97,6 +97,7 @@ def test_metrics_count_routes_feedback_and_errors_and_show_breakers_versions_bud
                     "decision_id": decision["decision_id"],
                     "quality": quality,
                     "cost_usd": 0.002,
+                    "latency_ms": 1500,
                 },
             )
             assert answer.status_code == 202
@@ -161,6 +162,13 @@ def test_metrics_count_routes_feedback_and_errors_and_show_breakers_versions_bud
             assert sum(states.values()) == 1
             assert states["open" if name == failing else "closed"] == 1
             assert _value(samples, "bandit_router_model_enabled", model=name) == 1
+
+        latency = "bandit_router_model_median_latency_seconds"
+        for model in {d["model"] for d in decisions[:2]}:
+            assert _value(samples, latency, model=model) == 1.5
+        assert {s.labels["model"] for s in samples if s.name == latency} == {
+            d["model"] for d in decisions[:2]
+        }
 
         # Two graded outcomes and the outage reports were learned; the version counts them.
         assert _value(samples, "bandit_router_policy_version", policy="linucb") >= 2
