@@ -107,6 +107,7 @@ def create_app(
             new_model_share=config.new_model_share,
             new_model_outcomes=config.new_model_outcomes,
             max_attempts=config.max_attempts,
+            default_experiment=config.default_experiment,
         ),
     )
 

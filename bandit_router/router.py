@@ -135,6 +135,8 @@ class RouterOptions:
     new_model_outcomes: int = 0
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     """Attempts one request may make: a first try and max_attempts − 1 escalations."""
+    default_experiment: str | None = None
+    """The experiment a request that names none is drawn from (None: the policy serves it)."""
 
 
 def _scores_of(decision: Decision) -> dict[str, dict[str, float]]:
@@ -552,9 +554,11 @@ class Router:
             else request.cost_weight
         )
         # An experiment's budget first, then the tenant's, then the default one.
+        # A request that names no experiment is drawn from the default one, when configured.
+        experiment_name = request.experiment or self._options.default_experiment
         budgets = self.pacer.budgets
         budget = (
-            budgets.get(f"experiment:{request.experiment}") if request.experiment else None
+            budgets.get(f"experiment:{experiment_name}") if experiment_name else None
         ) or budgets.get(request.tenant or DEFAULT_SCOPE)
         remaining = math.inf
         if budget is not None:
@@ -563,10 +567,10 @@ class Router:
             remaining = budget.usd - spend
         decision_id = time_ordered_uuid()
         policy_name, experiment, variant = self._options.policy, None, None
-        if request.experiment is not None:
-            experiment = self._experiments.get(request.experiment)
+        if experiment_name is not None:
+            experiment = self._experiments.get(experiment_name)
             if experiment is None:  # replaced by a reload since _check
-                raise InvalidInput(("experiment",), f"unknown experiment {request.experiment!r}")
+                raise InvalidInput(("experiment",), f"unknown experiment {experiment_name!r}")
             variant = experiment.assign(request.unit_id, decision_id)
             first = chain[0] if chain else None
             if first is not None and first.experiment == experiment.name:

@@ -80,6 +80,9 @@ class _RouterSection(BaseModel):
     """More policies to serve and learn beside `policy`, for experiments' variants."""
     max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1, le=10)
     """Attempts one request may make through escalation (1: no escalation)."""
+    experiment: str | None = None
+    """The experiment of the requests that name none (API.md: the default experiment); one
+    of the file's [experiments]."""
 
 
 class _LearningSection(BaseModel):
@@ -206,6 +209,8 @@ class RouterConfig:
     budgets: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     """Per scope (a tenant, or "default"), the [budgets.SCOPE] values as Budget takes them."""
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    default_experiment: str | None = None
+    """The experiment requests without one are drawn from ([router] experiment)."""
     policy_params: Mapping[str, Mapping[str, float | int | str | Sequence[str]]] = field(
         default_factory=dict
     )
@@ -291,6 +296,11 @@ def config_from_mapping(
                 "variants": [v.model_dump() for v in section.variants],
             }
         )
+    if router.experiment is not None and router.experiment not in parsed.experiments:
+        raise ConfigError(
+            f"{source}: router.experiment: {router.experiment!r} is not one of the file's "
+            f"[experiments] ({', '.join(sorted(parsed.experiments)) or 'none is configured'})"
+        )
     scopes = {*parsed.tenants, "default", *(f"experiment:{name}" for name in parsed.experiments)}
     unknown_scopes = set(parsed.budgets) - scopes
     if unknown_scopes:
@@ -327,5 +337,6 @@ def config_from_mapping(
         experiments=tuple(experiments),
         budgets={scope: budget.model_dump() for scope, budget in parsed.budgets.items()},
         max_attempts=router.max_attempts,
+        default_experiment=router.experiment,
         policy_params=parsed.policies,
     )

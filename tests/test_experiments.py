@@ -187,6 +187,41 @@ def test_admin_endpoints_create_list_reweight_and_refuse_bad_input(client: TestC
     assert "unknown experiment 'nope'" in unknown.text
 
 
+def test_requests_that_name_no_experiment_are_drawn_from_the_default_one(
+    migrated_url: str,
+) -> None:
+    raw = {
+        **RAW,
+        "router": {**RAW["router"], "experiment": "cheap-vs-mini"},  # type: ignore[dict-item]
+        "experiments": {
+            **RAW["experiments"],  # type: ignore[dict-item]
+            "other": {"variants": [{"name": "only", "policy": "fixed:cloud-mini", "weight": 1}]},
+        },
+        # The default experiment's budget scope applies to the requests it draws.
+        "budgets": {"experiment:cheap-vs-mini": {"usd": 100.0}},
+    }
+    app = create_app(Settings(database_url=migrated_url), config_from_mapping(raw))
+    with TestClient(app) as client:
+        routed = [
+            client.post("/route", json={"prompt": f"Q{i}?", "unit_id": f"u{i}"}).json()
+            for i in range(200)
+        ]
+        named = client.post("/route", json={"prompt": "hi", "experiment": "other"}).json()
+        (budget,) = client.get("/budgets").json()
+    assert {r["experiment"] for r in routed} == {"cheap-vs-mini"}
+    by_variant = Counter(r["variant"] for r in routed)
+    assert set(by_variant) == {"control", "mini"}
+    assert stats.binomtest(by_variant["mini"], 200, 0.5).pvalue > 0.001
+    policy_of = {"control": "fixed:local-small", "mini": "fixed:cloud-mini"}
+    assert all(r["policy"].startswith(f"{policy_of[r['variant']]}@") for r in routed)
+    assert (named["experiment"], named["variant"]) == ("other", "only")
+    assert named["policy"].startswith("fixed:cloud-mini@")
+    assert budget["scope"] == "experiment:cheap-vs-mini"
+    assert budget["spend_usd"] > 0
+    with pytest.raises(ConfigError, match=r"router\.experiment: 'nope' is not one of"):
+        config_from_mapping({**RAW, "router": {**RAW["router"], "experiment": "nope"}})  # type: ignore[dict-item]
+
+
 def test_a_variant_s_policy_must_be_served() -> None:
     raw = {**RAW, "router": {"policy": "fixed:local-small"}}
     with pytest.raises(ConfigError, match="'fixed:cloud-mini' is not served"):
