@@ -166,6 +166,12 @@ def test_report_json_follows_the_contract(tmp_path: Path) -> None:
         "shares", "seeds",
     }  # fmt: skip
     assert point["seeds"] == 2
+    # A full-information reference does not learn online: its online values are null.
+    reference = report["policies"]["per-task-best"]["points"][0]
+    assert set(reference) == {
+        "cost_weight", "quality", "cost_usd", "online_quality", "online_cost_usd", "seeds",
+    }  # fmt: skip
+    assert (reference["online_quality"], reference["online_cost_usd"]) == (None, None)
     assert report["policies"]["oracle"]["aiq"] >= report["policies"]["linucb"]["aiq"]
     markdown = (out / "report.md").read_text()
     assert "| linucb | bandit |" in markdown

@@ -101,6 +101,12 @@ def _point(cost_weight: float, quality: float, cost: float, **extra: Any) -> dic
     return {"cost_weight": cost_weight, "quality": quality, "cost_usd": cost, **extra}
 
 
+def _reference_point(cost_weight: float, quality: float, cost: float) -> dict[str, Any]:
+    """A full-information reference's point: it does not learn online, so its ``online_*``
+    are null, and it is computed once, the same for every seed."""
+    return _point(cost_weight, quality, cost, online_quality=None, online_cost_usd=None, seeds=1)
+
+
 def _learned_points(
     name: str,
     run: Callable[[float, int], Run],
@@ -221,7 +227,7 @@ def build_report(
         points = []
         for cost_weight in cost_weights:
             quality, cost = evaluate_at(cost_weight)
-            points.append(_point(cost_weight, quality, cost, seeds=1))
+            points.append(_reference_point(cost_weight, quality, cost))
         report_policies[name] = {"feedback": "full", "points": points}
     if grader_error is not None:
         cascade_entries, cascade_curves = _cascades(
@@ -299,7 +305,7 @@ def _cascades(
             "feedback": "full",
             "cascade": True,
             "points": [
-                _point(cost_weight, quality, cost, seeds=1)
+                _reference_point(cost_weight, quality, cost)
                 for cost_weight, (quality, cost) in zip(cost_weights, scored, strict=True)
             ],
         }
