@@ -18,6 +18,8 @@ ALLOWED: dict[str, set[str]] = {
     "eligibility": {"core"},
     "health": set(),
     "metrics": set(),
+    # The client speaks HTTP only: a caller needs this module and httpx, none of the server.
+    "client": set(),
     # The Prometheus text: what the router counted and what it can tell when scraped.
     "exposition": {"router", "metrics", "health", "budget"},
     "budget": set(),

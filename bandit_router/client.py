@@ -1,0 +1,390 @@
+"""A Python client of the service, on httpx: route, report feedback, and run a graded cascade.
+
+    from bandit_router.client import Client
+
+    with Client("http://127.0.0.1:8000") as router:
+        route = router.route("Summarize this ticket: ...", cost_weight=20)
+        answer = my_llm_call(route.model, ...)
+        router.feedback(route.decision_id, quality=my_grader(answer), latency_ms=840)
+
+``Client.cascade`` runs the escalation loop of API.md: route, call, grade, and while the grade is
+below ``accept`` and the router allows another attempt, route again with the attempts made so
+far in ``previous``. ``AsyncClient`` does the same with ``await``.
+
+Error answers raise ``RouterError`` (``NoEligibleModel`` for a 503 with reasons); transport
+failures are httpx's own exceptions. The client imports nothing of the server, so a service
+that calls LLMs needs only this module and httpx.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypedDict, TypeVar, Unpack
+
+import httpx
+
+Answer = TypeVar("Answer")
+CallError = Literal["rate_limited", "timeout", "server_error", "refused"]
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+class RouteFields(TypedDict, total=False):
+    """The optional fields of a /route request (API.md) besides the text and ``previous``."""
+
+    task_type: str
+    features: Mapping[str, float | str]
+    candidates: Sequence[str]
+    constraints: Mapping[str, Any]
+    cost_weight: float
+    unit_id: str
+    experiment: str
+
+
+class FeedbackFields(TypedDict, total=False):
+    """The optional fields of a /feedback request (API.md) besides the decision id."""
+
+    quality: float
+    cost_usd: float
+    input_tokens: int
+    output_tokens: int
+    latency_ms: float
+    error: CallError
+    source: str
+
+
+class RouterError(Exception):
+    """The service answered with an error; ``detail`` is its JSON ``detail``."""
+
+    def __init__(self, status_code: int, detail: Any) -> None:
+        super().__init__(f"{status_code}: {detail}")
+        self.status_code = status_code
+        self.detail = detail
+
+
+class NoEligibleModel(RouterError):
+    """503: no model may take the request; ``excluded`` gives each model's reason."""
+
+    def __init__(self, status_code: int, detail: Any) -> None:
+        super().__init__(status_code, detail)
+        reasons = detail.get("excluded") if isinstance(detail, dict) else None
+        self.excluded: dict[str, str] = dict(reasons or {})
+
+
+class ModelCallFailed(Exception):
+    """Raise it from a cascade's ``call`` when the model's call failed: the failure is reported
+    as feedback (it feeds the model's circuit breaker), graded 0, and the cascade escalates
+    when it may."""
+
+    def __init__(self, error: CallError, message: str = "") -> None:
+        super().__init__(message or error)
+        self.error: CallError = error
+
+
+@dataclass(frozen=True)
+class Route:
+    """A /route answer (API.md)."""
+
+    decision_id: str
+    model: str
+    probability: float
+    policy: str
+    experiment: str | None
+    variant: str | None
+    cost_weight: float
+    fallbacks: tuple[str, ...]
+    scores: Mapping[str, Mapping[str, float]]
+    excluded: Mapping[str, str]
+    context: Mapping[str, float | str]
+    attempt: int
+    max_attempts: int
+    chain_id: str
+
+    @property
+    def may_escalate(self) -> bool:
+        return self.attempt < self.max_attempts
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Route:
+        return cls(
+            decision_id=body["decision_id"],
+            model=body["model"],
+            probability=body["probability"],
+            policy=body["policy"],
+            experiment=body.get("experiment"),
+            variant=body.get("variant"),
+            cost_weight=body["cost_weight"],
+            fallbacks=tuple(body.get("fallbacks", ())),
+            scores=body.get("scores", {}),
+            excluded=body.get("excluded", {}),
+            context=body.get("context", {}),
+            attempt=body.get("attempt", 1),
+            max_attempts=body.get("max_attempts", 1),
+            chain_id=body.get("chain_id", body["decision_id"]),
+        )
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A /feedback answer: ``duplicate`` when this (decision, source) was already recorded,
+    ``late`` when it came after the reward window (kept, not learned)."""
+
+    decision_id: str
+    reward: float | None
+    duplicate: bool
+    late: bool
+
+
+@dataclass(frozen=True)
+class Attempt(Generic[Answer]):
+    route: Route
+    answer: Answer | None
+    """None when the call failed (``error``)."""
+    quality: float
+    latency_ms: float
+    error: CallError | None = None
+
+
+@dataclass(frozen=True)
+class Cascade(Generic[Answer]):
+    """What a cascade ended with: every attempt, the last one's answer and grade."""
+
+    attempts: tuple[Attempt[Answer], ...]
+    accepted: bool
+    """Whether the last attempt was graded at or above ``accept``; False when the router
+    allowed no further attempt before that."""
+
+    @property
+    def answer(self) -> Answer | None:
+        return self.attempts[-1].answer
+
+    @property
+    def quality(self) -> float:
+        return self.attempts[-1].quality
+
+
+def _failed(route: Route, started: float, failure: ModelCallFailed) -> Attempt[Any]:
+    return Attempt(route, None, 0.0, _elapsed_ms(started), failure.error)
+
+
+def _answered(route: Route, started: float, answer: Answer, quality: float) -> Attempt[Answer]:
+    return Attempt(route, answer, quality, _elapsed_ms(started))
+
+
+def _report(
+    attempt: Attempt[Answer], cost_usd: Callable[[Answer], float | None], source: str
+) -> FeedbackFields:
+    """The feedback of one attempt: its grade (0 for a failed call), latency, error, cost."""
+    fields = FeedbackFields(quality=attempt.quality, latency_ms=attempt.latency_ms, source=source)
+    if attempt.error is not None:
+        fields["error"] = attempt.error
+    known_cost = None if attempt.answer is None else cost_usd(attempt.answer)
+    if known_cost is not None:
+        fields["cost_usd"] = known_cost
+    return fields
+
+
+def _accepted(attempt: Attempt[Any], accept: float) -> bool:
+    return attempt.error is None and attempt.quality >= accept
+
+
+def _route_body(
+    prompt: str | None,
+    messages: Sequence[Mapping[str, Any]] | None,
+    previous: Sequence[str],
+    fields: Mapping[str, Any],
+) -> dict[str, Any]:
+    body = {key: value for key, value in fields.items() if value is not None}
+    if prompt is not None:
+        body["prompt"] = prompt
+    if messages is not None:
+        body["messages"] = list(messages)
+    if previous:
+        body["previous"] = list(previous)
+    return body
+
+
+def _feedback_body(decision_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    return {"decision_id": decision_id, **{k: v for k, v in fields.items() if v is not None}}
+
+
+def _checked(response: httpx.Response) -> Any:
+    if response.is_success:
+        return response.json()
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        detail = response.text
+    if response.status_code == 503 and isinstance(detail, dict) and "excluded" in detail:
+        raise NoEligibleModel(response.status_code, detail)
+    raise RouterError(response.status_code, detail)
+
+
+def _receipt(body: Mapping[str, Any]) -> Receipt:
+    return Receipt(
+        decision_id=body["decision_id"],
+        reward=body.get("reward"),
+        duplicate=body["duplicate"],
+        late=body.get("late", False),
+    )
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    return {} if api_key is None else {"Authorization": f"Bearer {api_key}"}
+
+
+def _elapsed_ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+class Client:
+    """A blocking client; one ``httpx.Client`` with keep-alive connections."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        *,
+        api_key: str | None = None,
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def route(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Mapping[str, Any]] | None = None,
+        previous: Sequence[str] = (),
+        **fields: Unpack[RouteFields],
+    ) -> Route:
+        """Which model to call; give ``prompt`` or ``messages``, and ``previous`` (the
+        decision ids of the graded attempts so far) to escalate."""
+        body = _route_body(prompt, messages, previous, fields)
+        return Route.from_json(_checked(self._http.post("/route", json=body)))
+
+    def feedback(self, decision_id: str, **fields: Unpack[FeedbackFields]) -> Receipt:
+        """How the chosen model did; learned at once, at most once per (decision, source:
+        "grader" unless given)."""
+        body = _feedback_body(decision_id, fields)
+        return _receipt(_checked(self._http.post("/feedback", json=body)))
+
+    def models(self) -> list[dict[str, Any]]:
+        """The pool, each model with its health as the answering process sees it."""
+        models: list[dict[str, Any]] = _checked(self._http.get("/models"))
+        return models
+
+    def cascade(
+        self,
+        prompt: str | None = None,
+        *,
+        call: Callable[[Route], Answer],
+        grade: Callable[[Answer], float],
+        accept: float = 0.5,
+        cost_usd: Callable[[Answer], float | None] = lambda _answer: None,
+        source: str = "grader",
+        **route_fields: Unpack[RouteFields],
+    ) -> Cascade[Answer]:
+        """Calls the routed model (``call``), grades its answer (``grade``, in [0, 1]) and
+        reports both; escalates while the grade is below ``accept`` and the router allows
+        another attempt. ``cost_usd`` tells an answer's cost when it is known (else the
+        router prices it from the prompt). ``route_fields`` are ``route``'s."""
+        attempts: list[Attempt[Answer]] = []
+        while True:
+            previous = [a.route.decision_id for a in attempts]
+            route = self.route(prompt, previous=previous, **route_fields)
+            started = time.perf_counter()
+            try:
+                answer = call(route)
+            except ModelCallFailed as failure:
+                attempt: Attempt[Answer] = _failed(route, started, failure)
+            else:
+                attempt = _answered(route, started, answer, grade(answer))
+            self.feedback(route.decision_id, **_report(attempt, cost_usd, source))
+            attempts.append(attempt)
+            if _accepted(attempt, accept) or not route.may_escalate:
+                return Cascade(tuple(attempts), _accepted(attempt, accept))
+
+
+class AsyncClient:
+    """The same client for asyncio; one ``httpx.AsyncClient``."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        *,
+        api_key: str | None = None,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport
+        )
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def route(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Mapping[str, Any]] | None = None,
+        previous: Sequence[str] = (),
+        **fields: Unpack[RouteFields],
+    ) -> Route:
+        body = _route_body(prompt, messages, previous, fields)
+        return Route.from_json(_checked(await self._http.post("/route", json=body)))
+
+    async def feedback(self, decision_id: str, **fields: Unpack[FeedbackFields]) -> Receipt:
+        body = _feedback_body(decision_id, fields)
+        return _receipt(_checked(await self._http.post("/feedback", json=body)))
+
+    async def models(self) -> list[dict[str, Any]]:
+        models: list[dict[str, Any]] = _checked(await self._http.get("/models"))
+        return models
+
+    async def cascade(
+        self,
+        prompt: str | None = None,
+        *,
+        call: Callable[[Route], Awaitable[Answer]],
+        grade: Callable[[Answer], Awaitable[float]],
+        accept: float = 0.5,
+        cost_usd: Callable[[Answer], float | None] = lambda _answer: None,
+        source: str = "grader",
+        **route_fields: Unpack[RouteFields],
+    ) -> Cascade[Answer]:
+        """``Client.cascade`` with an async ``call`` and ``grade``."""
+        attempts: list[Attempt[Answer]] = []
+        while True:
+            previous = [a.route.decision_id for a in attempts]
+            route = await self.route(prompt, previous=previous, **route_fields)
+            started = time.perf_counter()
+            try:
+                answer = await call(route)
+            except ModelCallFailed as failure:
+                attempt: Attempt[Answer] = _failed(route, started, failure)
+            else:
+                attempt = _answered(route, started, answer, await grade(answer))
+            await self.feedback(route.decision_id, **_report(attempt, cost_usd, source))
+            attempts.append(attempt)
+            if _accepted(attempt, accept) or not route.may_escalate:
+                return Cascade(tuple(attempts), _accepted(attempt, accept))
