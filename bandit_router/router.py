@@ -400,7 +400,7 @@ class Router:
                 if variant is experiment.control or variant.shadow
                 else {
                     metric: _difference_out(welch(mine[metric], control[metric]))
-                    for metric in ("reward", "quality", "cost_usd")
+                    for metric in metrics
                 },
                 "off_policy": off_policy,
             }

@@ -92,6 +92,7 @@ def test_the_report_gives_each_variant_s_numbers_and_its_difference_to_the_contr
     client: TestClient,
 ) -> None:
     rewards: dict[str, list[float]] = {"control": [], "mini": []}
+    latencies: dict[str, list[float]] = {"control": [], "mini": []}
     quality_of = {"local-small": 0.4, "cloud-mini": 0.7}
     for i in range(80):
         routed = client.post(
@@ -106,11 +107,18 @@ def test_the_report_gives_each_variant_s_numbers_and_its_difference_to_the_contr
         if i % 8 == 7:
             continue  # some decisions never get feedback
         quality = quality_of.get(routed["model"], 0.5) + (i % 5) / 20
+        latency = 300.0 + 10 * i + (500.0 if routed["variant"] == "mini" else 0.0)
         answer = client.post(
             "/feedback",
-            json={"decision_id": routed["decision_id"], "quality": quality, "cost_usd": 0.001},
+            json={
+                "decision_id": routed["decision_id"],
+                "quality": quality,
+                "cost_usd": 0.001,
+                "latency_ms": latency,
+            },
         ).json()
         rewards[routed["variant"]].append(answer["reward"])
+        latencies[routed["variant"]].append(latency)
     report = client.get("/experiments/cheap-vs-mini/report").json()
     assert report["control"] == "control"
     control, mini = report["variants"]["control"], report["variants"]["mini"]
@@ -136,6 +144,14 @@ def test_the_report_gives_each_variant_s_numbers_and_its_difference_to_the_contr
     assert difference["p_value"] == pytest.approx(float(welch.pvalue))
     low, high = difference["ci"]
     assert low < difference["difference"] < high
+    slower = mini["vs_control"]["latency_ms"]
+    assert slower["difference"] == pytest.approx(
+        sum(latencies["mini"]) / len(latencies["mini"])
+        - sum(latencies["control"]) / len(latencies["control"])
+    )
+    assert slower["p_value"] == pytest.approx(
+        float(stats.ttest_ind(latencies["mini"], latencies["control"], equal_var=False).pvalue)
+    )
     # Each variant's policy, evaluated on every decision of the experiment (not only its own):
     # the mini policy is worth about what the mini variant earned.
     assert mini["off_policy"]["snips"]["value"] == pytest.approx(mini["reward"]["mean"], abs=0.1)
