@@ -6,15 +6,17 @@ import hmac
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -32,6 +34,7 @@ from bandit_router.experiments import Experiment, Variant
 from bandit_router.exposition import CONTENT_TYPE, registry_for, render
 from bandit_router.features import text_of_messages
 from bandit_router.health import Health
+from bandit_router.metrics import UNAUTHENTICATED, UNMATCHED
 from bandit_router.router import FeedbackRequest, Router, RouteRequest, RouteResult
 from bandit_router.schemas import (
     BudgetOut,
@@ -51,6 +54,7 @@ from bandit_router.schemas import (
 )
 
 OPEN_PATHS = frozenset({"/healthz"})
+ResponseT = TypeVar("ResponseT", bound=Response)
 
 
 class FastJSONResponse(JSONResponse):
@@ -104,10 +108,15 @@ class BearerAuth:
     """Pure ASGI middleware (no per-request task) that checks `Authorization: Bearer KEY`."""
 
     def __init__(
-        self, app: ASGIApp, keys: Sequence[str], tenants: Mapping[str, str] | None = None
+        self,
+        app: ASGIApp,
+        keys: Sequence[str],
+        tenants: Mapping[str, str] | None = None,
+        on_refused: Callable[[], None] = lambda: None,
     ) -> None:
         self.app = app
         self.keys = [(key.encode(), (tenants or {}).get(key)) for key in keys]
+        self.on_refused = on_refused
 
     def _key_of(self, scope: Scope) -> tuple[bool, str | None]:
         """Whether the request holds a key, and the tenant the key belongs to."""
@@ -135,6 +144,7 @@ class BearerAuth:
                 scope.setdefault("state", {})["tenant"] = tenant
             await self.app(scope, receive, send)
             return
+        self.on_refused()
         response = JSONResponse(
             {"detail": "missing or invalid API key: send Authorization: Bearer KEY"},
             status_code=401,
@@ -249,12 +259,22 @@ def create_app(
         lifespan=lifespan,
     )
     if api_keys:
-        app.add_middleware(BearerAuth, keys=api_keys, tenants=tenant_keys)
+        app.add_middleware(
+            BearerAuth,
+            keys=api_keys,
+            tenants=tenant_keys,
+            on_refused=lambda: router.metrics.failed(UNAUTHENTICATED, 401),
+        )
 
-    def counted(request: Request, response: JSONResponse) -> JSONResponse:
+    def counted(request: Request, response: ResponseT) -> ResponseT:
+        # The route's path template, never the raw path: a label takes few values.
         route = request.scope.get("route")
-        router.metrics.failed(getattr(route, "path", request.url.path), response.status_code)
+        router.metrics.failed(getattr(route, "path", UNMATCHED), response.status_code)
         return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
+        return counted(request, await http_exception_handler(request, error))
 
     @app.exception_handler(DomainError)
     async def _domain_error(request: Request, error: DomainError) -> JSONResponse:

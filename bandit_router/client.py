@@ -75,7 +75,11 @@ class NoEligibleModel(RouterError):
 class ModelCallFailed(Exception):
     """Raise it from a cascade's ``call`` when the model's call failed: the failure is reported
     as feedback (it feeds the model's circuit breaker), graded 0, and the cascade escalates
-    when it may."""
+    when it may.
+
+    The grade of 0 says the attempt gave no answer, and the router needs a grade to escalate
+    (API.md); the policy learns it as it would a wrong answer, so frequent failures make a
+    model less chosen for such requests, while the breaker keeps it out during an outage."""
 
     def __init__(self, error: CallError, message: str = "") -> None:
         super().__init__(message or error)
@@ -154,6 +158,9 @@ class Cascade(Generic[Answer]):
     accepted: bool
     """Whether the last attempt was graded at or above ``accept``; False when the router
     allowed no further attempt before that."""
+    stopped_by: RouterError | None = None
+    """Why an escalation was refused (e.g. ``NoEligibleModel`` when every model left was
+    tried or excluded); the attempts made before it are kept."""
 
     @property
     def answer(self) -> Answer | None:
@@ -213,9 +220,11 @@ def _checked(response: httpx.Response) -> Any:
     if response.is_success:
         return response.json()
     try:
-        detail = response.json().get("detail")
+        body = response.json()
     except ValueError:
-        detail = response.text
+        body = None
+    # A proxy in between may answer with anything; the service's errors are {"detail": ...}.
+    detail = body.get("detail") if isinstance(body, dict) else response.text
     if response.status_code == 503 and isinstance(detail, dict) and "excluded" in detail:
         raise NoEligibleModel(response.status_code, detail)
     raise RouterError(response.status_code, detail)
@@ -304,7 +313,12 @@ class Client:
         attempts: list[Attempt[Answer]] = []
         while True:
             previous = [a.route.decision_id for a in attempts]
-            route = self.route(prompt, previous=previous, **route_fields)
+            try:
+                route = self.route(prompt, previous=previous, **route_fields)
+            except RouterError as refused:
+                if not attempts:
+                    raise
+                return Cascade(tuple(attempts), False, refused)
             started = time.perf_counter()
             try:
                 answer = call(route)
@@ -376,7 +390,12 @@ class AsyncClient:
         attempts: list[Attempt[Answer]] = []
         while True:
             previous = [a.route.decision_id for a in attempts]
-            route = await self.route(prompt, previous=previous, **route_fields)
+            try:
+                route = await self.route(prompt, previous=previous, **route_fields)
+            except RouterError as refused:
+                if not attempts:
+                    raise
+                return Cascade(tuple(attempts), False, refused)
             started = time.perf_counter()
             try:
                 answer = await call(route)

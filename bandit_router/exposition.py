@@ -80,27 +80,23 @@ class RouterCollector:
             "Quality reported by new feedback with a quality, per model.",
             labels=["model"],
         )
-        reward = SummaryMetricFamily(
-            "bandit_router_feedback_reward",
-            "Reward (quality - cost weight x cost) of new feedback, per model.",
-            labels=["model"],
-        )
         cost = CounterMetricFamily(
             "bandit_router_feedback_cost_usd",
             "Cost in USD of the answers new feedback reported on (reported, else priced).",
             labels=["model"],
         )
-        errors = CounterMetricFamily(
-            "bandit_router_feedback_model_errors",
-            "New feedback that reported an error of the model (rate_limited, timeout, ...).",
-            labels=["model"],
-        )
         for model, seen in sorted(counted.by_model.items()):
             quality.add_metric([model], seen.graded, seen.quality_sum)
-            reward.add_metric([model], seen.rewarded, seen.reward_sum)
             cost.add_metric([model], seen.cost_usd)
-            errors.add_metric([model], seen.errors)
-        yield from (quality, reward, cost, errors)
+        call_errors = CounterMetricFamily(
+            "bandit_router_feedback_call_errors",
+            "New feedback reporting a failed call, by kind: rate_limited, timeout and "
+            "server_error count against the model's breaker, refused does not.",
+            labels=["model", "error"],
+        )
+        for (model, error), count in sorted(counted.call_errors.items()):
+            call_errors.add_metric([model, error], count)
+        yield from (quality, cost, call_errors)
 
         answered = CounterMetricFamily(
             "bandit_router_http_errors",

@@ -18,7 +18,9 @@ instance keeps its cooldowns); the clock is injectable so every transition can b
 
 The board also keeps the latencies feedback reports, the last ``LATENCY_WINDOW`` per model: a
 request's ``max_latency_ms`` excludes a model whose median among them is over the limit
-(``too_slow``). A model with no reported latency is not known to be slow and stays eligible.
+(``too_slow``). A model with no reported latency is not known to be slow and stays eligible,
+and latencies older than ``LATENCY_MAX_AGE`` no longer count: an excluded model gets no new
+ones while excluded, so this is how it gets a chance again once it may have recovered.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Literal, TypeAlias
 BreakerState: TypeAlias = Literal["closed", "open", "half_open"]
 OUTAGE_ERRORS = frozenset({"rate_limited", "timeout", "server_error"})
 LATENCY_WINDOW = 50
+LATENCY_MAX_AGE = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,7 @@ class HealthBoard:
         self._clock = clock
         self._lock = threading.Lock()
         self._breakers: dict[str, _Breaker] = {}
-        self._latencies: dict[str, deque[float]] = {}
+        self._latencies: dict[str, deque[tuple[datetime, float]]] = {}
 
     def _breaker(self, model: str) -> _Breaker:
         breaker = self._breakers.get(model)
@@ -202,14 +205,17 @@ class HealthBoard:
                 recent = self._latencies.get(model)
                 if recent is None:
                     recent = self._latencies[model] = deque(maxlen=LATENCY_WINDOW)
-                recent.append(latency_ms)
+                recent.append((self._clock(), latency_ms))
 
     def median_latency_ms(self, model: str) -> float | None:
-        """The median of the model's last ``LATENCY_WINDOW`` reported latencies; None
-        before any was reported."""
+        """The median of the model's last ``LATENCY_WINDOW`` reported latencies, those of the
+        last ``LATENCY_MAX_AGE``; None when there is none."""
+        oldest = self._clock() - LATENCY_MAX_AGE
         with self._lock:
             recent = self._latencies.get(model)
-            return statistics.median(recent) if recent else None
+            while recent and recent[0][0] < oldest:
+                recent.popleft()
+            return statistics.median(latency for _, latency in recent) if recent else None
 
     def slower_than(self, models: Iterable[str], max_ms: float) -> list[str]:
         """The models whose median reported latency is over ``max_ms``."""

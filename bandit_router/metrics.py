@@ -25,6 +25,11 @@ ROUTE_SECONDS_BUCKETS: tuple[float, ...] = (
 MAX_SOURCES = 32
 OTHER_SOURCE = "other"
 
+UNMATCHED = "unmatched"
+"""The endpoint label of a request no route matched (404, 405)."""
+UNAUTHENTICATED = "*"
+"""The endpoint label of a request refused for want of a valid API key (401), on any path."""
+
 FeedbackResult: TypeAlias = Literal["accepted", "late", "duplicate"]
 
 
@@ -34,10 +39,7 @@ class ModelFeedback:
 
     graded: int = 0
     quality_sum: float = 0.0
-    rewarded: int = 0
-    reward_sum: float = 0.0
     cost_usd: float = 0.0
-    errors: int = 0
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class MetricsSnapshot:
     feedback: dict[tuple[str, str, FeedbackResult], int]
     """(model, source, result) → feedback received."""
     by_model: dict[str, ModelFeedback]
+    call_errors: dict[tuple[str, str], int]
+    """(model, error kind) → new feedback reporting that the call failed so."""
     errors: dict[tuple[str, int], int]
     """(endpoint, HTTP status) → error answers."""
 
@@ -64,6 +68,7 @@ class Metrics:
         self._route_seconds = 0.0
         self._feedback: dict[tuple[str, str, FeedbackResult], int] = {}
         self._by_model: dict[str, ModelFeedback] = {}
+        self._call_errors: dict[tuple[str, str], int] = {}
         self._sources: set[str] = set()
         self._errors: dict[tuple[str, int], int] = {}
 
@@ -83,9 +88,8 @@ class Metrics:
         result: FeedbackResult,
         *,
         quality: float | None,
-        reward: float | None,
         cost_usd: float,
-        error: bool,
+        error: str | None,
     ) -> None:
         """A feedback answered; a duplicate is counted, but its values were counted before."""
         with self._lock:
@@ -102,14 +106,15 @@ class Metrics:
             self._by_model[model] = ModelFeedback(
                 graded=seen.graded + (quality is not None),
                 quality_sum=seen.quality_sum + (quality or 0.0),
-                rewarded=seen.rewarded + (reward is not None),
-                reward_sum=seen.reward_sum + (reward or 0.0),
                 cost_usd=seen.cost_usd + cost_usd,
-                errors=seen.errors + error,
             )
+            if error is not None:  # one of the schema's few error kinds
+                failed = (model, error)
+                self._call_errors[failed] = self._call_errors.get(failed, 0) + 1
 
     def failed(self, endpoint: str, status: int) -> None:
-        """An error answer (4xx, 5xx) of one of the API's endpoints."""
+        """An error answer (4xx, 5xx): ``endpoint`` is the route's path template, or one of
+        the fixed labels for what no route answered (``UNMATCHED``, ``UNAUTHENTICATED``)."""
         key = (endpoint, status)
         with self._lock:
             self._errors[key] = self._errors.get(key, 0) + 1
@@ -122,5 +127,6 @@ class Metrics:
                 route_seconds=self._route_seconds,
                 feedback=dict(self._feedback),
                 by_model=dict(self._by_model),
+                call_errors=dict(self._call_errors),
                 errors=dict(self._errors),
             )

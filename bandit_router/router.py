@@ -547,7 +547,8 @@ class Router:
         now = self._clock()
         minute = int(now.timestamp() // 60)
         if self._rate_limited:
-            blocked.update(await self._over_rate(minute, expected_tokens))
+            for model, reason in (await self._over_rate(minute, expected_tokens)).items():
+                blocked.setdefault(model, reason)  # an earlier reason (unhealthy, ...) stays
         cost_weight = (
             self._options.default_cost_weight
             if request.cost_weight is None
@@ -760,9 +761,8 @@ class Router:
             request.source,
             "duplicate" if inserted.duplicate else "late" if late else "accepted",
             quality=request.quality,
-            reward=inserted.reward,
             cost_usd=cost.cost_usd,
-            error=request.error is not None,
+            error=request.error,
         )
         return FeedbackResult(
             decision_id=decision.id,

@@ -121,6 +121,39 @@ def test_a_cascade_stops_at_max_attempts_and_reports_failed_calls(client: Client
     assert repeat.duplicate
 
 
+def test_a_cascade_refused_an_escalation_keeps_the_attempts_it_made(client: Client) -> None:
+    # The one candidate is tried first; escalating leaves no model: 503 with the reasons.
+    done = client.cascade(
+        "Name a prime.", call=lambda route: route.model, grade=lambda _a: 0.0,
+        candidates=["cloud-mini"],
+    )  # fmt: skip
+    (only,) = done.attempts
+    assert (only.route.model, only.answer, done.accepted) == ("cloud-mini", "cloud-mini", False)
+    assert isinstance(done.stopped_by, NoEligibleModel)
+    assert done.stopped_by.excluded["cloud-mini"] == "already_tried"
+    with pytest.raises(NoEligibleModel):  # no attempt made: nothing to keep, the error is raised
+        client.cascade(
+            "x", call=lambda r: r.model, grade=lambda _a: 1.0,
+            candidates=["cloud-mini"], constraints={"sensitive": True},
+        )  # fmt: skip
+
+
+def test_an_error_answer_that_is_not_the_service_s_json_still_raises_router_error() -> None:
+    def proxy(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/route":
+            return httpx.Response(502, json=["bad gateway"])
+        return httpx.Response(504, text="<html>gateway timeout</html>")
+
+    with Client("http://router.invalid", transport=httpx.MockTransport(proxy)) as behind_proxy:
+        with pytest.raises(RouterError) as listed:
+            behind_proxy.route("hi")
+        assert (listed.value.status_code, listed.value.detail) == (502, '["bad gateway"]')
+        with pytest.raises(RouterError) as html:
+            behind_proxy.feedback("d", quality=1.0)
+        assert html.value.status_code == 504
+        assert "gateway timeout" in str(html.value.detail)
+
+
 def test_the_async_client_routes_reports_and_cascades(server: ServerProcess) -> None:
     async def scenario() -> None:
         async with AsyncClient(server.base_url, api_key=KEY) as router:

@@ -6,7 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bandit_router.health import LATENCY_WINDOW, BreakerSettings, HealthBoard
+from bandit_router.health import (
+    LATENCY_MAX_AGE,
+    LATENCY_WINDOW,
+    BreakerSettings,
+    HealthBoard,
+)
 from tests.support import FakeClock
 
 START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -143,7 +148,8 @@ def test_bad_settings_are_refused(overrides: dict[str, float], message: str) -> 
 
 
 def test_the_median_of_the_last_reported_latencies_decides_who_is_too_slow() -> None:
-    board = HealthBoard()
+    clock = FakeClock(START)
+    board = HealthBoard(clock=clock)
     assert board.median_latency_ms("m") is None
     for latency in (100.0, 300.0, 5000.0):  # one slow call does not move the median far
         board.report("m", error=None, latency_ms=latency)
@@ -156,3 +162,18 @@ def test_the_median_of_the_last_reported_latencies_decides_who_is_too_slow() -> 
     for _ in range(LATENCY_WINDOW):
         board.report("m", error=None, latency_ms=50.0)
     assert board.median_latency_ms("m") == 50.0
+
+
+def test_latencies_age_out_so_an_excluded_model_gets_a_chance_again() -> None:
+    clock = FakeClock(START)
+    board = HealthBoard(clock=clock)
+    board.report("m", error=None, latency_ms=4000.0)
+    clock.advance(LATENCY_MAX_AGE.total_seconds() / 2)
+    board.report("m", error=None, latency_ms=3000.0)
+    assert board.slower_than(["m"], 1000.0) == ["m"]
+    # Excluded, the model gets no new latencies; the old ones expire one after the other.
+    clock.advance(LATENCY_MAX_AGE.total_seconds() / 2 + 1)
+    assert board.median_latency_ms("m") == 3000.0
+    clock.advance(LATENCY_MAX_AGE.total_seconds() / 2)
+    assert board.median_latency_ms("m") is None
+    assert board.slower_than(["m"], 1000.0) == []

@@ -48,6 +48,7 @@ ALLOWED: dict[str, set[str]] = {
     "api": {
         "core",
         "exposition",
+        "metrics",
         "router",
         "schemas",
         "eligibility",

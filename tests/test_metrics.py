@@ -13,7 +13,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from bandit_router.main import create_app
-from bandit_router.metrics import MAX_SOURCES, OTHER_SOURCE, ROUTE_SECONDS_BUCKETS, Metrics
+from bandit_router.metrics import (
+    MAX_SOURCES,
+    OTHER_SOURCE,
+    ROUTE_SECONDS_BUCKETS,
+    UNAUTHENTICATED,
+    UNMATCHED,
+    Metrics,
+)
 from bandit_router.settings import Settings, config_from_mapping
 from tests.support import ServerProcess
 from tests.test_api import POOL
@@ -58,18 +65,18 @@ def test_a_route_is_counted_in_the_first_bucket_whose_bound_it_does_not_exceed()
 def test_feedback_sources_beyond_the_cap_count_as_other_and_duplicates_add_no_values() -> None:
     metrics = Metrics()
     for i in range(MAX_SOURCES + 5):
-        metrics.fed_back(
-            "m", f"s{i}", "accepted", quality=0.5, reward=0.4, cost_usd=0.01, error=False
-        )
-    metrics.fed_back("m", "s0", "duplicate", quality=0.5, reward=0.4, cost_usd=0.01, error=False)
+        metrics.fed_back("m", f"s{i}", "accepted", quality=0.5, cost_usd=0.01, error=None)
+    metrics.fed_back("m", "s0", "duplicate", quality=0.5, cost_usd=0.01, error="timeout")
+    metrics.fed_back("m", "s1", "late", quality=None, cost_usd=0.0, error="refused")
     counted = metrics.snapshot()
     assert len({source for _, source, _ in counted.feedback}) == MAX_SOURCES + 1
     assert counted.feedback[("m", OTHER_SOURCE, "accepted")] == 5
     assert counted.feedback[("m", "s0", "duplicate")] == 1
     seen = counted.by_model["m"]
-    assert (seen.graded, seen.rewarded) == (MAX_SOURCES + 5, MAX_SOURCES + 5)
+    assert seen.graded == MAX_SOURCES + 5
     assert math.isclose(seen.quality_sum, 0.5 * (MAX_SOURCES + 5))
     assert math.isclose(seen.cost_usd, 0.01 * (MAX_SOURCES + 5))
+    assert counted.call_errors == {("m", "refused"): 1}  # the duplicate's timeout is not new
 
 
 def test_metrics_count_routes_feedback_and_errors_and_show_breakers_versions_budgets(
@@ -143,8 +150,14 @@ def test_metrics_count_routes_feedback_and_errors_and_show_breakers_versions_bud
         assert _total(samples, "bandit_router_feedback_total", result="duplicate") == 1
         assert _total(samples, "bandit_router_feedback_quality_count") == 2
         assert math.isclose(_total(samples, "bandit_router_feedback_quality_sum"), sum(qualities))
-        assert _total(samples, "bandit_router_feedback_cost_usd_total") >= 2 * 0.002
-        assert _value(samples, "bandit_router_feedback_model_errors_total", model=failing) == 2
+        # The graded answers reported their cost; the outages were priced as predicted.
+        predicted = sum(d["scores"][failing]["expected_cost_usd"] for d in decisions[2:])
+        assert math.isclose(
+            _total(samples, "bandit_router_feedback_cost_usd_total"), 2 * 0.002 + predicted
+        )
+        errors = "bandit_router_feedback_call_errors_total"
+        assert _value(samples, errors, model=failing, error="timeout") == 2
+        assert _total(samples, errors) == 2
 
         assert (
             _value(samples, "bandit_router_http_errors_total", endpoint="/route", status="422") == 2
@@ -170,8 +183,8 @@ def test_metrics_count_routes_feedback_and_errors_and_show_breakers_versions_bud
             d["model"] for d in decisions[:2]
         }
 
-        # Two graded outcomes and the outage reports were learned; the version counts them.
-        assert _value(samples, "bandit_router_policy_version", policy="linucb") >= 2
+        # The two graded outcomes were learned; an error alone is stored, not learned.
+        assert _value(samples, "bandit_router_policy_version", policy="linucb") == 2
         assert _value(samples, "bandit_router_budget_usd", scope="default") == 5.0
         spend = client.get("/budgets").json()[0]["spend_usd"]
         assert math.isclose(
@@ -180,12 +193,28 @@ def test_metrics_count_routes_feedback_and_errors_and_show_breakers_versions_bud
         assert _value(samples, "process_resident_memory_bytes") > 0
 
 
-def test_metrics_need_the_api_key_when_keys_are_configured(sqlite_url: str) -> None:
+def test_metrics_need_the_api_key_and_count_refusals_and_unknown_paths(sqlite_url: str) -> None:
     config = config_from_mapping({"router": {"api_keys": ["s3cret"]}, "models": POOL})
+    key = {"Authorization": "Bearer s3cret"}
     with TestClient(create_app(Settings(database_url=sqlite_url), config)) as client:
         assert client.get("/metrics").status_code == 401
-        allowed = client.get("/metrics", headers={"Authorization": "Bearer s3cret"})
+        assert client.post("/route", json={"prompt": "hi"}).status_code == 401
+        for path in ("/nope", "/also-nope/1"):
+            assert client.get(path, headers=key).status_code == 404
+        assert client.get("/route", headers=key).status_code == 405
+        allowed = client.get("/metrics", headers=key)
         assert allowed.status_code == 200
+    samples = _samples(allowed.text)
+    errors = "bandit_router_http_errors_total"
+    assert _value(samples, errors, endpoint=UNAUTHENTICATED, status="401") == 2
+    # Unknown paths share one label, never one series each.
+    assert _value(samples, errors, endpoint=UNMATCHED, status="404") == 2
+    assert _total(samples, errors, status="405") == 1
+    assert {s.labels["endpoint"] for s in samples if s.name == errors} <= {
+        UNAUTHENTICATED,
+        UNMATCHED,
+        "/route",
+    }
 
 
 def test_the_served_process_counts_what_it_answered_over_http(tmp_path: Path) -> None:
