@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -25,6 +26,22 @@ def test_decision_ids_are_version_7_uuids_that_grow_with_time() -> None:
 def test_decision_ids_do_not_repeat_within_a_millisecond() -> None:
     ids = {time_ordered_uuid() for _ in range(20_000)}
     assert len(ids) == 20_000
+
+
+def test_a_forked_process_draws_other_ids_than_its_parent() -> None:
+    time_ordered_uuid()  # the parent's pool now holds random bytes a child could inherit
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe and exits
+        os.write(write, time_ordered_uuid().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    theirs = os.read(read, 64).decode()
+    os.close(read)
+    ours = time_ordered_uuid()
+    # The last 62 bits are random (RFC 9562's rand_b): equal ones would mean shared bytes.
+    assert uuid.UUID(theirs).int & (1 << 62) - 1 != uuid.UUID(ours).int & (1 << 62) - 1
 
 
 def test_stable_uniform_is_the_same_in_another_process() -> None:
