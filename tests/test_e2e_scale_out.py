@@ -161,6 +161,10 @@ def test_replicas_share_one_policy_and_a_killed_learner_loses_and_repeats_nothin
             while _version(client_a) < total and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert _version(client_a) == _version(client_b) == total
+            # Each replica's /metrics shows the snapshot version it follows.
+            for client in (client_a, client_b):
+                metrics = client.get("/metrics").text
+                assert f'bandit_router_policy_version{{policy="linucb"}} {float(total)}' in metrics
     finally:
         learner.stop()
         a.stop()
