@@ -328,8 +328,9 @@ class Client:
                 attempt = _answered(route, started, answer, grade(answer))
             self.feedback(route.decision_id, **_report(attempt, cost_usd, source))
             attempts.append(attempt)
-            if _accepted(attempt, accept) or not route.may_escalate:
-                return Cascade(tuple(attempts), _accepted(attempt, accept))
+            accepted = _accepted(attempt, accept)
+            if accepted or not route.may_escalate:
+                return Cascade(tuple(attempts), accepted)
 
 
 class AsyncClient:
@@ -405,5 +406,6 @@ class AsyncClient:
                 attempt = _answered(route, started, answer, await grade(answer))
             await self.feedback(route.decision_id, **_report(attempt, cost_usd, source))
             attempts.append(attempt)
-            if _accepted(attempt, accept) or not route.may_escalate:
-                return Cascade(tuple(attempts), _accepted(attempt, accept))
+            accepted = _accepted(attempt, accept)
+            if accepted or not route.may_escalate:
+                return Cascade(tuple(attempts), accepted)

@@ -30,23 +30,24 @@ def _samples(text: str) -> list[Sample]:
     return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
 
 
-def _value(samples: list[Sample], name: str, **labels: str) -> float:
-    """The one sample of that name whose labels include these; fails when there is none."""
-    found = [
+def _matching(samples: list[Sample], name: str, labels: dict[str, str]) -> list[float]:
+    """The values of the samples of that name whose labels include these."""
+    return [
         s.value
         for s in samples
         if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
     ]
+
+
+def _value(samples: list[Sample], name: str, **labels: str) -> float:
+    """The one sample of that name whose labels include these; fails when there is none."""
+    found = _matching(samples, name, labels)
     assert len(found) == 1, f"{name}{labels}: {found}"
     return found[0]
 
 
 def _total(samples: list[Sample], name: str, **labels: str) -> float:
-    return sum(
-        s.value
-        for s in samples
-        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
-    )
+    return sum(_matching(samples, name, labels))
 
 
 def test_a_route_is_counted_in_the_first_bucket_whose_bound_it_does_not_exceed() -> None:
