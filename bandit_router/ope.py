@@ -158,8 +158,17 @@ def reward_model(logs: Logs, ridge: float = 1.0) -> Matrix:
     return predicted
 
 
-def _interval(draws: Matrix, tail: float) -> list[float]:
-    return [float(np.nanpercentile(draws, tail)), float(np.nanpercentile(draws, 100 - tail))]
+def _value(number: float) -> float | None:
+    return number if math.isfinite(number) else None
+
+
+def _interval(draws: Matrix, tail: float) -> list[float] | None:
+    """The percentile interval of the replicates where the estimate is defined (SNIPS is not
+    where a replicate drew no row the target policy agrees with); None where it never is."""
+    defined = draws[np.isfinite(draws)]
+    if not defined.size:
+        return None
+    return [float(np.percentile(defined, tail)), float(np.percentile(defined, 100 - tail))]
 
 
 def estimate(
@@ -171,7 +180,11 @@ def estimate(
     seed: int = 0,
     level: float = 0.95,
 ) -> dict[str, Any]:
-    """Each estimator's value and bootstrap interval, and the effective sample size."""
+    """Each estimator's value and bootstrap interval, and the effective sample size.
+
+    SNIPS is 0/0 when the target policy gives no probability to any logged choice (Σ w = 0):
+    its value and interval are then None, as is an interval no replicate defines.
+    """
     rows = np.arange(len(logs))
     weights = pi[rows, logs.chosen] / logs.probability
     direct = (pi * predicted).sum(axis=1)
@@ -204,7 +217,7 @@ def estimate(
     draws = estimators(sums, np.full(bootstrap, float(n)))
     tail = (1.0 - level) / 2 * 100
     result: dict[str, Any] = {
-        name: {"value": float(point[name][0]), "ci": _interval(draws[name], tail)}
+        name: {"value": _value(float(point[name][0])), "ci": _interval(draws[name], tail)}
         for name in ESTIMATORS
     }
     square_sum = float((weights**2).sum())

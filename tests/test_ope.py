@@ -52,6 +52,21 @@ def test_each_estimator_matches_its_formula_on_a_small_case() -> None:
         assert low <= high
 
 
+def test_snips_is_none_where_the_target_never_takes_a_logged_choice() -> None:
+    """Σ w = 0 makes SNIPS 0/0: None, not NaN (and no warning, which pytest makes an error)."""
+    logs = Logs.of([_row("a", 0.5, 1.0), _row("a", 0.9, 0.0), _row("a", 0.5, 0.5)])
+    never_a = np.array([[0.0, 1.0]] * 3)
+    result = estimate(logs, never_a, np.array([[0.6, 0.2]] * 3), bootstrap=50)
+    assert result["snips"] == {"value": None, "ci": None}
+    assert result["ips"] == {"value": 0.0, "ci": [0.0, 0.0]}
+    assert result["dm"]["value"] == pytest.approx(0.2)
+    assert result["ess"] == 0.0
+    # Where only some replicates define it, the interval is over those.
+    logs = Logs.of([_row("b", 0.5, 1.0), _row("a", 0.9, 0.0), _row("a", 0.5, 0.5)])
+    result = estimate(logs, never_a, np.array([[0.6, 0.2]] * 3), bootstrap=50)
+    assert result["snips"] == {"value": 1.0, "ci": [1.0, 1.0]}
+
+
 def test_a_fixed_policy_is_exact_and_falls_back_to_the_cheapest_where_its_model_is_masked() -> None:
     rows = [
         LoggedDecision({}, ("a", "b"), "a", 0.5, 1.0, {"a": 0.2, "b": 0.1}),
