@@ -6,6 +6,10 @@ Recommendation", Algorithm 1: per arm a ridge regression A = λ_r·I + Σ x xᵀ
 Sherman–Morrison identity, (A + x xᵀ)⁻¹ = A⁻¹ − (A⁻¹x)(xᵀA⁻¹) / (1 + xᵀA⁻¹x), so an update
 costs O(d²) instead of a fresh O(d³) inverse.
 
+The ridge λ_r is each arm's prior, counted in observations of its declared prior quality (else
+0) and of its priced cost: at the default 5, a few lucky outcomes do not make a rarely tried
+model the greedy choice, and learning online loses nothing against 1 (bench/linucb_tuning.py).
+
 Quality and cost are learned by two heads that share A (the same design matrix), so the cost
 weight λ of reward = quality − λ·cost can differ per request without relearning. The cost head
 learns the residual between the observed cost and the arm's priced cost for the request, so an
@@ -127,7 +131,7 @@ class LinUCB:
         *,
         alpha: float = 0.5,
         epsilon: float = 0.05,
-        ridge: float = 1.0,
+        ridge: float = 5.0,
         hashed_dim: int = 16,
         features: Sequence[str] | None = None,
         seed: int = 0,

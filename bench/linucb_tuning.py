@@ -1,0 +1,154 @@
+"""LinUCB's parameters: the frozen policy's quality against the regret paid while learning.
+
+Issues 3 and 7 score a policy that learns online on a train split and is then frozen and
+scored greedily on held-out prompts. A service learning in production is scored by its reward
+while it learns. A parameter set can help one and hurt the other, so this prints both, for each
+set, on held-out splits of the RouterBench train table (never split 2026, the README's):
+
+- `single`: AIQ of the frozen single-shot policy minus `per-task-best`'s (issue 3's bar);
+- `cascade`: AIQ of the frozen `linucb+escalate` minus `best-fixed-cascade`'s (issue 7's bar),
+  grader error 0.2, 2 attempts;
+  both from the points averaged over the seeds, as report.json has them, averaged over splits;
+- `regret`: cumulative regret against the oracle per round, learning on the whole table,
+  averaged over the λ grid and the seeds (the progressive view of a service).
+
+    python -m bench.linucb_tuning [--split-seed S]... [--seeds N] [--params 'ridge=5,alpha=0.5']...
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bandit_router.core import PolicySpec
+from bandit_router.simulator.cascade import cascade_references, replay_cascade
+from bandit_router.simulator.metrics import aiq
+from bandit_router.simulator.outcomes import OutcomeTable, holdout_split, load_outcomes
+from bandit_router.simulator.replay import replay, table_features
+from bandit_router.simulator.report import DEFAULT_COST_WEIGHTS
+
+TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "routerbench" / "train.csv.gz"
+GRADER_ERROR = 0.2
+DEFAULT_SETS = ("", "ridge=1", "ridge=3", "ridge=10", "ridge=40,alpha=3")
+
+
+def _params(text: str) -> dict[str, float]:
+    """'ridge=5,alpha=0.5' as LinUCB's keyword arguments; '' is the shipped defaults."""
+    pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+    return {name.strip(): float(value) for name, value in pairs}
+
+
+def _per_task_best(train: OutcomeTable, test: OutcomeTable, weight: float) -> tuple[float, float]:
+    """(cost, quality) on test of the best model per task on train, for this λ."""
+    reward = train.quality - weight * train.cost
+    best = {
+        task: int(np.argmax(reward[[t == task for t in train.tasks]].mean(axis=0)))
+        for task in set(train.tasks)
+    }
+    rows = np.arange(len(test))
+    chosen = [best[task] for task in test.tasks]
+    return float(test.cost[rows, chosen].mean()), float(test.quality[rows, chosen].mean())
+
+
+def _frozen_gaps(job: tuple[str, int, int]) -> tuple[str, int, float, float]:
+    """One parameter set on one split: (set, split, single-shot gap, cascade gap)."""
+    text, split, seeds = job
+    spec = PolicySpec("linucb", _params(text))
+    train, test = holdout_split(load_outcomes(TABLE), 0.3, split)
+    train_prompts, test_prompts = table_features(train), table_features(test)
+    single: list[tuple[float, float]] = []
+    cascade: list[tuple[float, float]] = []
+    for weight in DEFAULT_COST_WEIGHTS:
+        runs = [
+            replay(
+                spec, train, train_prompts, cost_weight=weight, seed=seed,
+                test=test, test_prompts=test_prompts,
+            ).scored()
+            for seed in range(seeds)
+        ]  # fmt: skip
+        chains = [
+            replay_cascade(
+                spec, train, train_prompts, cost_weight=weight, seed=seed,
+                grader_error=GRADER_ERROR, test=test, test_prompts=test_prompts,
+            ).scored()
+            for seed in range(seeds)
+        ]  # fmt: skip
+        single.append(_mean_point(runs))
+        cascade.append(_mean_point(chains))
+    low, high = float(test.cost.mean(axis=0).min()), float(test.cost.mean(axis=0).max())
+    per_task = [_per_task_best(train, test, weight) for weight in DEFAULT_COST_WEIGHTS]
+    references = cascade_references(
+        train, test, cost_weights=DEFAULT_COST_WEIGHTS, grader_error=GRADER_ERROR, max_attempts=2
+    )
+    fixed = [(cost, quality) for quality, cost in references["best-fixed-cascade"]]
+    return (
+        text,
+        split,
+        aiq(single, low, high) - aiq(per_task, low, high),
+        aiq(cascade, low, high) - aiq(fixed, low, high),
+    )
+
+
+def _mean_point(runs: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """(cost, quality) averaged over seeds, from (quality, cost) pairs."""
+    return float(np.mean([c for _, c in runs])), float(np.mean([q for q, _ in runs]))
+
+
+def _regret(job: tuple[str, int]) -> tuple[str, float]:
+    """Regret per round while learning on the whole table, mean over the λ grid and seeds."""
+    text, seeds = job
+    spec = PolicySpec("linucb", _params(text))
+    table = load_outcomes(TABLE)
+    prompts = table_features(table)
+    per_round = [
+        replay(spec, table, prompts, cost_weight=weight, seed=seed).regret[-1] / len(table)
+        for weight in DEFAULT_COST_WEIGHTS
+        for seed in range(seeds)
+    ]
+    return text, float(np.mean(per_round))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split-seed", type=int, action="append", dest="splits")
+    parser.add_argument("--seeds", type=int, default=24, help="per split and λ (frozen)")
+    parser.add_argument("--regret-seeds", type=int, default=12)
+    parser.add_argument("--params", action="append", help="e.g. 'ridge=5,alpha=0.5'")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    splits: list[int] = args.splits or [7, 11, 13]
+    if 2026 in splits:
+        print("note: split 2026 is the README's held-out split; do not tune on it")
+    sets: list[str] = args.params or list(DEFAULT_SETS)
+    gaps: dict[str, dict[str, list[float]]] = {s: {"single": [], "cascade": []} for s in sets}
+    regret: dict[str, float] = {}
+    with ProcessPoolExecutor(args.workers) as pool:
+        frozen = pool.map(_frozen_gaps, [(s, split, args.seeds) for s in sets for split in splits])
+        online = pool.map(_regret, [(s, args.regret_seeds) for s in sets])
+        for text, split, single, cascade in frozen:
+            gaps[text]["single"].append(single)
+            gaps[text]["cascade"].append(cascade)
+            print(f"  {text or 'defaults'} split {split}: {single:+.4f} {cascade:+.4f}", flush=True)
+        for text, value in online:
+            regret[text] = value
+    print(f"splits {splits}, {args.seeds} seeds (frozen), {args.regret_seeds} seeds (regret)")
+    print(f"{'parameters':<24}{'single':>10}{'cascade':>10}{'regret':>10}")
+    for text in sets:
+        row: dict[str, Any] = {kind: float(np.mean(values)) for kind, values in gaps[text].items()}
+        print(
+            f"{text or 'defaults':<24}{row['single']:>+10.4f}{row['cascade']:>+10.4f}"
+            f"{regret[text]:>10.4f}"
+        )
+    print("single: AIQ − per-task-best's; cascade: AIQ − best-fixed-cascade's (both ≥ 0 meet")
+    print("issues 3 and 7's AIQ bars); regret: per round while learning (lower is better)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
