@@ -338,21 +338,24 @@ def test_report_lists_cascades_only_with_a_grader_error(tmp_path: Path) -> None:
 
     assert cascade["cascade"] == {"grader_error": 0.2, "max_attempts": 2}
     assert set(cascade["policies"]) == {
-        *single["policies"], "linucb+escalate", "best-fixed-cascade", "per-task-best-cascade"
+        *single["policies"], "linucb+escalate", "random+escalate", "best-fixed-cascade",
+        "per-task-best-cascade",
     }  # fmt: skip
     # The single-shot entries are untouched by the cascades beside them.
     for name, entry in single["policies"].items():
         assert cascade["policies"][name] == entry
-    escalate = cascade["policies"]["linucb+escalate"]
-    assert (escalate["feedback"], escalate["cascade"]) == ("bandit", True)
-    assert 0.0 <= escalate["aiq"] <= 1.0
-    for point in escalate["points"]:
-        assert set(point) == {
-            "cost_weight", "quality", "cost_usd", "online_quality", "online_cost_usd", "regret",
-            "shares", "attempts", "seeds",
-        }  # fmt: skip
-        assert point["seeds"] == 2
-        assert 1.0 <= point["attempts"] <= 2.0
+    # Every bandit policy, learning or not, is replayed as a cascade too.
+    for name in ("linucb+escalate", "random+escalate"):
+        escalate = cascade["policies"][name]
+        assert (escalate["feedback"], escalate["cascade"]) == ("bandit", True)
+        assert 0.0 <= escalate["aiq"] <= 1.0
+        for point in escalate["points"]:
+            assert set(point) == {
+                "cost_weight", "quality", "cost_usd", "online_quality", "online_cost_usd",
+                "regret", "shares", "attempts", "seeds",
+            }  # fmt: skip
+            assert point["seeds"] == 2
+            assert 1.0 <= point["attempts"] <= 2.0
     for name in ("best-fixed-cascade", "per-task-best-cascade"):
         entry = cascade["policies"][name]
         assert (entry["feedback"], entry["cascade"]) == ("full", True)
@@ -360,6 +363,7 @@ def test_report_lists_cascades_only_with_a_grader_error(tmp_path: Path) -> None:
     markdown = (tmp_path / "cascade" / "report.md").read_text()
     assert "## Cascades" in markdown
     assert "| linucb+escalate | bandit | yes |" in markdown
+    assert "| random+escalate | bandit | yes |" in markdown
     assert "| best-fixed-cascade | full | yes |" in markdown
     assert (tmp_path / "cascade" / "frontier.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -170,7 +170,7 @@ def build_report(
 ) -> Replay:
     """Replays each bandit policy at each λ and seed, and the full-information references.
 
-    With ``grader_error``, each learning policy is replayed again as cascades graded by a
+    With ``grader_error``, each bandit policy is replayed again as cascades graded by a
     grader that errs with that probability (``NAME+escalate``), beside the fixed cascades that
     full information picks (see simulator/cascade.py), each chain at most ``max_attempts``
     long (default: the service's). ``policy_params`` holds each registered policy's
@@ -232,7 +232,7 @@ def build_report(
     if grader_error is not None:
         cascade_entries, cascade_curves = _cascades(
             train, test, train_prompts, test_prompts,
-            specs=[spec for name, spec in specs.items() if name in policies.LEARNING_POLICIES],
+            specs=list(specs.values()),
             cost_weights=cost_weights, seeds=seeds, progress=progress,
             grader_error=grader_error, max_attempts=max_attempts, curve_weight=curve_weight,
         )  # fmt: skip
