@@ -31,6 +31,8 @@ ALLOWED: dict[str, set[str]] = {
     "storage": {"core", "storage"},
     "migrations": {"storage", "settings", "migrations"},
     "learner": {"core", "escalation", "policies", "storage.base"},
+    # An experiment's report: its log's means and differences, and each variant off-policy.
+    "experiment_report": {"core", "escalation", "experiments", "ope", "storage.base"},
     "router": {
         "core",
         "features",
@@ -39,8 +41,8 @@ ALLOWED: dict[str, set[str]] = {
         "health",
         "budget",
         "experiments",
+        "experiment_report",
         "metrics",
-        "ope",
         "reward",
         "policies",
         "storage.base",
