@@ -10,6 +10,7 @@ import pytest
 
 from bandit_router.core import Arm, Context, PolicySpec
 from bandit_router.learner import Learner, context_of
+from bandit_router.policies.linucb import LinUCB
 from bandit_router.storage.base import DecisionRecord, FeedbackRecord
 from bandit_router.storage.sql import SqlStore
 
@@ -105,7 +106,10 @@ def test_restart_from_snapshot_plus_log_equals_learning_everything_once(store: S
     restarted = Learner(store, [SPEC], snapshot_every=1000)
     restarted.restore()
     assert restarted.learned == 13
-    from_scratch = Learner(store, [PolicySpec("linucb", {"seed": 1, "ridge": 1.0})])
+    # The same policy, spelt out (its default ridge made explicit): another snapshot key, so it
+    # learns the whole log from scratch.
+    same_policy = {"seed": 1, "ridge": LinUCB().ridge}
+    from_scratch = Learner(store, [PolicySpec("linucb", same_policy)])
     from_scratch.restore()
     assert from_scratch.learned == 53
     assert _probe(restarted) == _probe(learner) == _probe(from_scratch)
