@@ -113,6 +113,20 @@ def test_a_fixed_cascade_escalates_exactly_on_wrong_answers_with_a_perfect_grade
     assert sum(run.shares.values()) == pytest.approx(1.0)
 
 
+def test_a_frozen_fixed_cascade_starts_with_its_model_not_the_cheapest(tmp_path: Path) -> None:
+    table = load_outcomes(hand_table(tmp_path / "hand.csv", HAND))
+    prompts = table_features(table)
+    run = replay_cascade(
+        PolicySpec("fixed:large"), table, prompts, cost_weight=10.0, seed=4, grader_error=0.0,
+        test=table, test_prompts=prompts,
+    )  # fmt: skip
+    assert run.test_chains is not None
+    # large, and where it is wrong the cheapest model left (its fallback), small.
+    assert [c.models for c in run.test_chains] == [("large", "small")] * 2 + [("large",)] + [
+        ("large", "small")
+    ]
+
+
 @pytest.mark.parametrize("policy", ["linucb", "vw", "random"])
 @pytest.mark.parametrize("max_attempts", [2, 3])
 def test_an_escalation_never_repeats_a_model_and_stops_at_max_attempts(

@@ -127,6 +127,27 @@ def test_replay_learns_from_every_train_prompt_once_and_never_from_test(
     assert not set(learned) & {id(p.features) for p in test_prompts}
 
 
+def test_a_frozen_baseline_calls_its_own_choice_not_the_cheapest(tmp_path: Path) -> None:
+    """Baselines model no reward: frozen, fixed:dear calls dear, cheapest the cheap model, and
+    random draws per prompt (its frozen choice is not the cheapest's in disguise)."""
+    train = load_outcomes(write_table(tmp_path / "train.csv", 20, 1))
+    test = load_outcomes(write_table(tmp_path / "test.csv", 400, 2))
+    train_prompts, test_prompts = table_features(train), table_features(test)
+
+    def frozen(name: str) -> dict[str, float]:
+        run = replay(
+            PolicySpec(name), train, train_prompts,
+            cost_weight=100.0, seed=0, test=test, test_prompts=test_prompts,
+        )  # fmt: skip
+        assert run.test_cost is not None
+        return {**run.shares, "cost": run.test_cost}
+
+    assert frozen("fixed:dear") == pytest.approx({"cheap": 0.0, "dear": 1.0, "cost": 0.002})
+    assert frozen("cheapest") == pytest.approx({"cheap": 1.0, "dear": 0.0, "cost": 0.0001})
+    random_shares = frozen("random")
+    assert random_shares["dear"] == pytest.approx(0.5, abs=0.075)  # 400 draws: ±3 sd
+
+
 def test_linucb_learns_the_best_model_per_task_from_bandit_feedback(tmp_path: Path) -> None:
     """On held-out prompts the frozen policy is close to knowing the best model per task."""
     train = load_outcomes(write_table(tmp_path / "train.csv", 400, 1))

@@ -41,7 +41,7 @@ from bandit_router.simulator.replay import (
     OnlineTally,
     Prompt,
     Run,
-    greedy_model,
+    frozen_model,
     priced_arms,
 )
 
@@ -116,10 +116,18 @@ class _Client:
 
 
 def _run_chain(
-    policy: Policy, client: _Client, row: int, prompt: Prompt, draw_key: str, *, learning: bool
+    policy: Policy,
+    client: _Client,
+    row: int,
+    prompt: Prompt,
+    draw_key: str,
+    *,
+    learning: bool,
+    learns: bool = True,
 ) -> Chain:
     """Calls, grades and escalates one prompt. ``learning``: the policy's own draws, each attempt
-    learned as the service learns it; else the frozen policy's greedy choices, nothing learned."""
+    learned as the service learns it; else the frozen policy's choices (``frozen_model``; a
+    policy that ``learns`` exploits), nothing learned."""
     features, words = prompt
     previous: list[Attempt] = []
     graded: list[Outcome] = []
@@ -139,7 +147,7 @@ def _run_chain(
             escalation = escalation_features(features, previous)
             context = Context(escalation, remaining, cost_weight, f"{draw_key}/{attempt}", words)
         decision = policy.choose(context)
-        model = decision.model if learning else greedy_model(decision, cost_weight)
+        model = decision.model if learning else frozen_model(decision, cost_weight, learns=learns)
         j = client.column[model]
         quality = float(client.table.quality[row, j])
         attempt_cost = float(client.table.cost[row, j])
@@ -228,7 +236,15 @@ def replay_cascade(
             max_attempts,
         )
         test_chains = [
-            _run_chain(policy, test_client, row, prompt, "test", learning=False)
+            _run_chain(
+                policy,
+                test_client,
+                row,
+                prompt,
+                f"test/{row}",
+                learning=False,
+                learns=spec.name in policies.LEARNING_POLICIES,
+            )
             for row, prompt in enumerate(test_prompts)
         ]
         scored = test_chains

@@ -107,6 +107,17 @@ def greedy_model(decision: Decision, cost_weight: float) -> str:
     return best.model
 
 
+def frozen_model(decision: Decision, cost_weight: float, *, learns: bool) -> str:
+    """What a frozen policy calls. A learning policy exploits what it learned (greedy_model).
+    A baseline models no reward: it calls its own most probable arm (a fixed model, the
+    cheapest), without its ε floor; where no arm stands out (random) it is its own draw."""
+    if learns:
+        return greedy_model(decision, cost_weight)
+    top = max(score.probability for score in decision.scores)
+    most_probable = [score.model for score in decision.scores if score.probability == top]
+    return most_probable[0] if len(most_probable) == 1 else decision.model
+
+
 def replay(
     spec: PolicySpec,
     train: OutcomeTable,
@@ -118,7 +129,8 @@ def replay(
     test_prompts: list[Prompt] | None = None,
 ) -> Run:
     """Streams the train prompts in a seeded order through choose and learn; then, when a test
-    table is given, scores the frozen policy greedily on it (it learns nothing there)."""
+    table is given, scores the frozen policy greedily on it (it learns nothing there; see
+    frozen_model for the baselines)."""
     policy = policies.build(PolicySpec(spec.name, {**spec.params, "seed": seed}))
     arms = priced_arms(train)
     column = {model: j for j, model in enumerate(train.models)}
@@ -139,14 +151,16 @@ def replay(
     test_quality = test_cost = None
     if test is not None and test_prompts is not None:
         test_column = {model: j for j, model in enumerate(test.models)}
+        learns = spec.name in policies.LEARNING_POLICIES
         chosen = [
             test_column[
-                greedy_model(
-                    policy.choose(Context(features, arms, cost_weight, "test", words)),
+                frozen_model(
+                    policy.choose(Context(features, arms, cost_weight, f"test/{row}", words)),
                     cost_weight,
+                    learns=learns,
                 )
             ]
-            for features, words in test_prompts
+            for row, (features, words) in enumerate(test_prompts)
         ]
         rows = np.arange(len(test))
         test_quality = float(test.quality[rows, chosen].mean())
