@@ -157,6 +157,7 @@ def _replay(args: argparse.Namespace) -> int:
         DEFAULT_COST_WEIGHTS,
         build_report,
         default_policy_names,
+        planned_runs,
         write_report,
     )
 
@@ -167,9 +168,6 @@ def _replay(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    cascades = (
-        0 if args.grader_error is None else sum(n in policies.LEARNING_POLICIES for n in names)
-    )
     try:
         policy_params = {} if args.config is None else load_config(args.config).policy_params
         for name in names:
@@ -187,7 +185,9 @@ def _replay(args: argparse.Namespace) -> int:
                 raise ValueError("give --test or --holdout, not both")
             train, test = holdout_split(train, args.holdout, args.split_seed)
         cost_weights = args.cost_weight or DEFAULT_COST_WEIGHTS
-        progress = Progress((len(names) + cascades) * len(cost_weights) * args.seeds)
+        progress = Progress(
+            planned_runs(names, cost_weights, args.seeds, cascades=args.grader_error is not None)
+        )
         result = build_report(
             train,
             test,

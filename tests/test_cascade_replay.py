@@ -4,6 +4,7 @@ the full-information fixed cascades, and the report and command line around them
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,7 +21,9 @@ from bandit_router.simulator.cascade import (
     replay_cascade,
 )
 from bandit_router.simulator.outcomes import OutcomeTable, load_outcomes
+from bandit_router.simulator.progress import Progress
 from bandit_router.simulator.replay import Prompt, table_features
+from bandit_router.simulator.report import build_report, planned_runs
 from tests.support import LearnSpy, spy_on_policies
 from tests.test_simulator import write_table
 
@@ -412,3 +415,18 @@ def test_max_attempts_without_a_grader_error_exits_2(
     assert main(args) == 2
     assert "--max-attempts" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("grader_error", [None, 0.2])
+def test_the_progress_bar_counts_every_run_the_report_makes(
+    tmp_path: Path, grader_error: float | None
+) -> None:
+    train = load_outcomes(write_table(tmp_path / "train.csv", 30, 1))
+    names, weights = ["linucb", "random"], [0.0, 10.0]
+    planned = planned_runs(names, weights, 2, cascades=grader_error is not None)
+    progress = Progress(planned, stream=io.StringIO())
+    build_report(
+        train, None, policy_names=names, cost_weights=weights, seeds=2, progress=progress,
+        grader_error=grader_error,
+    )  # fmt: skip
+    assert progress.done == planned == (16 if grader_error is not None else 8)

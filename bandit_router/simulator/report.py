@@ -329,6 +329,15 @@ def _add_routellm_metrics(report_policies: dict[str, Any], singles: dict[str, An
         entry["cpt80"] = cpt(pairs, q_weak, q_strong, 0.8)
 
 
+def planned_runs(
+    policy_names: Sequence[str], cost_weights: Sequence[float], seeds: int, *, cascades: bool
+) -> int:
+    """How many replay runs build_report makes (what a progress bar counts): each policy at
+    each λ and seed, and as many again as cascades when there is a grader."""
+    runs = len(policy_names) * len(cost_weights) * seeds
+    return 2 * runs if cascades else runs
+
+
 def default_policy_names() -> list[str]:
     """Every registered learning policy, and `random` as the floor."""
     return [*policies.LEARNING_POLICIES, "random"]
