@@ -29,9 +29,9 @@ import numpy as np
 from bandit_router.core import PolicySpec
 from bandit_router.simulator.cascade import cascade_references, replay_cascade
 from bandit_router.simulator.metrics import aiq
-from bandit_router.simulator.outcomes import OutcomeTable, holdout_split, load_outcomes
+from bandit_router.simulator.outcomes import holdout_split, load_outcomes
 from bandit_router.simulator.replay import replay, table_features
-from bandit_router.simulator.report import DEFAULT_COST_WEIGHTS
+from bandit_router.simulator.report import DEFAULT_COST_WEIGHTS, per_task_best
 
 TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "routerbench" / "train.csv.gz"
 GRADER_ERROR = 0.2
@@ -42,18 +42,6 @@ def _params(text: str) -> dict[str, float]:
     """'ridge=5,alpha=0.5' as LinUCB's keyword arguments; '' is the shipped defaults."""
     pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
     return {name.strip(): float(value) for name, value in pairs}
-
-
-def _per_task_best(train: OutcomeTable, test: OutcomeTable, weight: float) -> tuple[float, float]:
-    """(cost, quality) on test of the best model per task on train, for this λ."""
-    reward = train.quality - weight * train.cost
-    best = {
-        task: int(np.argmax(reward[[t == task for t in train.tasks]].mean(axis=0)))
-        for task in set(train.tasks)
-    }
-    rows = np.arange(len(test))
-    chosen = [best[task] for task in test.tasks]
-    return float(test.cost[rows, chosen].mean()), float(test.quality[rows, chosen].mean())
 
 
 def _frozen_gaps(job: tuple[str, int, int]) -> tuple[str, int, float, float]:
@@ -82,7 +70,10 @@ def _frozen_gaps(job: tuple[str, int, int]) -> tuple[str, int, float, float]:
         single.append(_mean_point(runs))
         cascade.append(_mean_point(chains))
     low, high = float(test.cost.mean(axis=0).min()), float(test.cost.mean(axis=0).max())
-    per_task = [_per_task_best(train, test, weight) for weight in DEFAULT_COST_WEIGHTS]
+    per_task = [
+        (cost, quality)
+        for quality, cost in (per_task_best(train, test, w) for w in DEFAULT_COST_WEIGHTS)
+    ]
     references = cascade_references(
         train, test, cost_weights=DEFAULT_COST_WEIGHTS, grader_error=GRADER_ERROR, max_attempts=2
     )

@@ -41,7 +41,7 @@ def _params_entry(spec: PolicySpec) -> dict[str, Any]:
     return {"params": params} if params else {}
 
 
-def _per_task_best(
+def per_task_best(
     train: OutcomeTable, evaluate: OutcomeTable, cost_weight: float
 ) -> tuple[float, float]:
     """Knowing every training outcome, the best model per task for this λ, on `evaluate`."""
@@ -219,7 +219,7 @@ def build_report(
     prices = train.cost.mean(axis=0)
     references: dict[str, Callable[[float], tuple[float, float]]] = {
         "oracle": lambda lam: _oracle(evaluate, lam),
-        "per-task-best": lambda lam: _per_task_best(train, evaluate, lam),
+        "per-task-best": lambda lam: per_task_best(train, evaluate, lam),
         # Each model priced at its mean training cost, as the bandit policies see it.
         "supervised-ridge": lambda lam: _pick(evaluate, predicted, prices, lam),
     }
