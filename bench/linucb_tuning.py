@@ -12,7 +12,11 @@ set, on held-out splits of the RouterBench train table (never split 2026, the RE
 - `regret`: cumulative regret against the oracle per round, learning on the whole table,
   averaged over the λ grid and the seeds (the progressive view of a service).
 
+`--policy NAME` scores another learning policy's parameter sets the same way (`thompson`: its
+single-shot runs plan one attempt, its cascades as many as the client makes).
+
     python -m bench.linucb_tuning [--split-seed S]... [--seeds N] [--params 'ridge=5,alpha=0.5']...
+        [--policy thompson]
 """
 
 from __future__ import annotations
@@ -39,15 +43,15 @@ DEFAULT_SETS = ("", "ridge=1", "ridge=3", "ridge=10", "ridge=40,alpha=3")
 
 
 def _params(text: str) -> dict[str, float]:
-    """'ridge=5,alpha=0.5' as LinUCB's keyword arguments; '' is the shipped defaults."""
+    """'ridge=5,alpha=0.5' as the policy's keyword arguments; '' is the shipped defaults."""
     pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
     return {name.strip(): float(value) for name, value in pairs}
 
 
-def _frozen_gaps(job: tuple[str, int, int]) -> tuple[str, int, float, float]:
+def _frozen_gaps(job: tuple[str, str, int, int]) -> tuple[str, int, float, float]:
     """One parameter set on one split: (set, split, single-shot gap, cascade gap)."""
-    text, split, seeds = job
-    spec = PolicySpec("linucb", _params(text))
+    policy, text, split, seeds = job
+    spec = PolicySpec(policy, _params(text))
     train, test = holdout_split(load_outcomes(TABLE), 0.3, split)
     train_prompts, test_prompts = table_features(train), table_features(test)
     single: list[tuple[float, float]] = []
@@ -91,10 +95,10 @@ def _mean_point(runs: Sequence[tuple[float, float]]) -> tuple[float, float]:
     return float(np.mean([c for _, c in runs])), float(np.mean([q for q, _ in runs]))
 
 
-def _regret(job: tuple[str, int]) -> tuple[str, float]:
+def _regret(job: tuple[str, str, int]) -> tuple[str, float]:
     """Regret per round while learning on the whole table, mean over the λ grid and seeds."""
-    text, seeds = job
-    spec = PolicySpec("linucb", _params(text))
+    policy, text, seeds = job
+    spec = PolicySpec(policy, _params(text))
     table = load_outcomes(TABLE)
     prompts = table_features(table)
     per_round = [
@@ -112,6 +116,7 @@ def main() -> int:
     parser.add_argument("--regret-seeds", type=int, default=12)
     parser.add_argument("--params", action="append", help="e.g. 'ridge=5,alpha=0.5'")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--policy", default="linucb", help="any learning policy, e.g. thompson")
     args = parser.parse_args()
     splits: list[int] = args.splits or [7, 11, 13]
     if 2026 in splits:
@@ -120,8 +125,10 @@ def main() -> int:
     gaps: dict[str, dict[str, list[float]]] = {s: {"single": [], "cascade": []} for s in sets}
     regret: dict[str, float] = {}
     with ProcessPoolExecutor(args.workers) as pool:
-        frozen = pool.map(_frozen_gaps, [(s, split, args.seeds) for s in sets for split in splits])
-        online = pool.map(_regret, [(s, args.regret_seeds) for s in sets])
+        frozen = pool.map(
+            _frozen_gaps, [(args.policy, s, split, args.seeds) for s in sets for split in splits]
+        )
+        online = pool.map(_regret, [(args.policy, s, args.regret_seeds) for s in sets])
         for text, split, single, cascade in frozen:
             gaps[text]["single"].append(single)
             gaps[text]["cascade"].append(cascade)

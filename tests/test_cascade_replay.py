@@ -22,7 +22,7 @@ from bandit_router.simulator.cascade import (
 )
 from bandit_router.simulator.outcomes import OutcomeTable, load_outcomes
 from bandit_router.simulator.progress import Progress
-from bandit_router.simulator.replay import Prompt, table_features
+from bandit_router.simulator.replay import Prompt, replay, table_features
 from bandit_router.simulator.report import build_report, planned_runs
 from tests.support import LearnSpy, spy_on_policies
 from tests.test_simulator import write_table
@@ -130,7 +130,7 @@ def test_a_frozen_fixed_cascade_starts_with_its_model_not_the_cheapest(tmp_path:
     ]
 
 
-@pytest.mark.parametrize("policy", ["linucb", "vw", "random"])
+@pytest.mark.parametrize("policy", ["linucb", "vw", "thompson", "random"])
 @pytest.mark.parametrize("max_attempts", [2, 3])
 def test_an_escalation_never_repeats_a_model_and_stops_at_max_attempts(
     tmp_path: Path, policy: str, max_attempts: int
@@ -430,3 +430,26 @@ def test_the_progress_bar_counts_every_run_the_report_makes(
         grader_error=grader_error,
     )  # fmt: skip
     assert progress.done == planned == (16 if grader_error is not None else 8)
+
+
+def test_a_planning_policy_is_told_the_chain_s_length_in_cascades_only(tmp_path: Path) -> None:
+    """small answers 70% right at 0.1¢, large 97% at 2¢; at λ = 5 large is worth more alone
+    (0.87 against 0.695), small as the first of two attempts (0.92 against 0.86, by
+    thompson's formula with its assumed grader error 0.1). The replays show which plan each
+    run made: single shot, large first; as cascades, small first."""
+    rng = np.random.default_rng(8)
+    qualities = {
+        "small": tuple((rng.random(300) < 0.7).astype(float)),
+        "large": tuple((rng.random(300) < 0.97).astype(float)),
+    }
+    table = load_outcomes(hand_table(tmp_path / "two.csv", qualities))
+    prompts = table_features(table)
+    spec = PolicySpec("thompson")
+    single = replay(spec, table, prompts, cost_weight=5.0, seed=1, test=table, test_prompts=prompts)
+    assert single.shares["large"] > 0.95
+    chains = replay_cascade(
+        spec, table, prompts, cost_weight=5.0, seed=1, grader_error=0.1,
+        test=table, test_prompts=prompts,
+    )  # fmt: skip
+    assert chains.test_chains is not None
+    assert all(chain.models[0] == "small" for chain in chains.test_chains)

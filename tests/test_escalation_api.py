@@ -327,3 +327,49 @@ def test_an_escalation_stays_in_its_first_variant_and_a_shadow_is_no_attempt(
         finally:
             store.close()
         assert "is a shadow decision" in _refused(client, [shadow])
+
+
+def test_a_thompson_router_plans_the_chain_and_learns_each_attempt_s_own_grade(
+    migrated_url: str,
+) -> None:
+    """Served by `thompson` with a two-attempt plan: the escalation is its second attempt, each
+    attempt's model learns its own grade (the policy values chains itself), and a restart
+    restores exactly what it learned."""
+    config = config_from_mapping(
+        {
+            "router": {"policy": "thompson"},
+            "policies": {"thompson": {"plan_attempts": 2}},
+            "models": POOL,
+        }
+    )
+    candidates = ["cloud-mini", "cloud-large"]
+    with TestClient(create_app(Settings(database_url=migrated_url), config)) as client:
+        first = _route(client, candidates=candidates, task_type="qa")
+        assert first["policy"] == "thompson@0"
+        assert first["attempt"] == 1
+        _grade(client, first["decision_id"], 0.0, 0.001)
+        second = _route(
+            client, candidates=candidates, task_type="qa", previous=[first["decision_id"]]
+        )
+        assert second["attempt"] == 2
+        assert second["model"] != first["model"]
+        _grade(client, second["decision_id"], 1.0, 0.01)
+        # A new request's first attempt: each model valued as the start of a two-attempt chain.
+        again = _route(client, candidates=candidates, task_type="qa")
+        assert again["policy"] == "thompson@3"  # two grades, and the first one's correction
+        qualities = {m: s["expected_quality"] for m, s in again["scores"].items()}
+        tried, escalated = first["model"], second["model"]
+    with TestClient(create_app(Settings(database_url=migrated_url), config)) as client:
+        restored = _route(client, candidates=candidates, task_type="qa")
+        assert restored["policy"] == "thompson@3"
+        assert {m: s["expected_quality"] for m, s in restored["scores"].items()} == qualities
+    # Beta(1, 1) and one grade each: the model graded wrong has 1/3, the one graded right 2/3
+    # (the correction of the first attempt to the chain's return was not learned). Each chain's
+    # quality by the module's formula, grader error 0.1.
+    wrong, right = 1 / 3, 2 / 3
+    assert qualities[tried] == pytest.approx(
+        wrong * 0.9 + (wrong * 0.1 + (1 - wrong) * 0.9) * right, abs=1e-12
+    )
+    assert qualities[escalated] == pytest.approx(
+        right * 0.9 + (right * 0.1 + (1 - right) * 0.9) * wrong, abs=1e-12
+    )

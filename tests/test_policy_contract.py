@@ -17,6 +17,8 @@ SPECS = [
     PolicySpec("random", {"seed": 7}),
     PolicySpec("cheapest", {"seed": 7}),
     PolicySpec("fixed:large", {"seed": 7}),
+    PolicySpec("thompson", {"seed": 7}),
+    PolicySpec("thompson", {"seed": 7, "plan_attempts": 2}),
     PolicySpec("vw", {"seed": 7}),
     PolicySpec("vw", {"seed": 7, "words": 8}),
     *(PolicySpec("vw", {"seed": 7, "exploration": e}) for e in ("epsilon", "cover", "bag")),

@@ -1,6 +1,7 @@
 """The one registry that builds policies by name; heavy engines are imported only from here.
 
-A spec name is a registered policy (`linucb`, `random`, `cheapest`) or `fixed:MODEL`.
+A spec name is a registered policy (`linucb`, `vw`, `thompson`, `random`, `cheapest`) or
+`fixed:MODEL`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ def _vw() -> tuple[Callable[..., Policy], Callable[[bytes], Policy]]:
     from bandit_router.policies.vw import VowpalWabbit
 
     return VowpalWabbit, VowpalWabbit.loads
+
+
+def _thompson() -> tuple[Callable[..., Policy], Callable[[bytes], Policy]]:
+    from bandit_router.policies.thompson import ThompsonCascade
+
+    return ThompsonCascade, ThompsonCascade.loads
 
 
 def _random() -> tuple[Callable[..., Policy], Callable[[bytes], Policy]]:
@@ -45,13 +52,18 @@ def _fixed() -> tuple[Callable[..., Policy], Callable[[bytes], Policy]]:
 _REGISTRY: Mapping[str, Callable[[], tuple[Callable[..., Policy], Callable[[bytes], Policy]]]] = {
     "linucb": _linucb,
     "vw": _vw,
+    "thompson": _thompson,
     "random": _random,
     "cheapest": _cheapest,
     "fixed": _fixed,
 }
 
-LEARNING_POLICIES = ("linucb", "vw")
+LEARNING_POLICIES = ("linucb", "vw", "thompson")
 """Registered policies that learn from bandit feedback (the simulator replays each of them)."""
+
+PLANNING_POLICIES = ("thompson",)
+"""Learning policies that plan escalation chains when told how many attempts the client
+makes (their ``plan_attempts`` parameter); the cascade replay tells them."""
 
 
 class UnknownPolicy(ValueError):

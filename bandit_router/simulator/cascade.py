@@ -199,7 +199,12 @@ def replay_cascade(
     nothing."""
     if max_attempts < 2:
         raise ValueError(f"a cascade needs at least 2 attempts, got {max_attempts}")
-    policy = policies.build(PolicySpec(spec.name, {**spec.params, "seed": seed}))
+    params = {**spec.params, "seed": seed}
+    if spec.name in policies.PLANNING_POLICIES:
+        # The client escalates every wrong grade while attempts remain: a policy that plans
+        # chains is told how long they can be, unless its parameters say otherwise.
+        params.setdefault("plan_attempts", max_attempts)
+    policy = policies.build(PolicySpec(spec.name, params))
     arms = priced_arms(train)
     column = {model: j for j, model in enumerate(train.models)}
     train_stream, test_stream = np.random.SeedSequence(seed).spawn(2)
