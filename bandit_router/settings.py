@@ -270,6 +270,14 @@ def config_from_mapping(
     if named - known:
         raise ConfigError(f"{source}: rules: unknown models {sorted(named - known)}")
     served = {router.policy, *router.policies}
+    for name in sorted(served):
+        planned = parsed.policies.get(PolicySpec(name).section, {}).get("plan_attempts")
+        if isinstance(planned, int | float) and planned > router.max_attempts:
+            raise ConfigError(
+                f"{source}: policies.{PolicySpec(name).section}.plan_attempts ({planned}) is "
+                f"more than router.max_attempts ({router.max_attempts}): it would plan "
+                "escalations the router refuses"
+            )
     experiments = []
     for name, section in parsed.experiments.items():
         for variant in section.variants:

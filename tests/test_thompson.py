@@ -120,3 +120,19 @@ def test_bad_parameters_are_refused_by_name() -> None:
     ):
         with pytest.raises(ValueError, match=name):
             ThompsonCascade(**params)
+
+
+def test_a_plan_longer_than_the_router_allows_is_a_config_error_naming_both() -> None:
+    from bandit_router.settings import ConfigError, config_from_mapping
+
+    pool = [{"name": "m", "provider": "p", "input_price_per_mtok": 1.0,
+             "output_price_per_mtok": 1.0, "context_window": 100}]  # fmt: skip
+    sections = {"thompson": {"plan_attempts": 3}}
+    with pytest.raises(ConfigError, match=r"policies\.thompson\.plan_attempts.*max_attempts \(2\)"):
+        config_from_mapping(
+            {"router": {"policy": "thompson"}, "policies": sections, "models": pool}
+        )
+    allowed = config_from_mapping(
+        {"router": {"policy": "thompson", "max_attempts": 3}, "policies": sections, "models": pool}
+    )
+    assert allowed.policy.params["plan_attempts"] == 3
