@@ -116,6 +116,7 @@ def test_bad_parameters_are_refused_by_name() -> None:
         ({"plan_attempts": 1.5}, "plan_attempts"),
         ({"grader_error": 0.5}, "grader_error"),
         ({"draws": 0}, "draws"),
+        ({"draws": 100_000}, "draws"),
         ({"epsilon": 2.0}, "epsilon"),
     ):
         with pytest.raises(ValueError, match=name):
@@ -136,3 +137,18 @@ def test_a_plan_longer_than_the_router_allows_is_a_config_error_naming_both() ->
         {"router": {"policy": "thompson", "max_attempts": 3}, "policies": sections, "models": pool}
     )
     assert allowed.policy.params["plan_attempts"] == 3
+
+
+def test_a_declared_prior_of_zero_or_one_still_leaves_room_to_learn() -> None:
+    certain, hopeless = (
+        Arm("certain", 0.001, prior_quality=1.0),
+        Arm("hopeless", 0.001, prior_quality=0.0),
+    )
+    policy = ThompsonCascade(plan_attempts=2, seed=2)
+    context = Context({"task_type": "qa"}, (certain, hopeless), 1.0, "k")
+    decision = policy.choose(context)  # no Beta parameter of 0 to sample from
+    assert decision.model in {"certain", "hopeless"}
+    for _ in range(30):
+        policy.learn(context, "certain", Outcome(0.0, 0.001), probability=0.5)
+        policy.learn(context, "hopeless", Outcome(1.0, 0.001), probability=0.5)
+    assert max(policy.choose(context).scores, key=lambda s: s.score).model == "hopeless"

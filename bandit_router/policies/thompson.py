@@ -90,8 +90,8 @@ class ThompsonCascade:
             raise ValueError(f"plan_attempts must be a whole number ≥ 1, got {plan_attempts}")
         if not 0.0 <= grader_error < 0.5:
             raise ValueError(f"grader_error must be in [0, 0.5), got {grader_error}")
-        if int(draws) != draws or draws < 1:
-            raise ValueError(f"draws must be a whole number ≥ 1, got {draws}")
+        if int(draws) != draws or not 1 <= draws <= 10_000:
+            raise ValueError(f"draws must be a whole number in [1, 10000], got {draws}")
         self.epsilon = epsilon
         self.plan_attempts = int(plan_attempts)
         self.grader_error = grader_error
@@ -110,7 +110,8 @@ class ThompsonCascade:
         learned: Mapping[str, list[float]] = self._outcomes.get(_task(context), {})
         alpha, beta = [], []
         for arm in context.arms:
-            prior = 0.5 if arm.prior_quality is None else min(max(arm.prior_quality, 0.0), 1.0)
+            # Kept inside (0, 1): a prior of exactly 0 or 1 would leave a Beta parameter at 0.
+            prior = 0.5 if arm.prior_quality is None else min(max(arm.prior_quality, 0.01), 0.99)
             successes, failures = learned.get(arm.name, (0.0, 0.0))
             alpha.append(2.0 * prior + successes)
             beta.append(2.0 * (1.0 - prior) + failures)
@@ -122,8 +123,8 @@ class ThompsonCascade:
         count = len(context.arms)
         alpha, beta = self._posterior(context)
         cost = np.array([arm.prior_cost_usd for arm in context.arms])
-        attempt = float(context.features.get(_ATTEMPT, 1.0))
-        escalates = attempt < self.plan_attempts
+        attempt = context.features.get(_ATTEMPT, 1.0)
+        escalates = isinstance(attempt, float | int) and attempt < self.plan_attempts
         plan = (cost, context.cost_weight, self.grader_error, escalates)
         rng = np.random.default_rng(stable_hash(f"{self.seed}\x1f{self._version}"))
         # Row 0: the posterior means (the scores reported); then the posterior samples.
