@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from bandit_router.core import Context, Decision, Outcome
-from bandit_router.policies.common import draw_decision, floored_probabilities
+from bandit_router.policies.common import check_epsilon, draw_decision, floored_probabilities
 
 
 class _Baseline:
@@ -20,8 +20,7 @@ class _Baseline:
     reads_words = False
 
     def __init__(self, *, epsilon: float = 0.05, seed: int = 0) -> None:
-        if not 0.0 <= epsilon <= 1.0:
-            raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+        check_epsilon(epsilon)
         self.epsilon = epsilon
         self.seed = seed
 

@@ -7,6 +7,12 @@ from collections.abc import Sequence
 from bandit_router.core import ArmScore, Context, Decision, make_tuple, stable_uniform
 
 
+def check_epsilon(epsilon: float) -> None:
+    """Every policy's exploration floor ε is a probability: refused by name otherwise."""
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+
+
 def floored_probabilities(n_arms: int, greedy: int, epsilon: float) -> list[float]:
     """ε-greedy: every arm keeps ε/K, the greedy arm gets the remaining 1 − ε on top.
 

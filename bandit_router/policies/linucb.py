@@ -33,7 +33,12 @@ import numpy.typing as npt
 
 from bandit_router.core import Arm, Context, Decision, Outcome
 from bandit_router.features import FeatureEncoder
-from bandit_router.policies.common import argmax_first, draw_decision, floored_probabilities
+from bandit_router.policies.common import (
+    argmax_first,
+    check_epsilon,
+    draw_decision,
+    floored_probabilities,
+)
 
 Vector = npt.NDArray[np.float64]
 
@@ -136,8 +141,7 @@ class LinUCB:
         features: Sequence[str] | None = None,
         seed: int = 0,
     ) -> None:
-        if not 0.0 <= epsilon <= 1.0:
-            raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+        check_epsilon(epsilon)
         if alpha < 0.0 or ridge <= 0.0:
             raise ValueError("alpha must be ≥ 0 and ridge > 0")
         self.alpha = alpha

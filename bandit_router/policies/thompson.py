@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bandit_router.core import ESCALATION_FEATURES, Context, Decision, Outcome, stable_hash
-from bandit_router.policies.common import draw_decision
+from bandit_router.policies.common import check_epsilon, draw_decision
 
 Matrix = npt.NDArray[np.float64]
 _ATTEMPT = ESCALATION_FEATURES[0]
@@ -84,8 +84,7 @@ class ThompsonCascade:
         draws: int = 32,
         seed: int = 0,
     ) -> None:
-        if not 0.0 <= epsilon <= 1.0:
-            raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+        check_epsilon(epsilon)
         if int(plan_attempts) != plan_attempts or plan_attempts < 1:
             raise ValueError(f"plan_attempts must be a whole number ≥ 1, got {plan_attempts}")
         if not 0.0 <= grader_error < 0.5:

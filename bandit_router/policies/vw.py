@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from bandit_router.core import Context, Decision, Outcome
 from bandit_router.features import configured_features, features_read
-from bandit_router.policies.common import draw_decision
+from bandit_router.policies.common import check_epsilon, draw_decision
 
 if TYPE_CHECKING:
     from vowpalwabbit.pyvw import Workspace
@@ -118,8 +118,7 @@ class VowpalWabbit:
             raise ValueError(
                 f"exploration must be one of {', '.join(EXPLORATIONS)}, got {exploration!r}"
             )
-        if not 0.0 <= epsilon <= 1.0:
-            raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+        check_epsilon(epsilon)
         if cost_weight is not None and cost_weight < 0.0:
             raise ValueError(f"cost_weight must be ≥ 0, got {cost_weight}")
         if gamma_scale <= 0.0 or learning_rate <= 0.0 or ensemble < 1:
