@@ -270,13 +270,13 @@ def config_from_mapping(
     if named - known:
         raise ConfigError(f"{source}: rules: unknown models {sorted(named - known)}")
     served = {router.policy, *router.policies}
-    for name in sorted(served):
-        planned = parsed.policies.get(PolicySpec(name).section, {}).get("plan_attempts")
+    for spec in (PolicySpec.configured(name, parsed.policies) for name in sorted(served)):
+        planned = spec.params.get("plan_attempts")
         if isinstance(planned, int | float) and planned > router.max_attempts:
             raise ConfigError(
-                f"{source}: policies.{PolicySpec(name).section}.plan_attempts ({planned}) is "
-                f"more than router.max_attempts ({router.max_attempts}): it would plan "
-                "escalations the router refuses"
+                f"{source}: policies.{spec.section}.plan_attempts ({planned}) is more than "
+                f"router.max_attempts ({router.max_attempts}): it would plan escalations the "
+                "router refuses"
             )
     experiments = []
     for name, section in parsed.experiments.items():
