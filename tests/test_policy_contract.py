@@ -19,6 +19,7 @@ SPECS = [
     PolicySpec("fixed:large", {"seed": 7}),
     PolicySpec("thompson", {"seed": 7}),
     PolicySpec("thompson", {"seed": 7, "plan_attempts": 2}),
+    PolicySpec("thompson", {"seed": 7, "plan_attempts": 3}),
     PolicySpec("vw", {"seed": 7}),
     PolicySpec("vw", {"seed": 7, "words": 8}),
     *(PolicySpec("vw", {"seed": 7, "exploration": e}) for e in ("epsilon", "cover", "bag")),

@@ -3,6 +3,7 @@ formulas, exact propensities, and corrections not learned twice."""
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -63,6 +64,81 @@ def test_a_two_attempt_plan_values_the_chain_each_model_starts() -> None:
 def test_the_last_planned_attempt_is_valued_alone() -> None:
     scores = _scores(_taught(2), _context("k", attempt=2))
     assert scores["dear"] == pytest.approx((5 / 6, 0.01, 5 / 6 - 0.1), abs=1e-12)
+
+
+def _chain_value(
+    quality: dict[str, float], cost: dict[str, float], chain: tuple[str, ...], weight: float
+) -> tuple[float, float, float]:
+    """Quality, cost and value of one fixed chain, grader error 0.1: each attempt is reached
+    when every grade before it said wrong, and the last one reached is the answer."""
+    reach, total_quality, total_cost = 1.0, 0.0, 0.0
+    for position, model in enumerate(chain):
+        total_cost += reach * cost[model]
+        if position == len(chain) - 1:
+            total_quality += reach * quality[model]
+        else:
+            total_quality += reach * quality[model] * 0.9
+            reach *= quality[model] * 0.1 + (1.0 - quality[model]) * 0.9
+    return total_quality, total_cost, total_quality - weight * total_cost
+
+
+def test_a_three_attempt_plan_values_the_best_chain_each_model_starts() -> None:
+    # mid: 2 right (posterior mean 3/4). Starting cheap, the plan escalates to mid, then dear
+    # (value 0.9035), not to dear, the best model alone, then mid (0.8891): it looks two
+    # escalations ahead, not one.
+    mid = Arm("mid", 0.004)
+    policy = _taught(3)
+    for _ in range(2):
+        policy.learn(_context("t"), "mid", Outcome(1.0, 0.0), probability=0.5)
+    context = Context({"task_type": "qa"}, (CHEAP, mid, DEAR), 10.0, "k")
+    scores = {s.model: (s.expected_quality, s.expected_cost_usd, s.score)
+              for s in policy.choose(context).scores}  # fmt: skip
+    quality = {"cheap": 2 / 3, "mid": 3 / 4, "dear": 5 / 6}
+    cost = {"cheap": 0.001, "mid": 0.004, "dear": 0.01}
+    assert _chain_value(quality, cost, ("cheap", "mid", "dear"), 10.0) == pytest.approx(
+        scores["cheap"], abs=1e-12
+    )
+    assert scores["cheap"][2] == pytest.approx(0.9035, abs=1e-4)
+    assert _chain_value(quality, cost, ("cheap", "dear", "mid"), 10.0)[2] == pytest.approx(
+        0.8891, abs=1e-4
+    )
+    for first in ("mid", "dear"):
+        rest = [m for m in quality if m != first]
+        best = max(
+            (_chain_value(quality, cost, (first, *order), 10.0) for order in
+             itertools.permutations(rest)),
+            key=lambda chain: chain[2],
+        )  # fmt: skip
+        assert scores[first] == pytest.approx(best, abs=1e-12)
+
+
+def test_a_three_attempt_plan_matches_every_chain_tried_by_hand() -> None:
+    # Six models with random posteriors and prices: each model's score is the best value of
+    # the ordered chains of three that start with it (the plan keeps the three best last arms).
+    rng = random.Random(8)
+    for trial in range(20):
+        arms = tuple(Arm(f"m{i}", rng.uniform(0.0001, 0.01)) for i in range(6))
+        policy = ThompsonCascade(plan_attempts=3, grader_error=0.1, seed=trial)
+        context = Context({"task_type": "qa"}, arms, rng.choice((0.0, 3.0, 30.0)), "k")
+        for arm in arms:
+            for _ in range(rng.randrange(6)):
+                grade = float(rng.random() < 0.6)
+                policy.learn(context, arm.name, Outcome(grade, 0.0), probability=0.5)
+        decision = policy.choose(context)
+        alpha_beta = {
+            arm.name: (1.0 + s, 1.0 + f)
+            for arm in arms
+            for s, f in [policy._outcomes["qa"].get(arm.name, [0.0, 0.0])]
+        }
+        quality = {name: a / (a + b) for name, (a, b) in alpha_beta.items()}
+        cost = {arm.name: arm.prior_cost_usd for arm in arms}
+        for score in decision.scores:
+            best = max(
+                _chain_value(quality, cost, chain, context.cost_weight)[2]
+                for chain in itertools.permutations(quality, 3)
+                if chain[0] == score.model
+            )
+            assert score.score == pytest.approx(best, abs=1e-12)
 
 
 def test_it_learns_the_best_model_of_each_task_type() -> None:

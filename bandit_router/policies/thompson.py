@@ -10,15 +10,17 @@ observations of the model's declared prior quality.
 Escalation (`plan_attempts` ≥ 2, for a client that grades every answer and escalates a wrong
 one). Each attempt learns its own grade, not the chain's return: the policy values chains
 itself, so an attempt that another attempt followed needs no correction (``replaces`` is not
-learned). Starting with model i, when one more attempt follows a wrong grade, is worth
+learned). With n attempts left (the current one included), starting with model i is worth
 
-    q_i·(1 − e) + esc_i·max_{j≠i}(q_j − λ·c_j) − λ·c_i,   esc_i = q_i·e + (1 − q_i)·(1 − e),
+    V_n(i) = q_i·(1 − e) + esc_i·max_{j untried} V_{n−1}(j) − λ·c_i,   V_1(i) = q_i − λ·c_i,
+    esc_i = q_i·e + (1 − q_i)·(1 − e),
 
-where e is the grader's assumed error rate, esc_i the chance the grade says wrong, c the
-model's priced cost, and the best next model is valued as a last attempt (the plan looks one
-escalation ahead, and treats the models' answers as independent). Without a further attempt a
-model is worth q_i − λ·c_i. `scores` report what starting with each model is expected to
-achieve, escalation included: the chain's quality and cost.
+where e is the grader's assumed error rate, esc_i the chance the grade says wrong and c the
+model's priced cost; "untried" excludes i and the models before it in the chain. The plan
+treats the models' answers as independent and looks at most ``LONGEST_PLAN`` attempts ahead:
+after a wrong grade, the client asks again and the next attempt is planned afresh. `scores`
+report what starting with each model is expected to achieve, escalation included: the chain's
+quality and cost.
 
 Exact propensities: the choice is drawn, by the request's seeded uniform, from the Thompson
 distribution as estimated by ``draws`` posterior samples, with every eligible arm kept at ε/K.
@@ -43,29 +45,67 @@ Matrix = npt.NDArray[np.float64]
 _ATTEMPT = ESCALATION_FEATURES[0]
 
 
+LONGEST_PLAN = 3
+"""Attempts a plan values, the current one included. A chain of three needs, after each pair
+of models, only the best of the rest alone (one of the three best); a longer one would need
+far more. Where the client allows more, each later attempt is planned afresh."""
+
+
 def _value_of_starting_with(
-    quality: Matrix, cost: Matrix, cost_weight: float, grader_error: float, escalates: bool
+    quality: Matrix, cost: Matrix, cost_weight: float, grader_error: float, attempts: int
 ) -> tuple[Matrix, Matrix, Matrix]:
     """Per row of qualities (draws × arms): each arm's expected chain quality, chain cost and
-    value, when starting with it (and escalating once, after a wrong grade, if ``escalates``)."""
+    value, when starting with it and escalating each wrong grade while ``attempts`` last (at
+    most ``LONGEST_PLAN``), along the best chain that starts with it."""
+    draws, arms = quality.shape
+    length = min(attempts, arms, LONGEST_PLAN)
     alone = quality - cost_weight * cost
-    if not escalates or quality.shape[1] < 2:
+    if length == 1:
         return quality, np.broadcast_to(cost, quality.shape), alone
-    # The best next model for each first model: the best of the row, or the second best for
-    # the arm that is the best itself.
-    rows = np.arange(quality.shape[0])
-    best = np.argmax(alone, axis=1)
-    others = alone.copy()
-    others[rows, best] = -np.inf
-    second = np.argmax(others, axis=1)
-    is_best = np.arange(quality.shape[1])[None, :] == best[:, None]
-    following = np.where(is_best, second[:, None], best[:, None])
-    next_quality = quality[rows[:, None], following]
-    next_cost = cost[following]
+    kept = quality * (1.0 - grader_error)  # right, and graded right: the chain stops
     escalation = quality * grader_error + (1.0 - quality) * (1.0 - grader_error)
-    chain_quality = quality * (1.0 - grader_error) + escalation * next_quality
+    if length == 2:
+        # The best next arm for each first arm: the best of the row, or the second best for
+        # the arm that is the best itself.
+        rows = np.arange(draws)
+        best = np.argmax(alone, axis=1)
+        others = alone.copy()
+        others[rows, best] = -np.inf
+        second = np.argmax(others, axis=1)
+        is_best = np.arange(arms)[None, :] == best[:, None]
+        following = np.where(is_best, second[:, None], best[:, None])
+        next_quality, next_cost = quality[rows[:, None], following], cost[following]
+    else:
+        next_quality, next_cost = _best_two_more(quality, cost, cost_weight, kept, escalation)
+    chain_quality = kept + escalation * next_quality
     chain_cost = cost + escalation * next_cost
     return chain_quality, chain_cost, chain_quality - cost_weight * chain_cost
+
+
+def _best_two_more(
+    quality: Matrix, cost: Matrix, cost_weight: float, kept: Matrix, escalation: Matrix
+) -> tuple[Matrix, Matrix]:
+    """Per row and first arm i: the expected quality and cost of the best chain of two more
+    attempts (j, then k after j's wrong grade) among the arms other than i."""
+    draws, arms = quality.shape
+    rows = np.arange(draws)[:, None, None]
+    first, second = np.arange(arms)[None, :, None], np.arange(arms)[None, None, :]
+    # The last arm after the pair (i, j): the best arm by value alone that is neither, which
+    # is one of the row's three best.
+    top = np.argsort(-(quality - cost_weight * cost), axis=1)[:, :3]
+    last = top[:, 0][:, None, None]
+    for rank in (1, 2):
+        last = np.where((last == first) | (last == second), top[:, rank][:, None, None], last)
+    # Axis 1 is the first arm i, axis 2 the second arm j.
+    tail_quality = kept[:, None, :] + escalation[:, None, :] * quality[rows, last]
+    tail_cost = cost[None, None, :] + escalation[:, None, :] * cost[last]
+    tail_value = tail_quality - cost_weight * tail_cost
+    tail_value[:, np.arange(arms), np.arange(arms)] = -np.inf  # j is not i
+    best = tail_value.argmax(axis=2)[:, :, None]
+    return (
+        np.take_along_axis(tail_quality, best, axis=2)[:, :, 0],
+        np.take_along_axis(tail_cost, best, axis=2)[:, :, 0],
+    )
 
 
 class ThompsonCascade:
@@ -123,8 +163,10 @@ class ThompsonCascade:
         alpha, beta = self._posterior(context)
         cost = np.array([arm.prior_cost_usd for arm in context.arms])
         attempt = context.features.get(_ATTEMPT, 1.0)
-        escalates = isinstance(attempt, float | int) and attempt < self.plan_attempts
-        plan = (cost, context.cost_weight, self.grader_error, escalates)
+        attempts_left = (
+            self.plan_attempts - int(attempt) + 1 if isinstance(attempt, float | int) else 1
+        )
+        plan = (cost, context.cost_weight, self.grader_error, max(attempts_left, 1))
         rng = np.random.default_rng(stable_hash(f"{self.seed}\x1f{self._version}"))
         # Row 0: the posterior means (the scores reported); then the posterior samples.
         qualities = np.vstack([alpha / (alpha + beta), rng.beta(alpha, beta, (self.draws, count))])
