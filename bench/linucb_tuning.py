@@ -6,9 +6,12 @@ while it learns. A parameter set can help one and hurt the other, so this prints
 set, on held-out splits of the RouterBench train table (never split 2026, the README's):
 
 - `single`: AIQ of the frozen single-shot policy minus `per-task-best`'s (issue 3's bar);
-- `cascade`: AIQ of the frozen `linucb+escalate` minus `best-fixed-cascade`'s (issue 7's bar),
-  grader error 0.2, 2 attempts;
-  both from the points averaged over the seeds, as report.json has them, averaged over splits;
+- `cascade`: AIQ of the frozen `linucb+escalate` minus `best-fixed-cascade`'s of two models
+  (issue 7's bar), grader error 0.2, 2 attempts (`--max-attempts N`: N, and then also
+  `vs N`, the gap to the best fixed chain of N models, and `q@50%`, the quality the cascade's
+  hull reaches at half the best single model's cost over that model's quality: issue 7's
+  other bar is 1);
+  all from the points averaged over the seeds, as report.json has them, averaged over splits;
 - `regret`: cumulative regret against the oracle per round, learning on the whole table,
   averaged over the λ grid and the seeds (the progressive view of a service).
 
@@ -16,7 +19,7 @@ set, on held-out splits of the RouterBench train table (never split 2026, the RE
 single-shot runs plan one attempt, its cascades as many as the client makes).
 
     python -m bench.linucb_tuning [--split-seed S]... [--seeds N] [--params 'ridge=5,alpha=0.5']...
-        [--policy thompson]
+        [--policy thompson] [--max-attempts 3]
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ import numpy as np
 
 from bandit_router.core import PolicySpec
 from bandit_router.simulator.cascade import cascade_references, replay_cascade
-from bandit_router.simulator.metrics import aiq
-from bandit_router.simulator.outcomes import holdout_split, load_outcomes
+from bandit_router.simulator.metrics import aiq, frontier, quality_at
+from bandit_router.simulator.outcomes import OutcomeTable, holdout_split, load_outcomes
 from bandit_router.simulator.replay import replay, table_features
 from bandit_router.simulator.report import DEFAULT_COST_WEIGHTS, per_task_best
 
@@ -48,9 +51,9 @@ def _params(text: str) -> dict[str, float]:
     return {name.strip(): float(value) for name, value in pairs}
 
 
-def _frozen_gaps(job: tuple[str, str, int, int]) -> tuple[str, int, float, float]:
-    """One parameter set on one split: (set, split, single-shot gap, cascade gap)."""
-    policy, text, split, seeds = job
+def _frozen_gaps(job: tuple[str, str, int, int, int]) -> tuple[str, int, dict[str, float]]:
+    """One parameter set on one split: (set, split, {column: value})."""
+    policy, text, split, seeds, attempts = job
     spec = PolicySpec(policy, _params(text))
     train, test = holdout_split(load_outcomes(TABLE), 0.3, split)
     train_prompts, test_prompts = table_features(train), table_features(test)
@@ -67,7 +70,8 @@ def _frozen_gaps(job: tuple[str, str, int, int]) -> tuple[str, int, float, float
         chains = [
             replay_cascade(
                 spec, train, train_prompts, cost_weight=weight, seed=seed,
-                grader_error=GRADER_ERROR, test=test, test_prompts=test_prompts,
+                grader_error=GRADER_ERROR, max_attempts=attempts,
+                test=test, test_prompts=test_prompts,
             ).scored()
             for seed in range(seeds)
         ]  # fmt: skip
@@ -78,16 +82,29 @@ def _frozen_gaps(job: tuple[str, str, int, int]) -> tuple[str, int, float, float
         (cost, quality)
         for quality, cost in (per_task_best(train, test, w) for w in DEFAULT_COST_WEIGHTS)
     ]
+    cascade_aiq = aiq(cascade, low, high)
+    row = {
+        "single": aiq(single, low, high) - aiq(per_task, low, high),
+        "cascade": cascade_aiq - aiq(_fixed(train, test, 2), low, high),
+    }
+    if attempts > 2:
+        row[f"vs {attempts}"] = cascade_aiq - aiq(_fixed(train, test, attempts), low, high)
+        quality, cost = test.quality.mean(axis=0), test.cost.mean(axis=0)
+        best = int(np.argmax(quality))
+        row["q@50%"] = quality_at(frontier(cascade), cost[best] / 2) / quality[best]
+    return text, split, row
+
+
+def _fixed(train: OutcomeTable, test: OutcomeTable, attempts: int) -> list[tuple[float, float]]:
+    """(cost, quality) of the best fixed chain of ``attempts`` models for each λ."""
     references = cascade_references(
-        train, test, cost_weights=DEFAULT_COST_WEIGHTS, grader_error=GRADER_ERROR, max_attempts=2
+        train,
+        test,
+        cost_weights=DEFAULT_COST_WEIGHTS,
+        grader_error=GRADER_ERROR,
+        max_attempts=attempts,
     )
-    fixed = [(cost, quality) for quality, cost in references["best-fixed-cascade"]]
-    return (
-        text,
-        split,
-        aiq(single, low, high) - aiq(per_task, low, high),
-        aiq(cascade, low, high) - aiq(fixed, low, high),
-    )
+    return [(cost, quality) for quality, cost in references["best-fixed-cascade"]]
 
 
 def _mean_point(runs: Sequence[tuple[float, float]]) -> tuple[float, float]:
@@ -117,34 +134,48 @@ def main() -> int:
     parser.add_argument("--params", action="append", help="e.g. 'ridge=5,alpha=0.5'")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--policy", default="linucb", help="any learning policy, e.g. thompson")
+    parser.add_argument("--max-attempts", type=int, default=2, help="of each cascade")
     args = parser.parse_args()
     splits: list[int] = args.splits or [7, 11, 13]
     if 2026 in splits:
         print("note: split 2026 is the README's held-out split; do not tune on it")
     sets: list[str] = args.params or list(DEFAULT_SETS)
-    gaps: dict[str, dict[str, list[float]]] = {s: {"single": [], "cascade": []} for s in sets}
+    if args.max_attempts < 2:
+        parser.error("--max-attempts must be at least 2")
+    rows: dict[str, dict[str, list[float]]] = {s: {} for s in sets}
     regret: dict[str, float] = {}
     with ProcessPoolExecutor(args.workers) as pool:
-        frozen = pool.map(
-            _frozen_gaps, [(args.policy, s, split, args.seeds) for s in sets for split in splits]
-        )
+        jobs = [
+            (args.policy, s, split, args.seeds, args.max_attempts) for s in sets for split in splits
+        ]
+        frozen = pool.map(_frozen_gaps, jobs)
         online = pool.map(_regret, [(args.policy, s, args.regret_seeds) for s in sets])
-        for text, split, single, cascade in frozen:
-            gaps[text]["single"].append(single)
-            gaps[text]["cascade"].append(cascade)
-            print(f"  {text or 'defaults'} split {split}: {single:+.4f} {cascade:+.4f}", flush=True)
+        for text, split, row in frozen:
+            for column, value in row.items():
+                rows[text].setdefault(column, []).append(value)
+            shown = " ".join(
+                f"{column} {value:{'' if column == 'q@50%' else '+'}.4f}"
+                for column, value in row.items()
+            )
+            print(f"  {text or 'defaults'} split {split}: {shown}", flush=True)
         for text, value in online:
             regret[text] = value
-    print(f"splits {splits}, {args.seeds} seeds (frozen), {args.regret_seeds} seeds (regret)")
-    print(f"{'parameters':<24}{'single':>10}{'cascade':>10}{'regret':>10}")
+    print(
+        f"splits {splits}, {args.seeds} seeds (frozen), {args.regret_seeds} seeds (regret), "
+        f"cascades of {args.max_attempts} attempts"
+    )
+    columns = list(rows[sets[0]])
+    print(f"{'parameters':<24}" + "".join(f"{c:>10}" for c in columns) + f"{'regret':>10}")
     for text in sets:
-        row: dict[str, Any] = {kind: float(np.mean(values)) for kind, values in gaps[text].items()}
-        print(
-            f"{text or 'defaults':<24}{row['single']:>+10.4f}{row['cascade']:>+10.4f}"
-            f"{regret[text]:>10.4f}"
+        means: dict[str, Any] = {column: float(np.mean(v)) for column, v in rows[text].items()}
+        shown = "".join(
+            f"{means[c]:>10.4f}" if c == "q@50%" else f"{means[c]:>+10.4f}" for c in columns
         )
-    print("single: AIQ − per-task-best's; cascade: AIQ − best-fixed-cascade's (both ≥ 0 meet")
-    print("issues 3 and 7's AIQ bars); regret: per round while learning (lower is better)")
+        print(f"{text or 'defaults':<24}{shown}{regret[text]:>10.4f}")
+    print("single: AIQ − per-task-best's; cascade: AIQ − best-fixed-cascade's of two models")
+    print("(both ≥ 0 meet issues 3 and 7's AIQ bars); vs N: AIQ − the best fixed chain of N's;")
+    print("q@50%: the cascade's quality at half the best single's cost over that model's (≥ 1")
+    print("meets issue 7's other bar); regret: per round while learning (lower is better)")
     return 0
 
 
