@@ -373,3 +373,41 @@ def test_a_thompson_router_plans_the_chain_and_learns_each_attempt_s_own_grade(
     assert qualities[escalated] == pytest.approx(
         right * 0.9 + (right * 0.1 + (1 - right) * 0.9) * wrong, abs=1e-12
     )
+
+
+def test_a_thompson_router_plans_three_attempts_over_http(migrated_url: str) -> None:
+    """`max_attempts = 3` and a three-attempt plan: a chain graded wrong, wrong, right takes
+    each model once, and a new request's first attempt is valued as the start of a chain of
+    all three (grader error 0.1)."""
+    config = config_from_mapping(
+        {
+            "router": {"policy": "thompson", "max_attempts": 3},
+            "policies": {"thompson": {"plan_attempts": 3}},
+            "models": POOL,
+        }
+    )
+    with TestClient(create_app(Settings(database_url=migrated_url), config)) as client:
+        previous: list[str] = []
+        tried: list[str] = []
+        for attempt, grade in ((1, 0.0), (2, 0.0), (3, 1.0)):
+            answer = _route(client, task_type="qa", previous=previous)
+            assert answer["attempt"] == attempt
+            assert answer["max_attempts"] == 3
+            assert answer["model"] not in tried
+            _grade(client, answer["decision_id"], grade, 0.001)
+            previous.append(answer["decision_id"])
+            tried.append(answer["model"])
+        again = _route(client, task_type="qa")
+        # Three grades, and each grade's corrections of the attempts before it to the chain's
+        # return (one after the second grade, two after the third), none of them learned.
+        assert again["policy"] == "thompson@6"
+        qualities = {m: s["expected_quality"] for m, s in again["scores"].items()}
+    # Beta(1, 1) and one grade each: 1/3 for the two graded wrong, 2/3 for the last. After a
+    # first model's wrong grade the two others follow, in either order the same quality:
+    # 0.9·(q_j + q_k) − 0.8·q_j·q_k.
+    learned = dict(zip(tried, (1 / 3, 1 / 3, 2 / 3), strict=True))
+    for first, quality in learned.items():
+        rest = [q for model, q in learned.items() if model != first]
+        tail = 0.9 * sum(rest) - 0.8 * rest[0] * rest[1]
+        escalation = quality * 0.1 + (1 - quality) * 0.9
+        assert qualities[first] == pytest.approx(quality * 0.9 + escalation * tail, abs=1e-12)
