@@ -228,3 +228,11 @@ def test_a_declared_prior_of_zero_or_one_still_leaves_room_to_learn() -> None:
         policy.learn(context, "certain", Outcome(0.0, 0.001), probability=0.5)
         policy.learn(context, "hopeless", Outcome(1.0, 0.001), probability=0.5)
     assert max(policy.choose(context).scores, key=lambda s: s.score).model == "hopeless"
+
+
+def test_an_attempt_that_is_not_a_finite_number_plans_no_escalation() -> None:
+    policy = _taught(3)
+    alone = _scores(policy, _context("k", attempt=3))  # the last attempt: valued alone
+    for attempt in ("two", float("nan"), float("inf")):
+        context = Context({"task_type": "qa", "attempt": attempt}, (CHEAP, DEAR), 10.0, "k")
+        assert _scores(policy, context) == alone

@@ -32,6 +32,7 @@ exactly how often the policy makes that choice.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -163,9 +164,9 @@ class ThompsonCascade:
         alpha, beta = self._posterior(context)
         cost = np.array([arm.prior_cost_usd for arm in context.arms])
         attempt = context.features.get(_ATTEMPT, 1.0)
-        attempts_left = (
-            self.plan_attempts - int(attempt) + 1 if isinstance(attempt, float | int) else 1
-        )
+        # An attempt number that is not a finite number plans no escalation.
+        numeric = isinstance(attempt, float | int) and math.isfinite(attempt)
+        attempts_left = self.plan_attempts - int(attempt) + 1 if numeric else 1
         plan = (cost, context.cost_weight, self.grader_error, max(attempts_left, 1))
         rng = np.random.default_rng(stable_hash(f"{self.seed}\x1f{self._version}"))
         # Row 0: the posterior means (the scores reported); then the posterior samples.
