@@ -6,7 +6,7 @@ import argparse
 import ipaddress
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -150,7 +150,6 @@ def _attempts(text: str) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from bandit_router import policies
     from bandit_router.simulator.outcomes import OutcomeTableError, holdout_split, load_outcomes
     from bandit_router.simulator.progress import Progress
     from bandit_router.simulator.report import (
@@ -169,15 +168,7 @@ def _replay(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        policy_params = {} if args.config is None else load_config(args.config).policy_params
-        for name in names:
-            spec = PolicySpec.configured(name, policy_params)
-            try:
-                policies.build(spec)
-            except ValueError as error:
-                if not spec.params:
-                    raise
-                raise ValueError(f"{args.config}: policies.{spec.section}: {error}") from error
+        policy_params = _configured_params(names, args.config)
         train = load_outcomes(args.train)
         test = load_outcomes(args.test) if args.test else None
         if args.holdout is not None:
@@ -283,6 +274,25 @@ def _export_log(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configured_params(
+    names: Sequence[str], config: Path | None
+) -> Mapping[str, Mapping[str, float | int | str | Sequence[str]]]:
+    """The [policies.NAME] sections of a service configuration (none without one), each named
+    policy built once with them, so a bad name or parameter is a ValueError naming its key."""
+    from bandit_router import policies
+
+    policy_params = {} if config is None else load_config(config).policy_params
+    for name in names:
+        spec = PolicySpec.configured(name, policy_params)
+        try:
+            policies.build(spec)
+        except ValueError as error:
+            if not spec.params:
+                raise
+            raise ValueError(f"{config}: policies.{spec.section}: {error}") from error
+    return policy_params
+
+
 def _ope(args: argparse.Namespace) -> int:
     import orjson
 
@@ -298,21 +308,24 @@ def _ope(args: argparse.Namespace) -> int:
         target_probabilities,
     )
 
-    def probabilities(logs: Logs, name: str) -> Matrix:
-        """A frozen snapshot of the name's learning policy when a database is given, else
-        the policy as the registry builds it."""
-        if args.database_url and name in policies.LEARNING_POLICIES:
+    def probabilities(logs: Logs, spec: PolicySpec) -> Matrix:
+        """A frozen snapshot of the spec's learning policy when a database is given (of the
+        configured policy with --config, else the newest of any), else the policy as the
+        registry builds it with the spec's parameters."""
+        if args.database_url and spec.name in policies.LEARNING_POLICIES:
             from bandit_router.storage.sql import SqlStore
 
             store = SqlStore(args.database_url)
             try:
-                snapshot = store.latest_snapshot(name, None)
+                key = spec.key() if args.config else None
+                snapshot = store.latest_snapshot(spec.name, key)
             finally:
                 store.close()
             if snapshot is None:
-                raise ValueError(f"no snapshot of {name!r} in the database")
-            return probabilities_of(logs, policies.loads(name, snapshot.state).choose)
-        return target_probabilities(logs, name, {})
+                configured = f" as {spec.key()}" if key else ""
+                raise ValueError(f"no snapshot of {spec.name!r}{configured} in the database")
+            return probabilities_of(logs, policies.loads(spec.name, snapshot.state).choose)
+        return target_probabilities(logs, spec.name, spec.params)
 
     try:
         rows = []
@@ -324,26 +337,26 @@ def _ope(args: argparse.Namespace) -> int:
                         rows.append(row)
         logs = Logs.of(rows)
         names = args.policy or [f"fixed:{m}" for m in logs.models] + ["random", "cheapest"]
-        for name in names:
-            policies.build(PolicySpec(name))
+        policy_params = _configured_params(names, args.config)
+        specs = [PolicySpec.configured(name, policy_params) for name in names]
         predicted = reward_model(logs)
         report = {
             "n": len(logs),
             "policies": {
-                name: estimate(
+                spec.name: estimate(
                     logs,
-                    probabilities(logs, name),
+                    probabilities(logs, spec),
                     predicted,
                     bootstrap=args.bootstrap,
                     seed=args.seed,
                 )
-                for name in names
+                for spec in specs
             },
         }
     except OSError as error:
         print(f"bandit-router ope: cannot read {args.log}: {error.strerror}", file=sys.stderr)
         return 2
-    except (LogError, ValueError) as error:
+    except (LogError, ValueError, ConfigError) as error:
         print(f"bandit-router ope: {error}", file=sys.stderr)
         return 2
     text = orjson.dumps(report, option=orjson.OPT_INDENT_2)
@@ -433,6 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
     ope.add_argument("--log", type=Path, required=True, help="JSON lines, as export-log writes")
     ope.add_argument(
         "--policy", action="append", help="repeatable; default: fixed:MODEL for each model"
+    )
+    ope.add_argument(
+        "--config",
+        type=Path,
+        help="a service configuration whose [policies.NAME] sections set the evaluated "
+        "policies' parameters; with --database-url, the snapshot of that configuration is read",
     )
     ope.add_argument("--out", type=Path, help="default: standard output")
     ope.add_argument("--bootstrap", type=int, default=200, choices=range(10, 10_001), metavar="B")

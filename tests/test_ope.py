@@ -23,6 +23,7 @@ from bandit_router.ope import (
 )
 from bandit_router.simulator.outcomes import load_outcomes
 from bandit_router.simulator.synthetic_log import epsilon_greedy_log, true_values
+from tests.support import write_config
 
 TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "routerbench" / "train.csv.gz"
 
@@ -161,10 +162,12 @@ def test_missing_probability_and_unknown_policy_are_refused(
     assert "unknown policy 'nope'" in capsys.readouterr().err
 
 
-def test_export_log_writes_what_ope_reads(migrated_url: str, tmp_path: Path) -> None:
+def test_export_log_writes_what_ope_reads(
+    migrated_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from fastapi.testclient import TestClient
 
-    from tests.test_api import _client
+    from tests.test_api import POOL, _client
 
     with _client(migrated_url) as client:
         for i in range(6):
@@ -196,6 +199,45 @@ def test_export_log_writes_what_ope_reads(migrated_url: str, tmp_path: Path) -> 
     assert set(report["policies"]) == {"linucb", "random"}
     assert report["policies"]["linucb"]["ess"] > 0
     assert main([*argv, "--database-url", migrated_url, "--policy", "vw"]) == 2
+    # With --config, the snapshot of the policy as that configuration spells it: the service's
+    # own (no [policies.linucb] section) is found, another one's is not.
+    served = write_config(tmp_path / "served.toml", POOL)
+    linucb = [*argv, "--database-url", migrated_url, "--policy", "linucb"]
+    assert main([*linucb, "--config", str(served)]) == 0
+    other = write_config(tmp_path / "other.toml", POOL)
+    other.write_text(other.read_text() + "\n[policies.linucb]\nalpha = 2.0\n")
+    capsys.readouterr()
+    assert main([*linucb, "--config", str(other)]) == 2
+    assert "no snapshot of 'linucb' as linucb(alpha=2.0) in the database" in capsys.readouterr().err
+
+
+def test_ope_evaluates_each_policy_with_its_configured_parameters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`cheapest` with ε = 0.5 from [policies.cheapest]: 0.75 on the cheapest of two models (a,
+    all prices being 0 in this log) and 0.25 on the other, where its default ε = 0.05 gives
+    0.975 and 0.025; SNIPS weighs each logged reward by π / 0.5."""
+    lines = [
+        {**LINE, "model": ("a", "b")[i % 2], "feedback": {"reward": float(i % 3) / 2}}
+        for i in range(60)
+    ]
+    log = _write_log(tmp_path / "log.jsonl", lines)
+    rewards = np.array([float(i % 3) / 2 for i in range(60)])
+    on_a = np.arange(60) % 2 == 0
+    pool = [{"name": "a", "provider": "p", "input_price_per_mtok": 0.0,
+             "output_price_per_mtok": 0.0, "context_window": 1000}]  # fmt: skip
+    config = write_config(tmp_path / "router.toml", pool)
+    config.write_text(config.read_text() + "\n[policies.cheapest]\nepsilon = 0.5\n")
+    for extra, on_cheapest in (([], 0.975), (["--config", str(config)], 0.75)):
+        out = tmp_path / "ope.json"
+        argv = ["ope", "--log", str(log), "--policy", "cheapest", "--out", str(out), *extra]
+        assert main([*argv, "--bootstrap", "20"]) == 0
+        weights = np.where(on_a, on_cheapest, 1.0 - on_cheapest) / 0.5
+        snips = json.loads(out.read_text())["policies"]["cheapest"]["snips"]["value"]
+        assert snips == pytest.approx(float((weights * rewards).sum() / weights.sum()))
+    config.write_text(config.read_text().replace("epsilon = 0.5", "epsilon = 2.0"))
+    assert main(["ope", "--log", str(log), "--policy", "cheapest", "--config", str(config)]) == 2
+    assert "router.toml: policies.cheapest: epsilon" in capsys.readouterr().err
 
 
 def test_the_baselines_closed_forms_match_their_policies_choices() -> None:
