@@ -77,14 +77,21 @@ def _value_of_starting_with(
         following = np.where(is_best, second[:, None], best[:, None])
         next_quality, next_cost = quality[rows[:, None], following], cost[following]
     else:
-        next_quality, next_cost = _best_two_more(quality, cost, cost_weight, kept, escalation)
+        next_quality, next_cost = _best_two_more(
+            quality, cost, cost_weight, alone, kept, escalation
+        )
     chain_quality = kept + escalation * next_quality
     chain_cost = cost + escalation * next_cost
     return chain_quality, chain_cost, chain_quality - cost_weight * chain_cost
 
 
 def _best_two_more(
-    quality: Matrix, cost: Matrix, cost_weight: float, kept: Matrix, escalation: Matrix
+    quality: Matrix,
+    cost: Matrix,
+    cost_weight: float,
+    alone: Matrix,
+    kept: Matrix,
+    escalation: Matrix,
 ) -> tuple[Matrix, Matrix]:
     """Per row and first arm i: the expected quality and cost of the best chain of two more
     attempts (j, then k after j's wrong grade) among the arms other than i."""
@@ -93,7 +100,7 @@ def _best_two_more(
     first, second = np.arange(arms)[None, :, None], np.arange(arms)[None, None, :]
     # The last arm after the pair (i, j): the best arm by value alone that is neither, which
     # is one of the row's three best.
-    top = np.argsort(-(quality - cost_weight * cost), axis=1)[:, :3]
+    top = np.argsort(-alone, axis=1)[:, :3]
     last = top[:, 0][:, None, None]
     for rank in (1, 2):
         last = np.where((last == first) | (last == second), top[:, rank][:, None, None], last)
