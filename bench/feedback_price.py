@@ -39,14 +39,15 @@ from bandit_router.simulator.report import DEFAULT_COST_WEIGHTS, per_task_best
 TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "routerbench" / "train.csv.gz"
 
 Rows = npt.NDArray[np.int64]
-Learner = Callable[[OutcomeTable, Rows, float, np.random.Generator], int]
-"""Given the train table, one task's rows, λ and a generator: the model index it would call."""
+Rewards = npt.NDArray[np.float64]
+Learner = Callable[[Rewards, Rows, np.random.Generator], int]
+"""Given the train table's rewards at one λ (prompts × models), one task's rows and a
+generator: the model index it would call."""
 
 
-def uniform(train: OutcomeTable, rows: Rows, cost_weight: float, rng: np.random.Generator) -> int:
-    models = len(train.models)
+def uniform(reward: Rewards, rows: Rows, rng: np.random.Generator) -> int:
+    models = reward.shape[1]
     shown = rng.integers(0, models, len(rows))
-    reward = train.quality - cost_weight * train.cost
     means = [
         float(reward[rows[shown == j], j].mean()) if (shown == j).any() else -math.inf
         for j in range(models)
@@ -54,9 +55,8 @@ def uniform(train: OutcomeTable, rows: Rows, cost_weight: float, rng: np.random.
     return int(np.argmax(means))
 
 
-def halving(train: OutcomeTable, rows: Rows, cost_weight: float, rng: np.random.Generator) -> int:
-    reward = train.quality - cost_weight * train.cost
-    alive = list(range(len(train.models)))
+def halving(reward: Rewards, rows: Rows, rng: np.random.Generator) -> int:
+    alive = list(range(reward.shape[1]))
     order = rng.permutation(rows)
     rounds = math.ceil(math.log2(len(alive)))
     totals = np.zeros(len(alive))
@@ -74,10 +74,7 @@ def halving(train: OutcomeTable, rows: Rows, cost_weight: float, rng: np.random.
     return alive[0]
 
 
-def genie_top2(
-    train: OutcomeTable, rows: Rows, cost_weight: float, rng: np.random.Generator
-) -> int:
-    reward = train.quality - cost_weight * train.cost
+def genie_top2(reward: Rewards, rows: Rows, rng: np.random.Generator) -> int:
     best_two = np.argsort(-reward[rows].mean(axis=0), kind="stable")[:2]
     halves = np.array_split(rng.permutation(rows), 2)
     means = [float(reward[half, j].mean()) for half, j in zip(halves, best_two, strict=True)]
@@ -97,10 +94,11 @@ def aiq_gap(learner: Learner, train: OutcomeTable, test: OutcomeTable, seeds: in
     points: list[tuple[float, float]] = []
     reference: list[tuple[float, float]] = []
     for weight in DEFAULT_COST_WEIGHTS:
+        reward = train.quality - weight * train.cost
         qualities, costs = [], []
         for seed in range(seeds):
             rng = np.random.default_rng(seed)
-            choice = {task: learner(train, rows, weight, rng) for task, rows in task_rows.items()}
+            choice = {task: learner(reward, rows, rng) for task, rows in task_rows.items()}
             chosen = [choice[task] for task in test.tasks]
             qualities.append(float(test.quality[test_rows, chosen].mean()))
             costs.append(float(test.cost[test_rows, chosen].mean()))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bandit_router.simulator.outcomes import OutcomeTable
-from bench.feedback_price import LEARNERS, Rows, aiq_gap, genie_top2
+from bench.feedback_price import LEARNERS, Rewards, Rows, aiq_gap, genie_top2
 
 MODELS = ("a", "b", "c", "d", "e")
 
@@ -37,7 +37,7 @@ def test_each_learner_finds_each_task_s_clearly_best_model(name: str) -> None:
     learner = LEARNERS[name]
     for task, best in (("qa", 1), ("code", 4)):
         rows: Rows = np.array([i for i, t in enumerate(table.tasks) if t == task])
-        found = [learner(table, rows, 0.0, np.random.default_rng(seed)) for seed in range(10)]
+        found = [learner(table.quality, rows, np.random.default_rng(seed)) for seed in range(10)]
         assert found == [best] * 10, (name, task, found)
 
 
@@ -45,21 +45,17 @@ def test_the_genie_only_ever_calls_one_of_the_two_best_models() -> None:
     # Two near-equal leaders on qa: the genie picks either, never a third model.
     table = _table({"qa": [0.2, 0.8, 0.79, 0.5, 0.3]}, 60, 2)
     rows: Rows = np.arange(len(table))
-    found = {genie_top2(table, rows, 0.0, np.random.default_rng(seed)) for seed in range(40)}
+    found = {genie_top2(table.quality, rows, np.random.default_rng(seed)) for seed in range(40)}
     assert found == {1, 2}
 
 
 def test_a_learner_that_sees_every_outcome_has_no_gap_and_one_that_guesses_has_one() -> None:
     train, test = _table(QUALITY, 300, 3), _table(QUALITY, 100, 4)
 
-    def every_outcome(
-        table: OutcomeTable, rows: Rows, cost_weight: float, rng: np.random.Generator
-    ) -> int:
-        return int(np.argmax((table.quality - cost_weight * table.cost)[rows].mean(axis=0)))
+    def every_outcome(reward: Rewards, rows: Rows, rng: np.random.Generator) -> int:
+        return int(np.argmax(reward[rows].mean(axis=0)))
 
-    def cheapest(
-        table: OutcomeTable, rows: Rows, cost_weight: float, rng: np.random.Generator
-    ) -> int:
+    def cheapest(reward: Rewards, rows: Rows, rng: np.random.Generator) -> int:
         return 0
 
     assert aiq_gap(every_outcome, train, test, 3) == pytest.approx(0.0, abs=1e-12)
