@@ -371,7 +371,7 @@ def create_app(
     @app.get("/models", response_model=list[ModelOut])
     async def models() -> list[ModelOut]:
         """The pool, each model with its health as this process sees it."""
-        return [model_out(m) for m in router.models()]
+        return [model_out(m) for m in router.catalog.pool]
 
     @app.post(
         "/models",
@@ -384,7 +384,7 @@ def create_app(
     )
     async def add_model(body: ModelIn) -> ModelOut:
         """Adds a model to the pool; it is eligible from the next request on."""
-        return model_out(await run_in_threadpool(router.add_model, body.to_spec()))
+        return model_out(await run_in_threadpool(router.catalog.add_model, body.to_spec()))
 
     @app.put(
         "/models/{name}",
@@ -394,7 +394,7 @@ def create_app(
     async def update_model(name: str, body: ModelUpdate) -> ModelOut:
         """Enables, disables, reprices or retags a model; no restart needed."""
         changes = body.model_dump(exclude_unset=True)
-        return model_out(await run_in_threadpool(router.update_model, name, changes))
+        return model_out(await run_in_threadpool(router.catalog.update_model, name, changes))
 
     @app.get("/budgets", response_model=list[BudgetOut])
     async def budgets() -> list[BudgetOut]:
@@ -419,7 +419,7 @@ def create_app(
 
     @app.get("/experiments", response_model=list[ExperimentOut])
     async def experiments() -> list[ExperimentOut]:
-        return [experiment_out(e) for e in router.experiments()]
+        return [experiment_out(e) for e in router.catalog.experiments.values()]
 
     @app.post(
         "/experiments",
@@ -440,7 +440,7 @@ def create_app(
             )
         except ValueError as error:
             raise InvalidInput(("variants",), str(error)) from error
-        saved = await run_in_threadpool(router.save_experiment, experiment, create=True)
+        saved = await run_in_threadpool(router.catalog.save_experiment, experiment, create=True)
         return experiment_out(saved)
 
     @app.put(
@@ -450,7 +450,7 @@ def create_app(
     )
     async def set_weights(name: str, body: WeightsIn) -> ExperimentOut:
         weights = {variant.name: variant.weight for variant in body.variants}
-        return experiment_out(await run_in_threadpool(router.set_weights, name, weights))
+        return experiment_out(await run_in_threadpool(router.catalog.set_weights, name, weights))
 
     @app.get(
         "/experiments/{name}/report",
@@ -460,19 +460,19 @@ def create_app(
         """Per variant: decisions, decisions with feedback, mean reward, quality, cost and
         latency with 95% intervals, the difference to the control (Welch's t-test), and the
         variant's policy evaluated off-policy (SNIPS, DR) on all the experiment's logs."""
-        report: dict[str, Any] = await run_in_threadpool(router.experiment_report, name)
+        report: dict[str, Any] = await run_in_threadpool(router.catalog.experiment_report, name)
         return report
 
     @app.get("/rules", response_model=RulesDoc)
     async def rules() -> RulesDoc:
         """The eligibility rules every process applies."""
-        return RulesDoc.model_validate(router.rules().to_document())
+        return RulesDoc.model_validate(router.catalog.rules.to_document())
 
     @app.put("/rules", response_model=RulesDoc, responses=_ERRORS)
     async def set_rules(body: RulesDoc) -> RulesDoc:
         """Replaces the rules; every process applies them within a second, no restart."""
-        await run_in_threadpool(router.set_rules, Rules.from_document(body.model_dump()))
-        return RulesDoc.model_validate(router.rules().to_document())
+        await run_in_threadpool(router.catalog.set_rules, Rules.from_document(body.model_dump()))
+        return RulesDoc.model_validate(router.catalog.rules.to_document())
 
     @app.get(
         "/models/{name}/health",

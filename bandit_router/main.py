@@ -114,15 +114,15 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         store.upsert_models(config.models)
-        router.set_models(store.list_models())
+        router.catalog.set_models(store.list_models())
         # The file's rules win at start when it has any; otherwise the stored ones stay.
         if config.rules and Rules.from_document(config.rules):
-            router.set_rules(Rules.from_document(config.rules))
+            router.catalog.set_rules(Rules.from_document(config.rules))
         for document in config.experiments:  # the file wins for the experiments it names
             experiment = Experiment.from_document(document)
             if not store.save_experiment(experiment.to_document(), create=True):
                 store.save_experiment(experiment.to_document(), create=False)
-        router.reload_pool()
+        router.catalog.reload()
         learner.restore()
         decision_log.start()
         store.start_maintenance()
@@ -130,7 +130,7 @@ def create_app(
             learner.start(snapshot_interval_s=config.snapshot_interval_s)
         else:
             learner.start()
-        pool_watch = Periodic(1.0, router.reload_pool, "pool-watch")
+        pool_watch = Periodic(1.0, router.catalog.reload, "pool-watch")
         # What start-up allocated lives as long as the process: moving it out of the
         # collector's generations keeps full collections short under load. A request makes
         # a few hundred short-lived objects and no cycles worth chasing, so the youngest

@@ -9,9 +9,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol, cast
+from typing import Protocol
 
 from bandit_router.budget import DEFAULT_SCOPE, Pacer, PaceState
+from bandit_router.catalog import Catalog
 from bandit_router.core import (
     Arm,
     Conflict,
@@ -25,14 +26,12 @@ from bandit_router.core import (
     stable_uniform,
     time_ordered_uuid,
 )
-from bandit_router.eligibility import NO_RULES, Constraints, Rules, split_eligible
+from bandit_router.eligibility import Constraints, split_eligible
 from bandit_router.escalation import (
     DEFAULT_MAX_ATTEMPTS,
     Attempt,
     escalation_features,
 )
-from bandit_router.experiment_report import build_experiment_report
-from bandit_router.experiments import Experiment
 from bandit_router.features import featurize, prompt_words
 from bandit_router.health import Health, HealthBoard
 from bandit_router.metrics import Metrics
@@ -176,67 +175,39 @@ class Router:
         self._decision_log = decision_log
         self._policies = policies
         self._options = options
-        self._rules = NO_RULES
-        self._outcomes: dict[str, int] = {}
-        self._experiments: dict[str, Experiment] = {}
+        self.catalog = Catalog(
+            store=store,
+            policies=policies,
+            models=models,
+            count_outcomes=options.new_model_share < 1.0,
+        )
         self.metrics = Metrics()
-        self.set_models(models)
-
-    def set_models(self, models: Sequence[ModelSpec]) -> None:
-        self._pool = tuple(models)
-        self._models = {model.name: model for model in models}
-        self._rate_limited = tuple(model for model in models if model.rate_limited)
 
     async def _over_rate(self, minute: int, tokens: int) -> dict[str, str]:
         """The rate-limited models whose minute, across every process, cannot take this
         request (its prompt and expected answer tokens)."""
+        rate_limited = self.catalog.rate_limited
         usage = await asyncio.to_thread(
-            self._store.rate_usage, [m.name for m in self._rate_limited], minute
+            self._store.rate_usage, [m.name for m in rate_limited], minute
         )
         full = {}
-        for model in self._rate_limited:
+        for model in rate_limited:
             requests, used = usage.get(model.name, (0, 0))
             rpm, tpm = model.requests_per_minute, model.tokens_per_minute
             if (rpm is not None and requests >= rpm) or (tpm is not None and used + tokens > tpm):
                 full[model.name] = "rate_limited"
         return full
 
-    def models(self) -> list[ModelSpec]:
-        return list(self._pool)
-
-    def model(self, name: str) -> ModelSpec:
-        found = self._models.get(name)
-        if found is None:
-            raise NotFound(f"unknown model {name!r}")
-        return found
-
     def model_health(self, name: str) -> Health:
-        self.model(name)
+        self.catalog.model(name)
         return self.health.health(name)
-
-    def reload_models(self) -> None:
-        """Takes up the pool as stored, with what other processes' admins changed."""
-        stored = tuple(self._store.list_models())
-        if stored != self._pool:
-            self.set_models(stored)
-
-    def reload_pool(self) -> None:
-        """What the admin endpoints of any process changed (the models, the rules, the
-        experiments), and how many outcomes each model has."""
-        self.reload_models()
-        self.reload_rules()
-        self._experiments = {
-            document["name"]: Experiment.from_document(document)
-            for document in self._store.load_experiments()
-        }
-        if self._options.new_model_share < 1.0:
-            self._outcomes = self._store.outcome_counts()
 
     def _quota(self, eligible: Sequence[Arm], draw_key: str) -> dict[str, str]:
         """The new models this request may not try: each is let through on its share of
         requests, by a uniform the decision id fixes (so the mask is reproducible)."""
         needed = self._options.new_model_outcomes
-        new = [arm.name for arm in eligible if self._outcomes.get(arm.name, 0) < needed]
+        outcomes = self.catalog.outcomes
+        new = [arm.name for arm in eligible if outcomes.get(arm.name, 0) < needed]
         if not new or len(new) == len(eligible):
             return {}  # nothing is new, or nothing is established to fall back on
         share = self._options.new_model_share
@@ -254,87 +225,6 @@ class Router:
             for budget in self.pacer.budgets.values()
         ]
 
-    def experiments(self) -> list[Experiment]:
-        return list(self._experiments.values())
-
-    def experiment(self, name: str) -> Experiment:
-        found = self._experiments.get(name)
-        if found is None:
-            raise NotFound(f"unknown experiment {name!r}")
-        return found
-
-    def _check_policies(self, experiment: Experiment) -> None:
-        for index, variant in enumerate(experiment.variants):
-            if not self._policies.hosts(variant.policy):
-                raise InvalidInput(
-                    ("variants", str(index), "policy"),
-                    f"policy {variant.policy!r} is not served here; serve it by listing it in "
-                    "[router] policies",
-                )
-
-    def save_experiment(self, experiment: Experiment, *, create: bool) -> Experiment:
-        """Creates an experiment (Conflict if it exists) or replaces one (NotFound if not)."""
-        self._check_policies(experiment)
-        if not self._store.save_experiment(experiment.to_document(), create=create):
-            if create:
-                raise Conflict(f"experiment {experiment.name!r} exists; PUT changes its weights")
-            raise NotFound(f"unknown experiment {experiment.name!r}")
-        self._experiments[experiment.name] = experiment
-        return experiment
-
-    def experiment_report(self, name: str) -> dict[str, Any]:
-        """The experiment's report (experiment_report.py) on its log as stored now."""
-        experiment = self.experiment(name)
-        return build_experiment_report(
-            experiment,
-            self._store.experiment_log(name),
-            lambda policy_name: functools.partial(self._choose_only, policy_name),
-        )
-
-    def _choose_only(self, policy_name: str, context: Context) -> Decision:
-        decision, _ = self._policies.choose(policy_name, context)
-        return decision
-
-    def set_weights(self, name: str, weights: Mapping[str, float]) -> Experiment:
-        try:
-            changed = self.experiment(name).with_weights(weights)
-        except ValueError as error:
-            raise InvalidInput(("variants",), str(error)) from error
-        return self.save_experiment(changed, create=False)
-
-    def rules(self) -> Rules:
-        return self._rules
-
-    def set_rules(self, rules: Rules) -> None:
-        """Stores the rules for every process; they apply from this process's next request."""
-        unknown = sorted(rules.models_named() - set(self._models))
-        if unknown:
-            raise InvalidInput(("rules",), f"unknown models {unknown}")
-        self._store.save_rules(rules.to_document())
-        self._rules = rules
-
-    def reload_rules(self) -> None:
-        document = self._store.load_rules()
-        if document is not None:
-            self._rules = Rules.from_document(document)
-
-    def add_model(self, model: ModelSpec) -> ModelSpec:
-        """Eligible from the next request on; every policy takes a model it has not seen."""
-        if not self._store.insert_model(model):
-            raise Conflict(f"model {model.name!r} exists; change it with PUT /models/{{name}}")
-        self.reload_models()
-        return self.model(model.name)
-
-    def update_model(self, name: str, changes: Mapping[str, object]) -> ModelSpec:
-        """Enables, disables, reprices or retags a model; effective from the next request."""
-        current = self.model(name)
-        if "tags" in changes:
-            changes = {**changes, "tags": frozenset(cast(Sequence[str], changes["tags"]))}
-        updated = replace(current, **changes)  # type: ignore[arg-type]
-        self._store.upsert_models([updated])
-        self.reload_models()
-        return self.model(name)
-
     def _check(self, request: RouteRequest) -> None:
         # A character is at most 4 bytes of UTF-8: most prompts pass without being encoded.
         too_long = len(request.text) * 4 > self._options.max_prompt_bytes
@@ -345,11 +235,12 @@ class Router:
                 f"{request.text_field} is {size} bytes; the limit is "
                 f"{self._options.max_prompt_bytes}",
             )
+        catalog = self.catalog
         for index, name in enumerate(request.candidates or ()):
-            if name not in self._models:
+            if name not in catalog.models:
                 raise InvalidInput(("candidates", str(index)), f"unknown model {name!r}")
-        if request.experiment is not None and request.experiment not in self._experiments:
-            known = ", ".join(sorted(self._experiments)) or "none is configured"
+        if request.experiment is not None and request.experiment not in catalog.experiments:
+            known = ", ".join(sorted(catalog.experiments)) or "none is configured"
             raise InvalidInput(
                 ("experiment",), f"unknown experiment {request.experiment!r}; known: {known}"
             )
@@ -420,18 +311,22 @@ class Router:
             chain, attempts = await self._previous_attempts(request)
             features = escalation_features(features, attempts)
         prompt_tokens = float(features["tokens"])
-        unhealthy = self.health.unavailable(self._models)
+        # One version of the pool, the rules and the experiments for the whole request, though
+        # a reload may replace them meanwhile.
+        catalog = self.catalog
+        models, rules, experiments = catalog.models, catalog.rules, catalog.experiments
+        unhealthy = self.health.unavailable(models)
         blocked = dict.fromkeys(unhealthy, "unhealthy")
         max_latency_ms = request.constraints.max_latency_ms
         if max_latency_ms is not None:
-            for model in self.health.slower_than(self._models, max_latency_ms):
+            for model in self.health.slower_than(models, max_latency_ms):
                 blocked.setdefault(model, "too_slow")
         for tried in chain:
             blocked[tried.model] = "already_tried"
         expected_tokens = int(prompt_tokens) + self._options.expected_output_tokens
         now = self._clock()
         minute = int(now.timestamp() // 60)
-        if self._rate_limited:
+        if catalog.rate_limited:
             for model, reason in (await self._over_rate(minute, expected_tokens)).items():
                 blocked.setdefault(model, reason)  # an earlier reason (unhealthy, ...) stays
         cost_weight = (
@@ -454,7 +349,7 @@ class Router:
         decision_id = time_ordered_uuid()
         policy_name, experiment, variant = self._options.policy, None, None
         if experiment_name is not None:
-            experiment = self._experiments.get(experiment_name)
+            experiment = experiments.get(experiment_name)
             if experiment is None:  # replaced by a reload since _check
                 raise InvalidInput(("experiment",), f"unknown experiment {experiment_name!r}")
             variant = experiment.assign(request.unit_id, decision_id)
@@ -470,13 +365,13 @@ class Router:
         words = prompt_words(request.text) if reads_words else ()
         while True:
             eligibility = split_eligible(
-                self._pool,
+                catalog.pool,
                 prompt_tokens=prompt_tokens,
                 expected_output_tokens=self._options.expected_output_tokens,
                 candidates=request.candidates,
                 constraints=request.constraints,
                 blocked=blocked,
-                rules=self._rules,
+                rules=rules,
                 task=str(features["task_type"]),
                 tenant=request.tenant,
             )
@@ -505,7 +400,7 @@ class Router:
                 words=words,
             )
             decision, version = self._policies.choose(policy_name, context)
-            chosen = self._models[decision.model]
+            chosen = models[decision.model]
             if not chosen.rate_limited or await asyncio.to_thread(
                 self._store.take_rate,
                 chosen.name,
@@ -610,7 +505,7 @@ class Router:
             reported_cost_usd=request.cost_usd,
             input_tokens=request.input_tokens,
             output_tokens=request.output_tokens,
-            model=self._models.get(decision.model),
+            model=self.catalog.models.get(decision.model),
             estimated_input_tokens=float(decision.features.get("tokens", 0.0)),
             expected_output_tokens=self._options.expected_output_tokens,
             predicted_cost_usd=(
@@ -636,7 +531,7 @@ class Router:
         )
         if not inserted.duplicate:
             if request.quality is not None:
-                self._outcomes[decision.model] = self._outcomes.get(decision.model, 0) + 1
+                self.catalog.scored(decision.model)
             self.health.report(decision.model, error=request.error, latency_ms=request.latency_ms)
             # Learned before the answer, so the next /route of this process already knows.
             self._policies.catch_up()

@@ -368,12 +368,12 @@ def test_a_fault_of_the_service_still_answers_json_and_is_counted(
     def broken(_self: Router) -> list[object]:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(Router, "experiments", broken)
+    monkeypatch.setattr(Router, "budgets", broken)
     app = create_app(Settings(database_url=sqlite_url), config_from_mapping({"models": POOL}))
     with TestClient(app, raise_server_exceptions=False) as client:
-        response = client.get("/experiments")
+        response = client.get("/budgets")
         assert response.status_code == 500
         assert response.json() == {"detail": "internal server error"}
         assert "disk on fire" not in response.text
         metrics = client.get("/metrics").text
-    assert 'bandit_router_http_errors_total{endpoint="/experiments",status="500"} 1.0' in metrics
+    assert 'bandit_router_http_errors_total{endpoint="/budgets",status="500"} 1.0' in metrics

@@ -33,15 +33,16 @@ ALLOWED: dict[str, set[str]] = {
     "learner": {"core", "escalation", "policies", "storage.base"},
     # An experiment's report: its log's means and differences, and each variant off-policy.
     "experiment_report": {"core", "escalation", "experiments", "ope", "storage.base"},
+    # The pool, the rules and the experiments: what the admin endpoints change.
+    "catalog": {"core", "eligibility", "experiments", "experiment_report", "storage.base"},
     "router": {
+        "catalog",
         "core",
         "features",
         "eligibility",
         "escalation",
         "health",
         "budget",
-        "experiments",
-        "experiment_report",
         "metrics",
         "reward",
         "policies",
