@@ -33,6 +33,7 @@ unit: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench.route_throughput
+	$(BIN)/python -m bench.route_parts
 	$(BIN)/python -m bench.replay_speed
 	$(BIN)/python -m bench.vw_choose
 	$(BIN)/python -m bench.learner_throughput
