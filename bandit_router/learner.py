@@ -18,6 +18,7 @@ When a decision is learned follows Azure Personalizer's delayed rewards (``Rewar
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -27,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal, TypeAlias, get_args
 
 from bandit_router import policies
-from bandit_router.core import Arm, Context, Decision, Outcome, Policy, PolicySpec
+from bandit_router.core import Arm, Context, Decision, Outcome, Policy, PolicySpec, make_tuple
 from bandit_router.escalation import corrections
 from bandit_router.storage.base import (
     DecisionRecord,
@@ -116,16 +117,26 @@ def _first_graded(_decision: DecisionRecord, feedback: Sequence[FeedbackRecord])
     return None if scored is None else _outcome_of(scored)
 
 
+@functools.lru_cache(maxsize=1024)
+def _tag_set(tags: tuple[str, ...]) -> frozenset[str]:
+    """A logged model's tags as an Arm holds them; a pool has few distinct tag sets."""
+    return frozenset(tags)
+
+
 def context_of(decision: DecisionRecord) -> Context:
     """The context the policy saw when it made a logged decision."""
+    costs, tags, qualities = decision.prior_costs, decision.arm_tags, decision.prior_qualities
     return Context(
         features=decision.features,
         arms=tuple(
-            Arm(
-                name,
-                decision.prior_costs.get(name, 0.0),
-                frozenset(decision.arm_tags.get(name, ())),
-                decision.prior_qualities.get(name),
+            make_tuple(
+                Arm,
+                (
+                    name,
+                    costs.get(name, 0.0),
+                    _tag_set(tuple(tags.get(name, ()))),
+                    qualities.get(name),
+                ),
             )
             for name in decision.eligible
         ),

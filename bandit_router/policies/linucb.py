@@ -82,13 +82,18 @@ class _Arms:
         i = self.row(name)
         a_inv = self.a_inv[i]
         a_inv_x = a_inv @ x
-        a_inv -= np.outer(a_inv_x, a_inv_x) / (1.0 + float(x @ a_inv_x))
-        self.a[i] += np.outer(x, x)
-        self.b_quality[i] += quality * x
-        self.b_cost[i] += cost_residual * x
+        # Outer products by broadcasting: the same products as np.outer, without its
+        # per-call overhead, which dominated an update at this size.
+        change = a_inv_x[:, None] * a_inv_x
+        change /= 1.0 + float(x @ a_inv_x)
+        a_inv -= change
+        self.a[i] += x[:, None] * x
+        b_quality, b_cost = self.b_quality[i], self.b_cost[i]
+        b_quality += quality * x
+        b_cost += cost_residual * x
         self.n[i] += 1
-        self.theta_quality[i] = a_inv @ self.b_quality[i]
-        self.theta_cost[i] = a_inv @ self.b_cost[i]
+        self.theta_quality[i] = a_inv @ b_quality
+        self.theta_cost[i] = a_inv @ b_cost
 
     def retarget(self, name: str, x: Vector, quality_change: float, cost_change: float) -> None:
         """Moves the targets of an example already learned at x by the given changes."""

@@ -55,8 +55,11 @@ def _safe(text: str) -> str:
     return _UNSAFE.sub("_", text) or "_"
 
 
+@functools.lru_cache(maxsize=4096)
 def _tier(prior_cost_usd: float) -> str:
-    """The decade of the request's priced cost: a coarse price class that new models share."""
+    """The decade of the request's priced cost: a coarse price class that new models share.
+    (Cached: requests of similar length price each model alike, and this is most of what an
+    arm's line costs to build.)"""
     if prior_cost_usd <= 0.0:
         return "free"
     return str(max(-9, min(2, math.floor(math.log10(prior_cost_usd)))))
@@ -203,7 +206,10 @@ class VowpalWabbit:
                 continue
             if isinstance(value, str):
                 parts.append(f"{_safe(key)}={_safe(value)}")
-            elif math.isfinite(value) and value != 0.0:
+            elif -10.0 <= value <= 10.0:  # most values: no clamp needed (and NaN fails here)
+                if value != 0.0:
+                    parts.append(f"{_safe(key)}:{value:.6g}")
+            elif math.isfinite(value):
                 parts.append(f"{_safe(key)}:{min(max(value, -10.0), 10.0):.6g}")
         if context.words and self.words:
             parts.append("|w")
