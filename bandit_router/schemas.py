@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -241,6 +241,12 @@ class ModelUpdate(_Strict):
 
 class ErrorOut(BaseModel):
     detail: object
+
+
+INVALID_INPUT: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorOut, "description": "malformed input; detail names the field"},
+}
+"""The 422 answer of every endpoint that takes input, for the OpenAPI schema."""
 
 
 class ListRuleDoc(_Strict):
