@@ -134,7 +134,7 @@ def context_of(decision: DecisionRecord) -> Context:
                 (
                     name,
                     costs.get(name, 0.0),
-                    _tag_set(tuple(tags.get(name, ()))),
+                    _tag_set(tags.get(name, ())),
                     qualities.get(name),
                 ),
             )
