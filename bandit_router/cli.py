@@ -88,6 +88,8 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         log_level=args.log_level,
         access_log=args.access_log,
+        loop=args.loop,
+        http=args.http,
     )
     return 0
 
@@ -383,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
+    # uvicorn's own choices: auto takes uvloop and httptools when they are installed.
+    serve.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
+    serve.add_argument("--http", choices=("auto", "h11", "httptools"), default="auto")
     serve.add_argument(
         "--learner",
         choices=("embedded", "none"),

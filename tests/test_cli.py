@@ -117,3 +117,38 @@ def test_a_bad_policy_stops_serve_and_learner_with_the_reason(
     assert f"{config}: router.policy" in error
     assert reason in error
     assert not database.exists()
+
+
+@pytest.mark.parametrize(
+    ("stack", "loaded"),
+    [
+        (("--loop", "asyncio", "--http", "h11"), set()),
+        (("--loop", "uvloop", "--http", "httptools"), {"uvloop", "httptools"}),
+    ],
+)
+def test_serve_runs_on_the_http_stack_it_is_given(
+    tmp_path: Path, stack: tuple[str, ...], loaded: set[str]
+) -> None:
+    server = ServerProcess(
+        f"sqlite:///{tmp_path / 'router.db'}", None, tmp_path / "server.log", extra_args=stack
+    )
+    try:
+        with httpx.Client(base_url=server.base_url) as client:
+            decision = client.post("/route", json={"prompt": "Summarize this text."})
+            assert decision.status_code == 200
+            feedback = client.post(
+                "/feedback", json={"decision_id": decision.json()["decision_id"], "quality": 1}
+            )
+            assert feedback.status_code == 202
+        # The compiled parser and loop show in the process's memory map once imported.
+        maps = Path(f"/proc/{server.process.pid}/maps").read_text()
+        assert {name for name in ("uvloop", "httptools") if f"/{name}/" in maps} == loaded
+    finally:
+        server.stop()
+
+
+def test_serve_refuses_an_unknown_http_stack(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--http", "fast"])
+    assert exited.value.code == 2
+    assert "argument --http: invalid choice: 'fast'" in capsys.readouterr().err
