@@ -7,7 +7,13 @@ logs every decision to SQLite (WAL) and answers only once it is committed. Two b
 bench/bare_app.py): one that parses the body the way /route does, so the ratio to it is the
 cost of routing alone, and FastAPI's plain endpoint. Prints every result and both ratios.
 
+Each server runs on uvicorn's pure-Python HTTP stack (h11 on asyncio's loop, what a plain
+`pip install uvicorn` serves with) and, when uvloop and httptools are installed, again on theirs
+(what uvicorn picks by itself then, as deployments do). A faster stack takes the same time off
+every endpoint's request, so the ratios are lower on it: they depend on the stack.
+
     python -m bench.route_throughput [--requests N] [--concurrency C] [--database-url URL]
+                                     [--stack h11|httptools ...]
 """
 
 from __future__ import annotations
@@ -135,14 +141,30 @@ BASELINES = {
     "bare, FastAPI default": "bench.bare_app:create_default_app",
 }
 
+STACKS = {
+    # uvicorn's pure-Python HTTP parser on the standard event loop: a plain `pip install uvicorn`.
+    "h11": ["--loop", "asyncio", "--http", "h11"],
+    # What uvicorn takes by itself when uvloop and httptools are installed, as production does.
+    "httptools": ["--loop", "uvloop", "--http", "httptools"],
+}
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=16000, help="per endpoint, in all")
-    parser.add_argument("--segments", type=int, default=8, help="alternating load segments")
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--database-url", help="default: a fresh SQLite file")
-    args = parser.parse_args()
+
+def _available(stack: str) -> bool:
+    import importlib.util
+
+    return stack == "h11" or all(
+        importlib.util.find_spec(module) for module in ("uvloop", "httptools")
+    )
+
+
+@dataclass
+class StackRun:
+    merged: dict[str, Result]
+    segments: dict[str, list[Result]]
+
+
+def _run_stack(stack: str, args: argparse.Namespace) -> StackRun:
+    """The three servers on one HTTP stack, each loaded in turns, segment after segment."""
     per_segment = args.requests // args.segments
     with tempfile.TemporaryDirectory() as folder:
         url = args.database_url or f"sqlite:///{folder}/bench.db"
@@ -152,11 +174,13 @@ def main() -> int:
             "/route (durable log)": [
                 sys.executable, "-m", "bandit_router.cli", "serve", "--port", str(route_port),
                 "--database-url", url, "--log-level", "warning", "--no-access-log",
+                *STACKS[stack],
             ],
             **{
                 name: [
                     sys.executable, "-m", "uvicorn", "--factory", factory,
                     "--port", str(ports[name]), "--log-level", "warning", "--no-access-log",
+                    *STACKS[stack],
                 ]
                 for name, factory in BASELINES.items()
             },
@@ -178,36 +202,64 @@ def main() -> int:
                 server.terminate()
                 server.wait(timeout=30)
         merged = {name: _merge(name, parts) for name, parts in segments.items()}
-        routed = merged["/route (durable log)"]
         if args.database_url is None:
             import sqlite3
 
             with sqlite3.connect(url.split("///", 1)[1]) as connection:
                 logged = connection.execute("SELECT count(*) FROM decisions").fetchone()[0]
-            answered = routed.requests + per_segment // args.concurrency * args.concurrency
+            routed = merged["/route (durable log)"].requests
+            answered = routed + per_segment // args.concurrency * args.concurrency
             if logged != answered:
                 raise RuntimeError(f"{logged} decisions logged for {answered} answered")
-            print(f"decisions logged: {logged}, one per answered /route")
+            print(f"{stack}: decisions logged: {logged}, one per answered /route")
+    return StackRun(merged, segments)
+
+
+def _report(stack: str, run: StackRun) -> None:
+    print(f"HTTP stack: {stack} ({' '.join(STACKS[stack])})")
     print(f"{'endpoint':<24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
-    for result in merged.values():
+    for result in run.merged.values():
         print(
             f"{result.name:<24}{result.throughput:>10.0f}"
             f"{result.quantile(0.5):>10.2f}{result.quantile(0.99):>10.2f}"
         )
+    routed = run.merged["/route (durable log)"]
     for name in BASELINES:
-        bare = merged[name]
+        bare = run.merged[name]
         ratios = sorted(
             r.throughput / b.throughput
-            for r, b in zip(segments["/route (durable log)"], segments[name], strict=True)
+            for r, b in zip(run.segments["/route (durable log)"], run.segments[name], strict=True)
         )
         print(
             f"throughput ratio /route ÷ {name}: {routed.throughput / bare.throughput:.2f} "
             f"overall, {ratios[len(ratios) // 2]:.2f} median of {len(ratios)} adjacent segment "
             f"pairs (range {ratios[0]:.2f}–{ratios[-1]:.2f}; target ≥ 0.60)"
         )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=16000, help="per endpoint, in all")
+    parser.add_argument("--segments", type=int, default=8, help="alternating load segments")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--database-url", help="default: a fresh SQLite file")
+    parser.add_argument(
+        "--stack",
+        action="append",
+        choices=sorted(STACKS),
+        help="uvicorn's HTTP stack, repeatable (default: each one installed)",
+    )
+    args = parser.parse_args()
+    stacks = args.stack or [stack for stack in STACKS if _available(stack)]
+    missing = [stack for stack in stacks if not _available(stack)]
+    if missing:
+        parser.error(f"not installed: {', '.join(missing)} needs uvloop and httptools")
+    runs = {stack: _run_stack(stack, args) for stack in stacks}
+    for stack, run in runs.items():
+        _report(stack, run)
     print(
-        f"every decision committed before its answer; {args.requests} requests per endpoint, "
-        f"concurrency {args.concurrency}, {os.cpu_count()} cpus"
+        f"every decision committed before its answer; {args.requests} requests per endpoint "
+        f"and stack, concurrency {args.concurrency}, {os.cpu_count()} cpus"
     )
     return 0
 
