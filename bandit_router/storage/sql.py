@@ -16,6 +16,7 @@ from sqlalchemy import (
     JSON,
     Engine,
     and_,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -28,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import PoolProxiedConnection
 
@@ -137,48 +138,75 @@ def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _decision_from(row: RowMapping, prefix: str = "") -> DecisionRecord:
+def _decision_from(row: Sequence[Any]) -> DecisionRecord:
+    """A row of ``select(decisions)``, read by position (in _DECISION_ROW_ORDER, which the
+    store checks on start): a lookup by name costs more than the rest of the decoding."""
+    (
+        decision_id, created_at, policy, policy_version, experiment, variant, unit_id, features,
+        eligible, prior_costs, model, probability, cost_weight, scores, excluded, words,
+        arm_tags, prior_qualities, shadow_of, attempt, previous_id, chain_id, tenant,
+    ) = row  # fmt: skip
     return DecisionRecord(
-        id=row[f"{prefix}id"],
-        created_at=_utc(row[f"{prefix}created_at"]),
-        policy=row[f"{prefix}policy"],
-        policy_version=row[f"{prefix}policy_version"],
-        experiment=row[f"{prefix}experiment"],
-        variant=row[f"{prefix}variant"],
-        unit_id=row[f"{prefix}unit_id"],
-        features=row[f"{prefix}features"],
-        eligible=tuple(row[f"{prefix}eligible"]),
-        prior_costs=row[f"{prefix}prior_costs"],
-        model=row[f"{prefix}model"],
-        probability=row[f"{prefix}probability"],
-        cost_weight=row[f"{prefix}cost_weight"],
-        scores=row[f"{prefix}scores"],
-        excluded=row[f"{prefix}excluded"],
-        words=tuple(row[f"{prefix}words"] or ()),
-        arm_tags={name: tuple(tags) for name, tags in (row[f"{prefix}arm_tags"] or {}).items()},
-        prior_qualities=row[f"{prefix}prior_qualities"] or {},
-        shadow_of=row[f"{prefix}shadow_of"],
-        attempt=row[f"{prefix}attempt"],
-        previous_id=row[f"{prefix}previous_id"],
-        chain_id=row[f"{prefix}chain_id"],
-        tenant=row[f"{prefix}tenant"],
+        id=decision_id,
+        created_at=_utc(created_at),
+        policy=policy,
+        policy_version=policy_version,
+        experiment=experiment,
+        variant=variant,
+        unit_id=unit_id,
+        features=features,
+        eligible=tuple(eligible),
+        prior_costs=prior_costs,
+        model=model,
+        probability=probability,
+        cost_weight=cost_weight,
+        scores=scores,
+        excluded=excluded,
+        words=tuple(words or ()),
+        arm_tags={name: tuple(tags) for name, tags in (arm_tags or {}).items()},
+        prior_qualities=prior_qualities or {},
+        shadow_of=shadow_of,
+        attempt=attempt,
+        previous_id=previous_id,
+        chain_id=chain_id,
+        tenant=tenant,
     )
 
 
-def _feedback_from(row: RowMapping) -> FeedbackRecord:
+def _feedback_from(row: Sequence[Any]) -> FeedbackRecord:
+    """A row of ``select(feedback)``, by position (in _FEEDBACK_ROW_ORDER)."""
+    (
+        _id, decision_id, source, created_at, quality, cost_usd, cost_source, input_tokens,
+        output_tokens, latency_ms, error, reward,
+    ) = row  # fmt: skip
     return FeedbackRecord(
-        decision_id=row["decision_id"],
-        source=row["source"],
-        created_at=_utc(row["created_at"]),
-        quality=row["quality"],
-        cost_usd=row["cost_usd"],
-        cost_source=row["cost_source"],
-        input_tokens=row["input_tokens"],
-        output_tokens=row["output_tokens"],
-        latency_ms=row["latency_ms"],
-        error=row["error"],
-        reward=row["reward"],
+        decision_id=decision_id,
+        source=source,
+        created_at=_utc(created_at),
+        quality=quality,
+        cost_usd=cost_usd,
+        cost_source=cost_source,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        latency_ms=latency_ms,
+        error=error,
+        reward=reward,
     )
+
+
+# Read on every escalation and every feedback, so built once: building a select costs about
+# as much as running it on SQLite. "ids" is expanded to the list it is given.
+_DECISIONS_BY_ID = select(tables.decisions).where(
+    tables.decisions.c.id.in_(bindparam("ids", expanding=True))
+)
+_GRADES_OF = (
+    select(tables.feedback)
+    .where(
+        tables.feedback.c.decision_id.in_(bindparam("ids", expanding=True)),
+        tables.feedback.c.quality.is_not(None),
+    )
+    .order_by(tables.feedback.c.id)
+)
 
 
 class SqlStore:
@@ -301,19 +329,13 @@ class SqlStore:
     def graded_decisions(
         self, decision_ids: Sequence[str]
     ) -> dict[str, tuple[DecisionRecord, FeedbackRecord | None]]:
-        d, f = tables.decisions, tables.feedback
-        ids = list(decision_ids)
+        ids = {"ids": list(decision_ids)}
         graded: dict[str, FeedbackRecord] = {}
         with self.engine.connect() as connection:
-            decisions = [
-                _decision_from(row)
-                for row in connection.execute(select(d).where(d.c.id.in_(ids))).mappings()
-            ]
-            rows = connection.execute(
-                select(f).where(f.c.decision_id.in_(ids), f.c.quality.is_not(None)).order_by(f.c.id)
-            ).mappings()
-            for row in rows:
-                graded.setdefault(row["decision_id"], _feedback_from(row))
+            decisions = [_decision_from(row) for row in connection.execute(_DECISIONS_BY_ID, ids)]
+            for row in connection.execute(_GRADES_OF, ids):
+                feedback = _feedback_from(row)
+                graded.setdefault(feedback.decision_id, feedback)
         return {decision.id: (decision, graded.get(decision.id)) for decision in decisions}
 
     def escalated(self, decision_ids: Sequence[str]) -> set[str]:
@@ -336,15 +358,14 @@ class SqlStore:
         with self.engine.connect() as connection:
             decisions = [
                 _decision_from(row)
-                for row in connection.execute(
-                    select(d).where(members).order_by(d.c.attempt)
-                ).mappings()
+                for row in connection.execute(select(d).where(members).order_by(d.c.attempt))
             ]
             feedback: dict[str, list[FeedbackRecord]] = {}
             for row in connection.execute(
                 select(f).where(f.c.decision_id.in_([x.id for x in decisions])).order_by(f.c.id)
-            ).mappings():
-                feedback.setdefault(row["decision_id"], []).append(_feedback_from(row))
+            ):
+                record = _feedback_from(row)
+                feedback.setdefault(record.decision_id, []).append(record)
         return [
             (replace(decision, scores={}, excluded={}), feedback.get(decision.id, []))
             for decision in decisions
@@ -379,13 +400,7 @@ class SqlStore:
 
     def get_decision(self, decision_id: str) -> DecisionRecord | None:
         with self.engine.connect() as connection:
-            row = (
-                connection.execute(
-                    select(tables.decisions).where(tables.decisions.c.id == decision_id)
-                )
-                .mappings()
-                .first()
-            )
+            row = connection.execute(_DECISIONS_BY_ID, {"ids": [decision_id]}).first()
         return None if row is None else _decision_from(row)
 
     def _existing(self, record: FeedbackRecord) -> FeedbackInsert | None:
@@ -552,14 +567,15 @@ class SqlStore:
             )
         query = query.order_by(d.c.created_at, d.c.id).limit(limit)
         with self.engine.connect() as connection:
-            decisions = [_decision_from(row) for row in connection.execute(query).mappings()]
+            decisions = [_decision_from(row) for row in connection.execute(query)]
             feedback: dict[str, list[FeedbackRecord]] = {r.id: [] for r in decisions}
             if decisions:
                 rows = connection.execute(
                     select(f).where(f.c.decision_id.in_(list(feedback))).order_by(f.c.id)
-                ).mappings()
+                )
                 for row in rows:
-                    feedback[row["decision_id"]].append(_feedback_from(row))
+                    record = _feedback_from(row)
+                    feedback[record.decision_id].append(record)
         return [(decision, feedback[decision.id]) for decision in decisions]
 
     def save_snapshot(self, snapshot: Snapshot, *, keep: int = 3) -> None:
@@ -736,7 +752,7 @@ class SqlStore:
                 _decision_from(row)
                 for row in connection.execute(
                     select(d).where(d.c.experiment == name).order_by(d.c.created_at, d.c.id)
-                ).mappings()
+                )
             ]
             scored: dict[str, FeedbackRecord] = {}
             rows = connection.execute(
@@ -744,9 +760,10 @@ class SqlStore:
                 .join(d, d.c.id == f.c.decision_id)
                 .where(d.c.experiment == name, f.c.quality.is_not(None))
                 .order_by(f.c.id)
-            ).mappings()
+            )
             for row in rows:
-                scored.setdefault(row["decision_id"], _feedback_from(row))
+                record = _feedback_from(row)
+                scored.setdefault(record.decision_id, record)
         return [(decision, scored.get(decision.id)) for decision in decisions]
 
     def save_rules(self, document: Mapping[str, Any]) -> None:
