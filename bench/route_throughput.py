@@ -9,8 +9,8 @@ cost of routing alone, and FastAPI's plain endpoint. Prints every result and bot
 
 Each server runs on uvicorn's pure-Python HTTP stack (h11 on asyncio's loop, what a plain
 `pip install uvicorn` serves with) and, when uvloop and httptools are installed, again on theirs
-(what uvicorn picks by itself then, as deployments do). A faster stack takes the same time off
-every endpoint's request, so the ratios are lower on it: they depend on the stack.
+(what uvicorn picks by itself then, as deployments do). A faster stack takes about as much time
+off a request of every endpoint, so the ratios are lower on it: they depend on the stack.
 
     python -m bench.route_throughput [--requests N] [--concurrency C] [--database-url URL]
                                      [--stack h11|httptools ...]
