@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +32,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.sql import Select
 
 from bandit_router.core import ModelSpec
 from bandit_router.storage import tables
@@ -194,8 +195,8 @@ def _feedback_from(row: Sequence[Any]) -> FeedbackRecord:
     )
 
 
-# Read on every escalation and every feedback, so built once: building a select costs about
-# as much as running it on SQLite. "ids" is expanded to the list it is given.
+# The statements of every escalation and every feedback are built once: building a statement
+# costs about as much as running it on SQLite. "ids" is expanded to the list it is given.
 _DECISIONS_BY_ID = select(tables.decisions).where(
     tables.decisions.c.id.in_(bindparam("ids", expanding=True))
 )
@@ -209,6 +210,55 @@ _GRADES_OF = (
 )
 
 
+def _feedback_since_query() -> Select[Any]:
+    """Feedback after a cursor, each row with its decision (what learning needs of it: its
+    scores and exclusions, the largest part of a row, stay in the database) and whether it
+    is its decision's first graded feedback."""
+    f, d = tables.feedback, tables.decisions
+    earlier = tables.feedback.alias("earlier")
+    first = ~(
+        select(earlier.c.id)
+        .where(
+            earlier.c.decision_id == f.c.decision_id,
+            earlier.c.quality.is_not(None),
+            earlier.c.id < f.c.id,
+        )
+        .exists()
+    )
+    return (
+        select(
+            *f.c,
+            first,
+            d.c.created_at,
+            d.c.policy,
+            d.c.policy_version,
+            d.c.experiment,
+            d.c.variant,
+            d.c.unit_id,
+            d.c.features,
+            d.c.eligible,
+            d.c.prior_costs,
+            d.c.model,
+            d.c.probability,
+            d.c.cost_weight,
+            d.c.words,
+            d.c.arm_tags,
+            d.c.prior_qualities,
+            d.c.attempt,
+            d.c.chain_id,
+        )
+        .join(d, d.c.id == f.c.decision_id)
+        .where(f.c.id > bindparam("cursor"))
+        .order_by(f.c.id)
+        .limit(bindparam("limit"))
+    )
+
+
+_FEEDBACK_SINCE = _feedback_since_query()
+_INSERT_FEEDBACK = insert(tables.feedback)
+_FEEDBACK_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+
+
 class SqlStore:
     """Durable decision and feedback logs, policy snapshots and the model pool."""
 
@@ -217,7 +267,15 @@ class SqlStore:
         self.engine = make_engine(url)
         self._postgres = self.engine.dialect.name == "postgresql"
         self.is_sqlite = self.engine.dialect.name == "sqlite"
-        self._decision_lock = threading.Lock()
+        # SQLite has one writer at a time, and its busy handler makes a waiting writer sleep
+        # (1, 2, 5, 10, ... ms) before it tries again: under feedback traffic the event loop's
+        # decision log slept with it. This process's writers take turns on a lock instead,
+        # which hands the database to the next one as soon as a commit ends. (Other processes
+        # still meet the busy handler.) On PostgreSQL writers run side by side.
+        self._write_lock: contextlib.AbstractContextManager[object] = (
+            threading.Lock() if self.is_sqlite else contextlib.nullcontext()
+        )
+        self._decision_lock = self._write_lock if self.is_sqlite else threading.Lock()
         self._maintenance: threading.Thread | None = None
         self._stop_maintenance = threading.Event()
         self._decision_connection: PoolProxiedConnection | None = None
@@ -241,6 +299,22 @@ class SqlStore:
         self._insert_decision_sql = (
             f"INSERT INTO decisions ({', '.join(_DECISION_COLUMNS)}) VALUES ({', '.join(markers)})"
         )
+        o, d = tables.model_outcomes, tables.decisions
+        dialect_insert = postgresql_insert if self._postgres else sqlite_insert
+        count = dialect_insert(o).from_select(
+            ["model", "outcomes"],
+            select(d.c.model, literal(1)).where(d.c.id == bindparam("decision_id")),
+        )
+        self._count_outcome_statement = count.on_conflict_do_update(
+            index_elements=[o.c.model], set_={"outcomes": o.c.outcomes + 1}
+        )
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A write transaction, begun once this process's turn to write has come (the lock
+        is taken before a connection, so no connection is held while waiting for it)."""
+        with self._write_lock, self.engine.begin() as connection:
+            yield connection
 
     def start_maintenance(self, interval_s: float = 1.0) -> None:
         """SQLite: checkpoints the write-ahead log into the database every interval.
@@ -313,7 +387,7 @@ class SqlStore:
         """Its own transaction, outside the batched log: the unique previous_id refuses a
         second escalation of the same attempt, and that must fail this request alone."""
         try:
-            with self.engine.begin() as connection:
+            with self._writing() as connection:
                 connection.exec_driver_sql(self._insert_decision_sql, self._decision_row(record))
         except IntegrityError:
             d = tables.decisions
@@ -434,12 +508,10 @@ class SqlStore:
             "reward": record.reward,
         }
         try:
-            with self.engine.begin() as connection:
+            with self._writing() as connection:
                 if self._postgres:
-                    connection.execute(
-                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FEEDBACK_LOCK_KEY}
-                    )
-                connection.execute(insert(tables.feedback), row)
+                    connection.execute(_FEEDBACK_LOCK, {"key": _FEEDBACK_LOCK_KEY})
+                connection.execute(_INSERT_FEEDBACK, row)
                 if record.quality is not None:
                     self._count_outcome(connection, record.decision_id)
         except IntegrityError:
@@ -451,17 +523,7 @@ class SqlStore:
 
     def _count_outcome(self, connection: Connection, decision_id: str) -> None:
         """One more scored outcome for the decision's model, in the feedback's transaction."""
-        o, d = tables.model_outcomes, tables.decisions
-        dialect_insert = postgresql_insert if self._postgres else sqlite_insert
-        statement = dialect_insert(o).from_select(
-            ["model", "outcomes"],
-            select(d.c.model, literal(1)).where(d.c.id == decision_id),
-        )
-        connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=[o.c.model], set_={"outcomes": o.c.outcomes + 1}
-            )
-        )
+        connection.execute(self._count_outcome_statement, {"decision_id": decision_id})
 
     def outcome_counts(self) -> dict[str, int]:
         o = tables.model_outcomes
@@ -473,49 +535,10 @@ class SqlStore:
     def feedback_since(
         self, cursor: int, limit: int
     ) -> list[tuple[StoredFeedback, DecisionRecord]]:
-        """The learner's read: a decision comes with what learning needs (its scores and
-        exclusions stay in the database, the largest part of a row), and the row is built by
-        position, not by name: this read is most of what a learner spends per feedback."""
-        f, d = tables.feedback, tables.decisions
-        earlier = tables.feedback.alias("earlier")
-        first = ~(
-            select(earlier.c.id)
-            .where(
-                earlier.c.decision_id == f.c.decision_id,
-                earlier.c.quality.is_not(None),
-                earlier.c.id < f.c.id,
-            )
-            .exists()
-        )
-        query = (
-            select(
-                *f.c,
-                first,
-                d.c.created_at,
-                d.c.policy,
-                d.c.policy_version,
-                d.c.experiment,
-                d.c.variant,
-                d.c.unit_id,
-                d.c.features,
-                d.c.eligible,
-                d.c.prior_costs,
-                d.c.model,
-                d.c.probability,
-                d.c.cost_weight,
-                d.c.words,
-                d.c.arm_tags,
-                d.c.prior_qualities,
-                d.c.attempt,
-                d.c.chain_id,
-            )
-            .join(d, d.c.id == f.c.decision_id)
-            .where(f.c.id > cursor)
-            .order_by(f.c.id)
-            .limit(limit)
-        )
+        """The learner's read (_FEEDBACK_SINCE). Rows are built by position, not by name:
+        this read is most of what a learner spends per feedback."""
         with self.engine.connect() as connection:
-            rows = connection.execute(query).all()
+            rows = connection.execute(_FEEDBACK_SINCE, {"cursor": cursor, "limit": limit}).all()
         found = []
         for (
             feedback_id, decision_id, source, created_at, quality, cost_usd, cost_source,
@@ -580,7 +603,7 @@ class SqlStore:
 
     def save_snapshot(self, snapshot: Snapshot, *, keep: int = 3) -> None:
         s = tables.policy_snapshots
-        with self.engine.begin() as connection:
+        with self._writing() as connection:
             connection.execute(
                 insert(s),
                 {
@@ -688,7 +711,7 @@ class SqlStore:
         if max_tokens is not None:
             fits.append(w.c.tokens + tokens <= max_tokens)
         dialect_insert = postgresql_insert if self._postgres else sqlite_insert
-        with self.engine.begin() as connection:
+        with self._writing() as connection:
             # The window's row exists first, so the conditional update below is the one
             # atomic step: concurrent takers wait on its row lock and re-check the limits.
             connection.execute(
@@ -715,7 +738,7 @@ class SqlStore:
         b = tables.budget_spend
         dialect_insert = postgresql_insert if self._postgres else sqlite_insert
         statement = dialect_insert(b).values(scope=scope, period=period, spend_usd=usd)
-        with self.engine.begin() as connection:
+        with self._writing() as connection:
             connection.execute(
                 statement.on_conflict_do_update(
                     index_elements=[b.c.scope, b.c.period],
@@ -728,7 +751,7 @@ class SqlStore:
         e = tables.experiments
         values = {"document": document, "updated_at": _now()}
         try:
-            with self.engine.begin() as connection:
+            with self._writing() as connection:
                 if create:
                     connection.execute(insert(e).values(name=document["name"], **values))
                     return True
@@ -768,7 +791,7 @@ class SqlStore:
 
     def save_rules(self, document: Mapping[str, Any]) -> None:
         r = tables.rules
-        with self.engine.begin() as connection:
+        with self._writing() as connection:
             changed = connection.execute(
                 update(r).where(r.c.id == 1).values(document=document, updated_at=_now())
             ).rowcount
@@ -785,7 +808,7 @@ class SqlStore:
     def insert_model(self, model: ModelSpec) -> bool:
         """Adds a model; False when one of that name exists (in any process's view)."""
         try:
-            with self.engine.begin() as connection:
+            with self._writing() as connection:
                 connection.execute(
                     insert(tables.models).values(name=model.name, **_model_values(model))
                 )
@@ -796,7 +819,7 @@ class SqlStore:
     def upsert_models(self, models: Sequence[ModelSpec]) -> None:
         """The configuration wins for the models it names; models it does not name remain."""
         m = tables.models
-        with self.engine.begin() as connection:
+        with self._writing() as connection:
             existing = set(connection.execute(select(m.c.name)).scalars())
             for model in models:
                 values = _model_values(model)
