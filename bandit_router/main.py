@@ -147,7 +147,11 @@ def create_app(
             store.close()
 
     return api.create_app(
-        router, api_keys=config.api_keys, tenant_keys=config.tenant_keys, lifespan=lifespan
+        router,
+        api_keys=config.api_keys,
+        tenant_keys=config.tenant_keys,
+        lifespan=lifespan,
+        feedback_on_loop=store.is_sqlite,
     )
 
 
