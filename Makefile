@@ -38,6 +38,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m bench.vw_choose
 	$(BIN)/python -m bench.learner_throughput
 	$(BIN)/python -m bench.escalation_route
+	$(BIN)/python -m bench.feedback_loop
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-from bench.route_throughput import REPO, _free_port, _start
+from bench.route_throughput import REPO, serving
 from bench.workload import PROMPTS
 
 TARGET_RATIO = 2.0
@@ -48,29 +47,24 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--database-url", help="default: a fresh SQLite file")
     args = parser.parse_args()
+    first_ms: list[float] = []
+    escalation_ms: list[float] = []
     with tempfile.TemporaryDirectory() as directory:
         url = args.database_url or f"sqlite:///{Path(directory) / 'bench.db'}"
-        port = _free_port()
-        command = [sys.executable, "-m", "bandit_router.cli", "serve", "--port", str(port),
-                   "--database-url", url, "--log-level", "warning", "--no-access-log"]  # fmt: skip
-        server = _start(command, port)
-        first_ms: list[float] = []
-        escalation_ms: list[float] = []
-        try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0) as client:
-                for i in range(args.requests + 20):
-                    prompt = PROMPTS[i % len(PROMPTS)]
-                    first_time, first = _timed(client, {"prompt": prompt})
-                    _grade(client, first["decision_id"], 0.0)
-                    body: dict[str, object] = {"prompt": prompt, "previous": [first["decision_id"]]}
-                    second_time, second = _timed(client, body)
-                    _grade(client, second["decision_id"], 1.0)
-                    if i >= 20:  # the first rounds warm the server up
-                        first_ms.append(first_time)
-                        escalation_ms.append(second_time)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        with (
+            serving(url) as port,
+            httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0) as client,
+        ):
+            for i in range(args.requests + 20):
+                prompt = PROMPTS[i % len(PROMPTS)]
+                first_time, first = _timed(client, {"prompt": prompt})
+                _grade(client, first["decision_id"], 0.0)
+                body: dict[str, object] = {"prompt": prompt, "previous": [first["decision_id"]]}
+                second_time, second = _timed(client, body)
+                _grade(client, second["decision_id"], 1.0)
+                if i >= 20:  # the first rounds warm the server up
+                    first_ms.append(first_time)
+                    escalation_ms.append(second_time)
     first_median = statistics.median(first_ms)
     escalation_median = statistics.median(escalation_ms)
     ratio = escalation_median / first_median

@@ -26,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,6 +120,22 @@ def _start(command: list[str], port: int) -> subprocess.Popen[bytes]:
         except httpx.HTTPError:
             time.sleep(0.1)
     raise RuntimeError("server did not start")
+
+
+@contextmanager
+def serving(database_url: str) -> Iterator[int]:
+    """`bandit-router serve` on a free loopback port for the block, which gets the port."""
+    port = _free_port()
+    command = [
+        sys.executable, "-m", "bandit_router.cli", "serve", "--port", str(port),
+        "--database-url", database_url, "--log-level", "warning", "--no-access-log",
+    ]  # fmt: skip
+    server = _start(command, port)
+    try:
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def _load_segment(name: str, port: int, total: int, concurrency: int) -> Result:
