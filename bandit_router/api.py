@@ -240,7 +240,7 @@ def create_app(
     """``feedback_on_loop``: take each feedback on the event loop's thread, not in the thread
     pool. For SQLite, where the decision log commits on that thread too: a feedback's work is
     the process's own CPU (the database is a local file), and sixteen pool threads taking
-    turns on the interpreter lock and the database's write lock served 1.7 times fewer
+    turns on the interpreter lock and the database's write lock served 1.5 to 1.7 times fewer
     route-and-feedback rounds a second (bench/feedback_loop.py)."""
     app = FastAPI(
         title="bandit_router",
