@@ -44,7 +44,7 @@ def admin_routes(router: Router) -> APIRouter:
     @routes.get("/models", response_model=list[ModelOut])
     async def models() -> list[ModelOut]:
         """The pool, each model with its health as this process sees it."""
-        return [model_out(m) for m in router.catalog.pool]
+        return [model_out(m) for m in router.catalog.pool.models]
 
     @routes.post(
         "/models",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, cast
 
 from bandit_router.core import Conflict, Context, Decision, InvalidInput, ModelSpec, NotFound
@@ -19,6 +19,24 @@ from bandit_router.eligibility import NO_RULES, Rules
 from bandit_router.experiment_report import build_experiment_report
 from bandit_router.experiments import Experiment
 from bandit_router.storage.base import Store
+
+
+@dataclass(frozen=True)
+class Pool:
+    """One version of the model pool: the models in order, by name, and those with rate
+    limits. A change replaces the whole value, so whoever read it once sees the three agree."""
+
+    models: tuple[ModelSpec, ...]
+    by_name: Mapping[str, ModelSpec]
+    rate_limited: tuple[ModelSpec, ...]
+
+    @classmethod
+    def of(cls, models: Sequence[ModelSpec]) -> Pool:
+        return cls(
+            models=tuple(models),
+            by_name={model.name: model for model in models},
+            rate_limited=tuple(model for model in models if model.rate_limited),
+        )
 
 
 class ServedPolicies(Protocol):
@@ -52,12 +70,10 @@ class Catalog:
     # The pool.
 
     def set_models(self, models: Sequence[ModelSpec]) -> None:
-        self.pool = tuple(models)
-        self.models = {model.name: model for model in models}
-        self.rate_limited = tuple(model for model in models if model.rate_limited)
+        self.pool = Pool.of(models)
 
     def model(self, name: str) -> ModelSpec:
-        found = self.models.get(name)
+        found = self.pool.by_name.get(name)
         if found is None:
             raise NotFound(f"unknown model {name!r}")
         return found
@@ -82,7 +98,7 @@ class Catalog:
     def reload_models(self) -> None:
         """Takes up the pool as stored, with what other processes' admins changed."""
         stored = tuple(self._store.list_models())
-        if stored != self.pool:
+        if stored != self.pool.models:
             self.set_models(stored)
 
     def scored(self, model: str) -> None:
@@ -94,7 +110,7 @@ class Catalog:
 
     def set_rules(self, rules: Rules) -> None:
         """Stores the rules for every process; they apply from this process's next request."""
-        unknown = sorted(rules.models_named() - set(self.models))
+        unknown = sorted(rules.models_named() - set(self.pool.by_name))
         if unknown:
             raise InvalidInput(("rules",), f"unknown models {unknown}")
         self._store.save_rules(rules.to_document())

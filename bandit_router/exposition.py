@@ -123,7 +123,7 @@ class RouterCollector:
             "Median of the model's last reported latencies (what max_latency_ms is held to).",
             labels=["model"],
         )
-        for spec in router.catalog.pool:
+        for spec in router.catalog.pool.models:
             current = router.health.health(spec.name).state
             for name in _STATES:
                 state.add_metric([spec.name, name], 1.0 if name == current else 0.0)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from bandit_router.budget import DEFAULT_SCOPE, Pacer, PaceState
-from bandit_router.catalog import Catalog
+from bandit_router.catalog import Catalog, Pool
 from bandit_router.core import (
     Arm,
     Conflict,
@@ -183,10 +183,10 @@ class Router:
         )
         self.metrics = Metrics()
 
-    async def _over_rate(self, minute: int, tokens: int) -> dict[str, str]:
+    async def _over_rate(self, pool: Pool, minute: int, tokens: int) -> dict[str, str]:
         """The rate-limited models whose minute, across every process, cannot take this
         request (its prompt and expected answer tokens)."""
-        rate_limited = self.catalog.rate_limited
+        rate_limited = pool.rate_limited
         usage = await asyncio.to_thread(
             self._store.rate_usage, [m.name for m in rate_limited], minute
         )
@@ -237,7 +237,7 @@ class Router:
             )
         catalog = self.catalog
         for index, name in enumerate(request.candidates or ()):
-            if name not in catalog.models:
+            if name not in catalog.pool.by_name:
                 raise InvalidInput(("candidates", str(index)), f"unknown model {name!r}")
         if request.experiment is not None and request.experiment not in catalog.experiments:
             known = ", ".join(sorted(catalog.experiments)) or "none is configured"
@@ -314,7 +314,8 @@ class Router:
         # One version of the pool, the rules and the experiments for the whole request, though
         # a reload may replace them meanwhile.
         catalog = self.catalog
-        models, rules, experiments = catalog.models, catalog.rules, catalog.experiments
+        pool, rules, experiments = catalog.pool, catalog.rules, catalog.experiments
+        models = pool.by_name
         unhealthy = self.health.unavailable(models)
         blocked = dict.fromkeys(unhealthy, "unhealthy")
         max_latency_ms = request.constraints.max_latency_ms
@@ -326,8 +327,8 @@ class Router:
         expected_tokens = int(prompt_tokens) + self._options.expected_output_tokens
         now = self._clock()
         minute = int(now.timestamp() // 60)
-        if catalog.rate_limited:
-            for model, reason in (await self._over_rate(minute, expected_tokens)).items():
+        if pool.rate_limited:
+            for model, reason in (await self._over_rate(pool, minute, expected_tokens)).items():
                 blocked.setdefault(model, reason)  # an earlier reason (unhealthy, ...) stays
         cost_weight = (
             self._options.default_cost_weight
@@ -365,7 +366,7 @@ class Router:
         words = prompt_words(request.text) if reads_words else ()
         while True:
             eligibility = split_eligible(
-                catalog.pool,
+                pool.models,
                 prompt_tokens=prompt_tokens,
                 expected_output_tokens=self._options.expected_output_tokens,
                 candidates=request.candidates,
@@ -505,7 +506,7 @@ class Router:
             reported_cost_usd=request.cost_usd,
             input_tokens=request.input_tokens,
             output_tokens=request.output_tokens,
-            model=self.catalog.models.get(decision.model),
+            model=self.catalog.pool.by_name.get(decision.model),
             estimated_input_tokens=float(decision.features.get("tokens", 0.0)),
             expected_output_tokens=self._options.expected_output_tokens,
             predicted_cost_usd=(
