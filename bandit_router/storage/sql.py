@@ -561,28 +561,14 @@ class SqlStore:
                 decision_id, source, _utc(created_at), quality, cost_usd, cost_source,
                 input_tokens, output_tokens, latency_ms, error, reward,
             )  # fmt: skip
-            decision = DecisionRecord(
-                id=decision_id,
-                created_at=_utc(decided_at),
-                policy=policy,
-                policy_version=policy_version,
-                experiment=experiment,
-                variant=variant,
-                unit_id=unit_id,
-                features=features,
-                eligible=tuple(eligible),
-                prior_costs=prior_costs,
-                model=model,
-                probability=probability,
-                cost_weight=cost_weight,
-                scores={},
-                excluded={},
-                words=tuple(words) if words else (),
-                arm_tags={name: tuple(tags) for name, tags in arm_tags.items()} if arm_tags else {},
-                prior_qualities=prior_qualities or {},
-                attempt=attempt,
-                chain_id=chain_id,
-            )
+            # The learner does not read scores, exclusions, shadows, previous ids or tenants.
+            decision = _decision_from(
+                (
+                    decision_id, decided_at, policy, policy_version, experiment, variant, unit_id,
+                    features, eligible, prior_costs, model, probability, cost_weight, {}, {},
+                    words, arm_tags, prior_qualities, None, attempt, None, chain_id, None,
+                )
+            )  # fmt: skip
             stored = StoredFeedback(feedback_id, feedback, bool(is_first) and quality is not None)
             found.append((stored, decision))
         return found
