@@ -1,17 +1,21 @@
 """HTTP for operators: the model pool, the budgets, the experiments and the rules.
 
 `admin_routes` is included by api.create_app, so these endpoints share its key check, its
-error table and its metrics; what they change lives in the router's catalog (catalog.py).
+error table and its metrics; what they change lives in the router's catalog (catalog.py), and
+every change is recorded in the audit log with the name of the key that made it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from bandit_router.api_auth import RoleRoute, principal_of, role
+from bandit_router.budget import DEFAULT_SCOPE
 from bandit_router.core import InvalidInput, ModelSpec
 from bandit_router.eligibility import Rules
 from bandit_router.experiments import Experiment, Variant
@@ -19,6 +23,7 @@ from bandit_router.health import Health
 from bandit_router.router import Router
 from bandit_router.schemas import (
     INVALID_INPUT,
+    AuditOut,
     BudgetOut,
     ErrorOut,
     ExperimentIn,
@@ -30,10 +35,25 @@ from bandit_router.schemas import (
     RulesDoc,
     WeightsIn,
 )
+from bandit_router.storage.audit import AuditLog
+
+ADMIN = role("admin")
+CLIENT = role("client")
 
 
-def admin_routes(router: Router) -> APIRouter:
-    routes = APIRouter()
+def admin_routes(router: Router, audit: AuditLog | None) -> APIRouter:
+    routes = APIRouter(route_class=RoleRoute)
+
+    async def audited(request: Request, change: Mapping[str, Any] | None) -> None:
+        """Records a change that succeeded: who (the key's name), what, where."""
+        if audit is not None:
+            await run_in_threadpool(
+                audit.record,
+                key_name=principal_of(request).name,
+                method=request.method,
+                path=request.url.path,
+                change=change,
+            )
 
     def health_out(health: Health) -> HealthOut:
         return HealthOut(state=health.state, reason=health.reason, until=health.until)
@@ -41,13 +61,14 @@ def admin_routes(router: Router) -> APIRouter:
     def model_out(model: ModelSpec) -> ModelOut:
         return ModelOut.from_spec(model, health_out(router.health.health(model.name)))
 
-    @routes.get("/models", response_model=list[ModelOut])
+    @routes.get("/models", response_model=list[ModelOut], openapi_extra=CLIENT)
     async def models() -> list[ModelOut]:
         """The pool, each model with its health as this process sees it."""
         return [model_out(m) for m in router.catalog.pool.models]
 
     @routes.post(
         "/models",
+        openapi_extra=ADMIN,
         status_code=201,
         response_model=ModelOut,
         responses={
@@ -55,24 +76,34 @@ def admin_routes(router: Router) -> APIRouter:
             **INVALID_INPUT,
         },
     )
-    async def add_model(body: ModelIn) -> ModelOut:
+    async def add_model(body: ModelIn, request: Request) -> ModelOut:
         """Adds a model to the pool; it is eligible from the next request on."""
-        return model_out(await run_in_threadpool(router.catalog.add_model, body.to_spec()))
+        added = model_out(await run_in_threadpool(router.catalog.add_model, body.to_spec()))
+        await audited(request, body.model_dump(mode="json"))
+        return added
 
     @routes.put(
         "/models/{name}",
+        openapi_extra=ADMIN,
         response_model=ModelOut,
         responses={404: {"model": ErrorOut, "description": "unknown model"}, **INVALID_INPUT},
     )
-    async def update_model(name: str, body: ModelUpdate) -> ModelOut:
+    async def update_model(name: str, body: ModelUpdate, request: Request) -> ModelOut:
         """Enables, disables, reprices or retags a model; no restart needed."""
         changes = body.model_dump(exclude_unset=True)
-        return model_out(await run_in_threadpool(router.catalog.update_model, name, changes))
+        updated = model_out(await run_in_threadpool(router.catalog.update_model, name, changes))
+        await audited(request, body.model_dump(mode="json", exclude_unset=True))
+        return updated
 
-    @routes.get("/budgets", response_model=list[BudgetOut])
-    async def budgets() -> list[BudgetOut]:
-        """Each budget's spend, pace and the cost weight its pacing adds, this period."""
+    @routes.get("/budgets", response_model=list[BudgetOut], openapi_extra=CLIENT)
+    async def budgets(request: Request) -> list[BudgetOut]:
+        """Each budget's spend, pace and the cost weight its pacing adds, this period. A
+        client key sees only the budget its own requests are charged to."""
+        caller = principal_of(request)
         states = await run_in_threadpool(router.budgets)
+        if not caller.sees_every_tenant:
+            own = caller.tenant or DEFAULT_SCOPE
+            states = [state for state in states if state.budget.scope == own]
         return [
             BudgetOut(
                 scope=state.budget.scope,
@@ -90,17 +121,18 @@ def admin_routes(router: Router) -> APIRouter:
     def experiment_out(experiment: Experiment) -> ExperimentOut:
         return ExperimentOut.model_validate(experiment.to_document())
 
-    @routes.get("/experiments", response_model=list[ExperimentOut])
+    @routes.get("/experiments", response_model=list[ExperimentOut], openapi_extra=ADMIN)
     async def experiments() -> list[ExperimentOut]:
         return [experiment_out(e) for e in router.catalog.experiments.values()]
 
     @routes.post(
         "/experiments",
+        openapi_extra=ADMIN,
         status_code=201,
         response_model=ExperimentOut,
         responses={409: {"model": ErrorOut, "description": "the name exists"}, **INVALID_INPUT},
     )
-    async def add_experiment(body: ExperimentIn) -> ExperimentOut:
+    async def add_experiment(body: ExperimentIn, request: Request) -> ExperimentOut:
         """Splits traffic between policies; a request naming the experiment is assigned a
         variant by its unit_id (sticky) or, without one, at random."""
         try:
@@ -114,19 +146,24 @@ def admin_routes(router: Router) -> APIRouter:
         except ValueError as error:
             raise InvalidInput(("variants",), str(error)) from error
         saved = await run_in_threadpool(router.catalog.save_experiment, experiment, create=True)
+        await audited(request, body.model_dump(mode="json"))
         return experiment_out(saved)
 
     @routes.put(
         "/experiments/{name}",
+        openapi_extra=ADMIN,
         response_model=ExperimentOut,
         responses={404: {"model": ErrorOut, "description": "unknown experiment"}, **INVALID_INPUT},
     )
-    async def set_weights(name: str, body: WeightsIn) -> ExperimentOut:
+    async def set_weights(name: str, body: WeightsIn, request: Request) -> ExperimentOut:
         weights = {variant.name: variant.weight for variant in body.variants}
-        return experiment_out(await run_in_threadpool(router.catalog.set_weights, name, weights))
+        changed = await run_in_threadpool(router.catalog.set_weights, name, weights)
+        await audited(request, body.model_dump(mode="json"))
+        return experiment_out(changed)
 
     @routes.get(
         "/experiments/{name}/report",
+        openapi_extra=ADMIN,
         responses={404: {"model": ErrorOut, "description": "unknown experiment"}},
     )
     async def experiment_report(name: str) -> dict[str, Any]:
@@ -136,24 +173,37 @@ def admin_routes(router: Router) -> APIRouter:
         report: dict[str, Any] = await run_in_threadpool(router.catalog.experiment_report, name)
         return report
 
-    @routes.get("/rules", response_model=RulesDoc)
+    @routes.get("/rules", response_model=RulesDoc, openapi_extra=ADMIN)
     async def rules() -> RulesDoc:
         """The eligibility rules every process applies."""
         return RulesDoc.model_validate(router.catalog.rules.to_document())
 
-    @routes.put("/rules", response_model=RulesDoc, responses=INVALID_INPUT)
-    async def set_rules(body: RulesDoc) -> RulesDoc:
+    @routes.put("/rules", response_model=RulesDoc, responses=INVALID_INPUT, openapi_extra=ADMIN)
+    async def set_rules(body: RulesDoc, request: Request) -> RulesDoc:
         """Replaces the rules; every process applies them within a second, no restart."""
         await run_in_threadpool(router.catalog.set_rules, Rules.from_document(body.model_dump()))
+        await audited(request, body.model_dump(mode="json"))
         return RulesDoc.model_validate(router.catalog.rules.to_document())
 
     @routes.get(
         "/models/{name}/health",
+        openapi_extra=CLIENT,
         response_model=HealthOut,
         responses={404: {"model": ErrorOut, "description": "unknown model"}},
     )
     async def model_health(name: str) -> HealthOut:
         """The model's circuit breaker: its state, why, and until when it stays open."""
         return health_out(router.model_health(name))
+
+    @routes.get("/audit", response_model=list[AuditOut], openapi_extra=ADMIN)
+    async def audit_log(
+        limit: Annotated[int, Query(ge=1, le=1000, description="entries, newest first")] = 100,
+    ) -> list[AuditOut]:
+        """The admin changes, newest first: the key's name (never the key), the method and
+        path, and the JSON body the change was made with."""
+        if audit is None:
+            return []
+        entries = await run_in_threadpool(audit.newest, limit)
+        return [AuditOut.model_validate(entry, from_attributes=True) for entry in entries]
 
     return routes

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
@@ -17,12 +16,13 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bandit_router.admin_api import admin_routes
+from bandit_router.api_auth import BearerAuth, RoleRoute, guarded, principal_of, role
 from bandit_router.core import (
     Conflict,
     DomainError,
+    Forbidden,
     InvalidInput,
     NoEligibleModel,
     NotFound,
@@ -31,6 +31,7 @@ from bandit_router.core import (
 from bandit_router.eligibility import Constraints
 from bandit_router.exposition import CONTENT_TYPE, registry_for, render
 from bandit_router.features import text_of_messages
+from bandit_router.keys import KeyRing
 from bandit_router.metrics import UNAUTHENTICATED, UNMATCHED
 from bandit_router.router import FeedbackRequest, Router, RouteRequest, RouteResult
 from bandit_router.schemas import (
@@ -41,8 +42,8 @@ from bandit_router.schemas import (
     RouteIn,
     RouteOut,
 )
+from bandit_router.storage.audit import AuditLog
 
-OPEN_PATHS = frozenset({"/healthz"})
 ResponseT = TypeVar("ResponseT", bound=Response)
 
 
@@ -90,56 +91,7 @@ class JsonBodyRoute(APIRoute):
                 return response
             return await standard(request)
 
-        return handler
-
-
-class BearerAuth:
-    """Pure ASGI middleware (no per-request task) that checks `Authorization: Bearer KEY`."""
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        keys: Sequence[str],
-        tenants: Mapping[str, str] | None = None,
-        on_refused: Callable[[], None] = lambda: None,
-    ) -> None:
-        self.app = app
-        self.keys = [(key.encode(), (tenants or {}).get(key)) for key in keys]
-        self.on_refused = on_refused
-
-    def _key_of(self, scope: Scope) -> tuple[bool, str | None]:
-        """Whether the request holds a key, and the tenant the key belongs to."""
-        for name, value in scope.get("headers", ()):
-            if name == b"authorization":
-                scheme, _, token = value.partition(b" ")
-                if scheme.lower() != b"bearer":
-                    return False, None
-                token = token.strip()
-                # Every key is compared, in constant time, so timing tells nothing of them.
-                matches = [(hmac.compare_digest(token, key), tenant) for key, tenant in self.keys]
-                for matched, tenant in matches:
-                    if matched:
-                        return True, tenant
-                return False, None
-        return False, None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
-            await self.app(scope, receive, send)
-            return
-        authorized, tenant = self._key_of(scope)
-        if authorized:
-            if tenant is not None:
-                scope.setdefault("state", {})["tenant"] = tenant
-            await self.app(scope, receive, send)
-            return
-        self.on_refused()
-        response = JSONResponse(
-            {"detail": "missing or invalid API key: send Authorization: Bearer KEY"},
-            status_code=401,
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-        await response(scope, receive, send)
+        return guarded(self, handler)
 
 
 def _validation_detail(errors: Sequence[Any]) -> list[dict[str, Any]]:
@@ -158,6 +110,10 @@ def _error_response(error: DomainError) -> JSONResponse:
             {"loc": ["body", *error.field_path], "msg": error.message, "type": "value_error"}
         ]
         return JSONResponse({"detail": detail}, status_code=422)
+    if isinstance(error, Forbidden):
+        return JSONResponse(
+            {"detail": str(error), "required_role": error.required_role}, status_code=403
+        )
     if isinstance(error, NotFound):
         return JSONResponse({"detail": str(error)}, status_code=404)
     if isinstance(error, Conflict):
@@ -232,8 +188,8 @@ def _route_request(body: RouteIn, tenant: str | None) -> RouteRequest:
 def create_app(
     router: Router,
     *,
-    api_keys: Sequence[str] = (),
-    tenant_keys: Mapping[str, str] | None = None,
+    keys: KeyRing | None = None,
+    audit: AuditLog | None = None,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
     feedback_on_loop: bool = False,
 ) -> FastAPI:
@@ -241,18 +197,23 @@ def create_app(
     pool. For SQLite, where the decision log commits on that thread too: a feedback's work is
     the process's own CPU (the database is a local file), and sixteen pool threads taking
     turns on the interpreter lock and the database's write lock served 1.5 to 1.7 times fewer
-    route-and-feedback rounds a second (bench/feedback_loop.py)."""
+    route-and-feedback rounds a second (bench/feedback_loop.py).
+
+    ``keys``: the API keys and their roles; with none, the service is open (every caller is an
+    admin), which `bandit-router serve` allows on loopback only. ``audit``: where the admin
+    changes are recorded and read from (GET /audit)."""
     app = FastAPI(
         title="bandit_router",
         summary="Routes each LLM request to the model worth its price, and learns from feedback.",
         version="0.1.0",
         lifespan=lifespan,
     )
-    if api_keys:
+    # Every endpoint declares the role it needs (api_auth.py); one that does not is refused here.
+    app.router.route_class = RoleRoute
+    if keys:
         app.add_middleware(
             BearerAuth,
-            keys=api_keys,
-            tenants=tenant_keys,
+            keys=keys,
             on_refused=lambda: router.metrics.failed(UNAUTHENTICATED, 401),
         )
 
@@ -285,6 +246,7 @@ def create_app(
 
     @app.get(
         "/metrics",
+        openapi_extra=role("metrics"),
         response_class=Response,
         responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text"}},
     )
@@ -294,14 +256,13 @@ def create_app(
         body = await run_in_threadpool(render, metrics_registry)
         return Response(body, media_type=CONTENT_TYPE)
 
-    @app.get("/healthz")
+    @app.get("/healthz", openapi_extra=role("open"))
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     async def route(body: RouteIn, request: Request) -> JSONResponse:
         """Chooses the model for one request and logs the decision before answering."""
-        tenant = getattr(request.state, "tenant", None)
-        result = await router.route(_route_request(body, tenant))
+        result = await router.route(_route_request(body, principal_of(request).tenant))
         return FastJSONResponse(_route_body(result))
 
     app.router.add_api_route(
@@ -316,6 +277,7 @@ def create_app(
         },
         response_model=None,
         route_class_override=JsonBodyRoute,
+        openapi_extra=role("client"),
     )
 
     @app.post(
@@ -328,9 +290,12 @@ def create_app(
             **INVALID_INPUT,
         },
         response_model=None,
+        openapi_extra=role("client"),
     )
-    async def feedback(body: FeedbackIn) -> JSONResponse:
-        """Records how the chosen model did; learned at once, at most once per source."""
+    async def feedback(body: FeedbackIn, http_request: Request) -> JSONResponse:
+        """Records how the chosen model did; learned at once, at most once per source. A
+        tenant's key may report on its own tenant's decisions only: another's is unknown."""
+        caller = principal_of(http_request)
         request = FeedbackRequest(
             decision_id=str(body.decision_id),
             quality=body.quality,
@@ -340,6 +305,8 @@ def create_app(
             latency_ms=body.latency_ms,
             error=body.error,
             source=body.source,
+            tenant=caller.tenant,
+            every_tenant=caller.sees_every_tenant,
         )
         result = (
             router.feedback(request)
@@ -356,5 +323,5 @@ def create_app(
             status_code=200 if result.duplicate else 202,
         )
 
-    app.include_router(admin_routes(router))
+    app.include_router(admin_routes(router, audit))
     return app

@@ -27,13 +27,14 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def bind_refusal(host: str, *, has_keys: bool, insecure: bool) -> str | None:
-    """Why serving on `host` is refused, or None: beyond loopback, only with keys."""
-    if _is_loopback(host) or has_keys or insecure:
+def bind_refusal(host: str, *, has_admin_key: bool, insecure: bool) -> str | None:
+    """Why serving on `host` is refused, or None: beyond loopback, only with an admin key
+    (without one, the service is open: every caller could change the pool and the rules)."""
+    if _is_loopback(host) or has_admin_key or insecure:
         return None
     return (
-        f"refusing to serve on {host} without API keys; set api_keys in the config "
-        "(or BANDIT_ROUTER_API_KEYS), or pass --insecure"
+        f"refusing to serve on {host} without an admin key; configure one ([keys.NAME] with "
+        'role = "admin" in the config, or BANDIT_ROUTER_ADMIN_KEYS), or pass --insecure'
     )
 
 
@@ -52,7 +53,7 @@ def _config(settings: Settings) -> RouterConfig:
     command with the reason instead of failing the server's start-up."""
     from bandit_router import policies
 
-    config = load_config(settings.config, extra_api_keys=settings.api_keys)
+    config = load_config(settings.config, environment_keys=settings.keys_by_role())
     for where, spec in [
         ("router.policy", config.policy),
         *(("router.policies", spec) for spec in config.extra_policies),
@@ -72,7 +73,8 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"bandit-router: {error}", file=sys.stderr)
         return 2
-    refusal = bind_refusal(args.host, has_keys=bool(config.api_keys), insecure=args.insecure)
+    has_admin_key = any(key.role == "admin" for key in config.keys)
+    refusal = bind_refusal(args.host, has_admin_key=has_admin_key, insecure=args.insecure)
     if refusal:
         print(f"bandit-router: {refusal}", file=sys.stderr)
         return 2

@@ -297,3 +297,11 @@ class NoEligibleModel(DomainError):
 
 class StorageUnavailable(DomainError):
     pass
+
+
+class Forbidden(DomainError):
+    """The caller's key is valid but its role may not do this."""
+
+    def __init__(self, action: str, required_role: str, role: str) -> None:
+        super().__init__(f"{action} needs the {required_role} role; this key's role is {role}")
+        self.required_role = required_role

@@ -22,6 +22,7 @@ from bandit_router.core import PolicySpec
 from bandit_router.eligibility import Rules
 from bandit_router.experiments import Experiment
 from bandit_router.health import BreakerSettings, HealthBoard
+from bandit_router.keys import KeyRing
 from bandit_router.learner import (
     Aggregation,
     Learner,
@@ -34,6 +35,7 @@ from bandit_router.router import Router, RouterOptions
 from bandit_router.settings import ConfigError, RouterConfig, Settings, load_config
 from bandit_router.storage.log_writer import GroupCommitLog, TickCommitLog
 from bandit_router.storage.sql import SqlStore
+from bandit_router.storage.sql_audit import SqlAuditLog
 
 LearnerMode = Literal["embedded", "none"]
 
@@ -73,7 +75,7 @@ def create_app(
     separate ``bandit-router learner`` publishes, loading each new one as it appears.
     """
     settings = settings or Settings()
-    config = config or load_config(settings.config, extra_api_keys=settings.api_keys)
+    config = config or load_config(settings.config, environment_keys=settings.keys_by_role())
     store = SqlStore(settings.database_url)
     decision_log = TickCommitLog(store) if store.is_sqlite else GroupCommitLog(store)
     learner: Learner | SnapshotFollower = (
@@ -148,8 +150,8 @@ def create_app(
 
     return api.create_app(
         router,
-        api_keys=config.api_keys,
-        tenant_keys=config.tenant_keys,
+        keys=KeyRing(config.keys),
+        audit=SqlAuditLog(store.engine),
         lifespan=lifespan,
         feedback_on_loop=store.is_sqlite,
     )

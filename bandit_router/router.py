@@ -109,6 +109,10 @@ class FeedbackRequest:
     latency_ms: float | None = None
     error: str | None = None
     source: str = "grader"
+    tenant: str | None = None
+    """The tenant of the caller's key; its feedback may name its own tenant's decisions only."""
+    every_tenant: bool = False
+    """The caller sees every tenant's decisions (an admin key)."""
 
 
 @dataclass(frozen=True)
@@ -499,7 +503,8 @@ class Router:
 
     def feedback(self, request: FeedbackRequest) -> FeedbackResult:
         decision = self._store.get_decision(request.decision_id)
-        if decision is None:
+        # Another tenant's decision is as unknown as one that does not exist.
+        if decision is None or (not request.every_tenant and decision.tenant != request.tenant):
             raise NotFound(f"unknown decision {request.decision_id}")
         predicted = decision.scores.get(decision.model, {}).get("expected_cost_usd")
         cost = resolve_cost(

@@ -323,3 +323,17 @@ class ExperimentOut(BaseModel):
     name: str
     salt: str
     variants: list[dict[str, object]]
+
+
+class AuditOut(BaseModel):
+    """One admin change (GET /audit)."""
+
+    id: int
+    at: datetime
+    key_name: str | None = Field(
+        description="the name of the key that made the change (never the key); null when "
+        "the service runs with no key configured"
+    )
+    method: str
+    path: str
+    change: Any = Field(description="the JSON body the change was made with")

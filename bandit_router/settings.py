@@ -9,24 +9,40 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bandit_router.core import ModelSpec, PolicySpec
 from bandit_router.escalation import DEFAULT_MAX_ATTEMPTS
+from bandit_router.keys import ApiKey, MalformedKey, Role, digest_of
 
 DEFAULT_DATABASE_URL = "sqlite:///var/bandit_router.db"
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_models.toml")
 
 
 class Settings(BaseSettings):
-    """What the environment may set: BANDIT_ROUTER_DATABASE_URL, _CONFIG, _API_KEYS."""
+    """What the environment may set: BANDIT_ROUTER_DATABASE_URL, _CONFIG, and the keys of each
+    role, comma-separated: _ADMIN_KEYS (or its older name _API_KEYS), _CLIENT_KEYS,
+    _METRICS_KEYS."""
 
     model_config = SettingsConfigDict(env_prefix="BANDIT_ROUTER_", extra="ignore")
 
     database_url: str = DEFAULT_DATABASE_URL
     config: Path | None = None
     api_keys: str = ""
+    admin_keys: str = ""
+    client_keys: str = ""
+    metrics_keys: str = ""
+
+    def keys_by_role(self) -> dict[Role, list[str]]:
+        def split(*lists: str) -> list[str]:
+            return [key.strip() for text in lists for key in text.split(",") if key.strip()]
+
+        return {
+            "admin": split(self.admin_keys, self.api_keys),
+            "client": split(self.client_keys),
+            "metrics": split(self.metrics_keys),
+        }
 
 
 class ConfigError(ValueError):
@@ -34,15 +50,6 @@ class ConfigError(ValueError):
 
 
 _Price = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
-
-
-def _not_blank(key: str) -> str:
-    if not key.strip():
-        raise ValueError("an API key may not be blank")
-    return key
-
-
-ApiKey = Annotated[str, AfterValidator(_not_blank)]
 
 
 class _ModelEntry(BaseModel):
@@ -73,7 +80,8 @@ class _RouterSection(BaseModel):
     max_prompt_bytes: int = Field(default=1_000_000, gt=0)
     snapshot_every: int = Field(default=200, gt=0)
     snapshot_interval_s: float = Field(default=30.0, gt=0.0, allow_inf_nan=False)
-    api_keys: list[ApiKey] = Field(default_factory=list)
+    api_keys: list[str] = Field(default_factory=list)
+    """Admin keys (the older way to give them; see [keys.NAME])."""
     new_model_share: float = Field(default=1.0, gt=0.0, le=1.0)
     new_model_outcomes: int = Field(default=100, ge=0)
     policies: list[str] = Field(default_factory=list)
@@ -118,7 +126,18 @@ class _TenantSection(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    api_keys: list[ApiKey] = Field(min_length=1)
+    api_keys: list[str] = Field(default_factory=list)
+    """Client keys of the tenant (as [keys.NAME] tables with `tenant` are)."""
+
+
+class _KeySection(BaseModel):
+    """One named API key: the name is what the audit log shows, never the key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+    role: Role = "client"
+    tenant: str | None = None
 
 
 class _BudgetSection(BaseModel):
@@ -172,6 +191,7 @@ class _ConfigFile(BaseModel):
     health: _HealthSection = Field(default_factory=_HealthSection)
     rules: _RulesSection = Field(default_factory=_RulesSection)
     tenants: dict[str, _TenantSection] = Field(default_factory=dict)
+    keys: dict[str, _KeySection] = Field(default_factory=dict)
     budgets: dict[str, _BudgetSection] = Field(default_factory=dict)
     experiments: dict[str, _ExperimentSection] = Field(default_factory=dict)
     policies: dict[str, dict[str, float | int | str | list[str]]] = Field(default_factory=dict)
@@ -188,8 +208,9 @@ class RouterConfig:
     max_prompt_bytes: int
     snapshot_every: int
     snapshot_interval_s: float
-    api_keys: tuple[str, ...]
     models: tuple[ModelSpec, ...]
+    keys: tuple[ApiKey, ...] = ()
+    """Every configured API key, with its name, role and tenant (keys.py)."""
     reward_wait_s: float = 0.0
     default_reward: float | None = None
     aggregation: str = "first"
@@ -198,8 +219,6 @@ class RouterConfig:
     """The [health] section's values, as BreakerSettings takes them."""
     rules: Mapping[str, Any] = field(default_factory=dict)
     """The [rules] section as a document (eligibility.Rules.from_document)."""
-    tenant_keys: Mapping[str, str] = field(default_factory=dict)
-    """API key → tenant name; these keys are in api_keys too."""
     new_model_share: float = 1.0
     new_model_outcomes: int = 100
     extra_policies: tuple[PolicySpec, ...] = ()
@@ -221,7 +240,9 @@ def _default_config_text() -> str:
     return DEFAULT_CONFIG_PATH.read_text()
 
 
-def load_config(path: Path | None = None, *, extra_api_keys: str = "") -> RouterConfig:
+def load_config(
+    path: Path | None = None, *, environment_keys: Mapping[Role, Sequence[str]] | None = None
+) -> RouterConfig:
     """Reads and validates the TOML file (the packaged default when no path is given)."""
     source = str(path) if path else "the default configuration"
     try:
@@ -231,11 +252,63 @@ def load_config(path: Path | None = None, *, extra_api_keys: str = "") -> Router
         raise ConfigError(f"cannot read {source}: {error}") from error
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{source} is not valid TOML: {error}") from error
-    return config_from_mapping(raw, source=source, extra_api_keys=extra_api_keys)
+    return config_from_mapping(raw, source=source, environment_keys=environment_keys)
+
+
+def _api_keys(
+    parsed: _ConfigFile, environment_keys: Mapping[Role, Sequence[str]], source: str
+) -> tuple[ApiKey, ...]:
+    """Every key of the file and the environment, each named by where it was given."""
+    given: list[tuple[str, str, Role, str | None]] = [
+        *(
+            (f"router.api_keys[{i}]", key, "admin", None)
+            for i, key in enumerate(parsed.router.api_keys)
+        ),
+        *(
+            (f"tenants.{tenant}.api_keys[{i}]", key, "client", tenant)
+            for tenant, section in parsed.tenants.items()
+            for i, key in enumerate(section.api_keys)
+        ),
+        *((name, entry.key, entry.role, entry.tenant) for name, entry in parsed.keys.items()),
+        *(
+            (f"env.{role}_keys[{i}]", key, role, None)
+            for role, keys in environment_keys.items()
+            for i, key in enumerate(keys)
+        ),
+    ]
+    keys: list[ApiKey] = []
+    first: dict[bytes, tuple[str, Role, str | None]] = {}
+    for name, value, role, tenant in given:
+        where = f"keys.{name}.key" if name in parsed.keys else name
+        try:
+            digest = digest_of(value, where)
+        except MalformedKey as error:
+            raise ConfigError(f"{source}: {error}") from error
+        if digest in first:
+            earlier, earlier_role, earlier_tenant = first[digest]
+            if (earlier_role, earlier_tenant) == (role, tenant):
+                continue  # the same grant given twice (say in the file and the environment)
+            raise ConfigError(
+                f"{source}: {where} is the same key as {earlier}, with another role or "
+                "tenant: a key has one role and at most one tenant"
+            )
+        first[digest] = (where, role, tenant)
+        if tenant is not None and role != "client":
+            raise ConfigError(f"{source}: keys.{name}: only a client key belongs to a tenant")
+        if tenant is not None and tenant not in parsed.tenants:
+            raise ConfigError(
+                f"{source}: keys.{name}.tenant: {tenant!r} is not one of the [tenants] "
+                f"({', '.join(sorted(parsed.tenants)) or 'none is configured'})"
+            )
+        keys.append(ApiKey(name=name, role=role, digest=digest, tenant=tenant))
+    return tuple(keys)
 
 
 def config_from_mapping(
-    raw: Mapping[str, Any], *, source: str = "configuration", extra_api_keys: str = ""
+    raw: Mapping[str, Any],
+    *,
+    source: str = "configuration",
+    environment_keys: Mapping[Role, Sequence[str]] | None = None,
 ) -> RouterConfig:
     try:
         parsed = _ConfigFile.model_validate(raw)
@@ -254,12 +327,7 @@ def config_from_mapping(
     for key, value in policy.params.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{source}: policies.{router.policy}.{key} must be finite")
-    keys = list(router.api_keys) + [k.strip() for k in extra_api_keys.split(",") if k.strip()]
-    tenant_keys = {key: name for name, tenant in parsed.tenants.items() for key in tenant.api_keys}
-    keys = list(dict.fromkeys(keys))
-    every_key = keys + [key for tenant in parsed.tenants.values() for key in tenant.api_keys]
-    if len(set(every_key)) < len(every_key):
-        raise ConfigError(f"{source}: an API key is given twice (keys must name one tenant)")
+    keys = _api_keys(parsed, environment_keys or {}, source)
     known = set(names)
     named = {
         model
@@ -326,7 +394,7 @@ def config_from_mapping(
         max_prompt_bytes=router.max_prompt_bytes,
         snapshot_every=router.snapshot_every,
         snapshot_interval_s=router.snapshot_interval_s,
-        api_keys=tuple(keys + list(tenant_keys)),
+        keys=keys,
         models=tuple(entry.to_spec() for entry in parsed.models),
         reward_wait_s=parsed.learning.reward_wait_s,
         default_reward=parsed.learning.default_reward,
@@ -334,7 +402,6 @@ def config_from_mapping(
         settle_s=parsed.learning.settle_s,
         health=parsed.health.model_dump(),
         rules=parsed.rules.model_dump(),
-        tenant_keys=tenant_keys,
         new_model_share=router.new_model_share,
         new_model_outcomes=router.new_model_outcomes,
         extra_policies=tuple(

@@ -13,17 +13,24 @@ from bandit_router.storage.sql import SqlStore
 from tests.support import ServerProcess
 
 
-def test_serve_refuses_a_public_bind_without_keys(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_serve_refuses_a_public_bind_without_an_admin_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     database = tmp_path / "unused.db"
-    assert main(["serve", "--host", "0.0.0.0", "--database-url", f"sqlite:///{database}"]) == 2
-    assert "refusing to serve on 0.0.0.0 without API keys" in capsys.readouterr().err
+    serve = ["serve", "--host", "0.0.0.0", "--database-url", f"sqlite:///{database}"]
+    assert main(serve) == 2
+    assert "refusing to serve on 0.0.0.0 without an admin key" in capsys.readouterr().err
+    # Client and metrics keys alone are not enough: the rule asks for an admin key, the one
+    # that proves whoever deploys it has decided who administers the service.
+    monkeypatch.setenv("BANDIT_ROUTER_CLIENT_KEYS", "a-client-key")
+    monkeypatch.setenv("BANDIT_ROUTER_METRICS_KEYS", "a-metrics-key")
+    assert main(serve) == 2
+    assert "without an admin key" in capsys.readouterr().err
     assert not database.exists()
 
 
 @pytest.mark.parametrize(
-    ("host", "has_keys", "insecure", "refused"),
+    ("host", "has_admin_key", "insecure", "refused"),
     [
         ("127.0.0.1", False, False, False),
         ("localhost", False, False, False),
@@ -34,8 +41,10 @@ def test_serve_refuses_a_public_bind_without_keys(
         ("0.0.0.0", False, True, False),
     ],
 )
-def test_bind_policy(host: str, has_keys: bool, insecure: bool, refused: bool) -> None:
-    assert (bind_refusal(host, has_keys=has_keys, insecure=insecure) is not None) == refused
+def test_bind_policy(host: str, has_admin_key: bool, insecure: bool, refused: bool) -> None:
+    assert (
+        bind_refusal(host, has_admin_key=has_admin_key, insecure=insecure) is not None
+    ) == refused
 
 
 def test_serve_reports_a_bad_config_and_exits_2(

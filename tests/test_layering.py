@@ -27,7 +27,11 @@ ALLOWED: dict[str, set[str]] = {
     "escalation": {"core"},
     "reward": {"core"},
     "schemas": {"core"},
-    "settings": {"core", "escalation"},
+    "settings": {"core", "escalation", "keys"},
+    # API keys, their roles and digests: values and a lookup, nothing of HTTP.
+    "keys": set(),
+    # Who may call what over HTTP: the bearer check and each endpoint's declared role.
+    "api_auth": {"core", "keys"},
     "storage": {"core", "storage"},
     "migrations": {"storage", "settings", "migrations"},
     "learner": {"core", "escalation", "policies", "storage.base"},
@@ -50,6 +54,9 @@ ALLOWED: dict[str, set[str]] = {
     },
     "api": {
         "admin_api",
+        "api_auth",
+        "keys",
+        "storage.audit",
         "core",
         "exposition",
         "metrics",
@@ -59,9 +66,20 @@ ALLOWED: dict[str, set[str]] = {
         "features",
     },
     # The operators' endpoints, which api.create_app includes.
-    "admin_api": {"core", "eligibility", "experiments", "health", "router", "schemas"},
+    "admin_api": {
+        "api_auth",
+        "budget",
+        "core",
+        "eligibility",
+        "experiments",
+        "health",
+        "router",
+        "schemas",
+        "storage.audit",
+    },
     "main": {
         "api",
+        "keys",
         "experiments",
         "budget",
         "eligibility",
@@ -88,7 +106,7 @@ ALLOWED: dict[str, set[str]] = {
     "simulator": {"core", "escalation", "features", "policies", "simulator", "ope"},
     "ope": {"core", "features", "policies"},
 }
-STDLIB_ONLY = {"core", "health", "budget", "metrics"}
+STDLIB_ONLY = {"core", "health", "budget", "metrics", "keys"}
 LAZY_ENGINES = {"vowpalwabbit", "pylibvw", "matplotlib"}
 
 

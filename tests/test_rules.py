@@ -180,8 +180,8 @@ def test_another_process_applies_new_rules_within_seconds(migrated_url: str) -> 
     [
         ({"rules": {"tasks": {"qa": {"deny": ["nope"]}}}}, "rules: unknown models ['nope']"),
         ({"rules": {"tenants": {"hooli": {"deny": []}}}}, "unknown tenants ['hooli']"),
-        ({"tenants": {"a": {"api_keys": ["k"]}, "b": {"api_keys": ["k"]}}}, "given twice"),
-        ({"tenants": {"a": {"api_keys": ["admin-key"]}}}, "given twice"),
+        ({"tenants": {"a": {"api_keys": ["k"]}, "b": {"api_keys": ["k"]}}}, "same key as"),
+        ({"tenants": {"a": {"api_keys": ["admin-key"]}}}, "same key as"),
         ({"tenants": {"a": {"api_keys": ["  "]}}}, "may not be blank"),
         ({"router": {"api_keys": [""]}}, "may not be blank"),
     ],

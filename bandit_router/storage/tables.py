@@ -182,3 +182,16 @@ experiments = Table(
     Column("document", JSON, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+# Every change an admin key made (storage/audit.py): who (the key's name, never the key),
+# what (method, path and the request's JSON body) and when. Read newest first (GET /audit).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", _SERIAL, primary_key=True, autoincrement=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("key_name", String(200), nullable=True),
+    Column("method", String(10), nullable=False),
+    Column("path", String(2000), nullable=False),
+    Column("change", JSON, nullable=True),
+)
