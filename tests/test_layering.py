@@ -32,7 +32,11 @@ ALLOWED: dict[str, set[str]] = {
     "settings": {"core", "escalation"},
     "storage": {"core", "storage"},
     "migrations": {"storage", "settings", "migrations"},
-    "learner": {"core", "escalation", "policies", "storage.base"},
+    "learner": {"core", "escalation", "policies", "policy_host", "reward_window", "storage.base"},
+    # The policies a serving process hosts, and the follower that loads a learner's snapshots.
+    "policy_host": {"core", "policies", "reward_window", "storage.base"},
+    # When a decision's outcome is learned, and what it is.
+    "reward_window": {"core", "storage.base"},
     # An experiment's report: its log's means and differences, and each variant off-policy.
     "experiment_report": {"core", "escalation", "experiments", "ope", "storage.base"},
     # The pool, the rules and the experiments: what the admin endpoints change.
