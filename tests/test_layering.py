@@ -79,10 +79,10 @@ ALLOWED: dict[str, set[str]] = {
         "migrations",
         "core",
     },
-    "cli": {
+    "cli": {"settings", "main", "migrations", "simulator", "policies", "offline_cli"},
+    # replay, export-log and ope: the commands that read files or a database and serve nothing.
+    "offline_cli": {
         "settings",
-        "main",
-        "migrations",
         "simulator",
         "policies",
         "core",
