@@ -20,8 +20,9 @@ ALLOWED: dict[str, set[str]] = {
     "eligibility": {"core"},
     "health": set(),
     "metrics": set(),
-    # The client speaks HTTP only: a caller needs this module and httpx, none of the server.
-    "client": set(),
+    # The client speaks HTTP only: a caller needs it, its values and httpx, none of the server.
+    "client": {"client_models"},
+    "client_models": set(),
     # The Prometheus text: what the router counted and what it can tell when scraped.
     "exposition": {"router", "metrics", "health", "budget"},
     "budget": set(),
