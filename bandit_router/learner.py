@@ -4,7 +4,8 @@ The logs are the source of truth: a policy's state is its latest snapshot plus w
 hold past the snapshot's cursors, so a restart that restores a snapshot and walks on from its
 cursors loses nothing and repeats nothing.
 
-When a decision is learned follows Azure Personalizer's delayed rewards (``RewardRules``):
+When a decision is learned follows Azure Personalizer's delayed rewards (``RewardRules``, in
+reward_window.py):
 
 - ``wait_s = 0`` (the default): at its first feedback that carries a quality. The learner walks
   the feedback log by id (ids become visible in id order, see SqlStore.insert_feedback); later
@@ -23,27 +24,43 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal, TypeAlias, get_args
+from typing import TypeAlias
 
 from bandit_router import policies
-from bandit_router.core import Arm, Context, Decision, Outcome, Policy, PolicySpec, make_tuple
+from bandit_router.core import Arm, Context, Outcome, PolicySpec, make_tuple
 from bandit_router.escalation import corrections
+from bandit_router.policy_host import Periodic, PolicyHost, SnapshotFollower
+from bandit_router.reward_window import (
+    Aggregation,
+    RewardRules,
+    first_graded_outcome,
+    outcome_of,
+)
 from bandit_router.storage.base import (
     DecisionRecord,
     FeedbackRecord,
     Snapshot,
     Store,
     StoredFeedback,
-    first_graded,
     window_cursor_of,
 )
 
+# What runs the learning, in one import for main and the tests: the learner, its reward rules,
+# the follower that serves without learning, and the thread that repeats a step.
+__all__ = [
+    "Aggregation",
+    "Learner",
+    "Periodic",
+    "RewardRules",
+    "SnapshotFollower",
+    "context_of",
+    "run_learner",
+    "utc_now",
+]
+
 log = logging.getLogger(__name__)
 
-Aggregation: TypeAlias = Literal["first", "last", "mean", "sum"]
-AGGREGATIONS: tuple[str, ...] = get_args(Aggregation)
 Clock: TypeAlias = Callable[[], datetime]
 Correction: TypeAlias = tuple[DecisionRecord, Outcome, Outcome]
 """An earlier attempt of a chain, the outcome it was learned with, and the one replacing it."""
@@ -51,70 +68,6 @@ Correction: TypeAlias = tuple[DecisionRecord, Outcome, Outcome]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class RewardRules:
-    """When a decision's outcome is learned; see the module docstring."""
-
-    wait_s: float = 0.0
-    default_reward: float | None = None
-    """The quality learned for a decision whose window closed without feedback (its cost is
-    the priced cost of the model called). None: such a decision is not learned at all."""
-    aggregation: Aggregation = "first"
-    settle_s: float = 2.0
-
-    def __post_init__(self) -> None:
-        if self.wait_s < 0 or self.settle_s < 0:
-            raise ValueError("wait_s and settle_s must be ≥ 0")
-        if self.aggregation not in AGGREGATIONS:
-            raise ValueError(f"aggregation must be one of {', '.join(AGGREGATIONS)}")
-        if self.default_reward is not None and not 0.0 <= self.default_reward <= 1.0:
-            raise ValueError("default_reward is a quality in [0, 1]")
-
-    @property
-    def windowed(self) -> bool:
-        return self.wait_s > 0
-
-    def window_end(self, decision: DecisionRecord) -> datetime:
-        return decision.created_at + timedelta(seconds=self.wait_s)
-
-    def is_late(self, decision: DecisionRecord, at: datetime) -> bool:
-        return self.windowed and at > self.window_end(decision)
-
-    def outcome(
-        self, decision: DecisionRecord, feedback: Sequence[FeedbackRecord]
-    ) -> Outcome | None:
-        """What a closed window learns: the scored feedback inside it, combined; the default
-        when there is none; None when there is nothing to learn."""
-        end = self.window_end(decision)
-        scored = [f for f in feedback if f.quality is not None and f.created_at <= end]
-        if not scored:
-            if self.default_reward is None:
-                return None
-            return Outcome(self.default_reward, decision.prior_costs.get(decision.model, 0.0))
-        if self.aggregation == "first":
-            first = scored[0]
-            return Outcome(first.quality or 0.0, first.cost_usd, first.latency_ms)
-        qualities = [f.quality or 0.0 for f in scored]
-        # Every source reports on the same call: its cost is the latest report's figure.
-        last = scored[-1]
-        quality = {
-            "last": qualities[-1],
-            "mean": sum(qualities) / len(qualities),
-            "sum": sum(qualities),
-        }[self.aggregation]
-        return Outcome(quality, last.cost_usd, last.latency_ms)
-
-
-def _outcome_of(feedback: FeedbackRecord) -> Outcome:
-    return Outcome(feedback.quality or 0.0, feedback.cost_usd, feedback.latency_ms)
-
-
-def _first_graded(_decision: DecisionRecord, feedback: Sequence[FeedbackRecord]) -> Outcome | None:
-    """What the immediate mode learned of a decision: its first feedback with a quality."""
-    scored = first_graded(feedback)
-    return None if scored is None else _outcome_of(scored)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -146,82 +99,7 @@ def context_of(decision: DecisionRecord) -> Context:
     )
 
 
-class Periodic:
-    """Runs a step every interval in a daemon thread, logging (not dying of) its failures."""
-
-    def __init__(self, interval_s: float, step: Callable[[], object], name: str) -> None:
-        self._stop = threading.Event()
-
-        def run() -> None:
-            while not self._stop.wait(interval_s):
-                try:
-                    step()
-                except Exception:
-                    log.exception("%s failed; retrying", name)
-
-        self._thread = threading.Thread(target=run, name=name, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-class UnknownServingPolicy(KeyError):
-    pass
-
-
-class _Host:
-    """What every process serving policies shares: the policies behind one lock, the reward
-    rules that say when feedback is late, and one background thread."""
-
-    def __init__(
-        self,
-        store: Store,
-        specs: Sequence[PolicySpec],
-        rules: Mapping[str, RewardRules] | None,
-    ) -> None:
-        self._store = store
-        self._specs = {spec.name: spec for spec in specs}
-        self._rules = {name: (rules or {}).get(name, RewardRules()) for name in self._specs}
-        self._lock = threading.Lock()
-        self._policies: dict[str, Policy] = {}
-        self._background: Periodic | None = None
-
-    def choose(self, policy_name: str, context: Context) -> tuple[Decision, int]:
-        with self._lock:
-            policy = self._policies.get(policy_name)
-            if policy is None:
-                raise UnknownServingPolicy(policy_name)
-            return policy.choose(context), policy.version
-
-    def hosts(self, policy_name: str) -> bool:
-        return policy_name in self._specs
-
-    def reads_words(self, policy_name: str) -> bool:
-        policy = self._policies.get(policy_name)
-        if policy is None:
-            raise UnknownServingPolicy(policy_name)
-        return policy.reads_words
-
-    def versions(self) -> dict[str, int]:
-        with self._lock:
-            return {name: policy.version for name, policy in self._policies.items()}
-
-    def is_late(self, decision: DecisionRecord, at: datetime) -> bool:
-        rules = self._rules.get(decision.policy)
-        return rules is not None and rules.is_late(decision, at)
-
-    def _run_every(self, interval_s: float, name: str, step: Callable[[], object]) -> None:
-        self._background = Periodic(interval_s, step, name)
-
-    def _join(self) -> None:
-        if self._background is not None:
-            self._background.stop()
-            self._background = None
-
-
-class Learner(_Host):
+class Learner(PolicyHost):
     """Hosts the policies in memory and learns them; one lock orders choose, learn, snapshot."""
 
     def __init__(
@@ -234,7 +112,8 @@ class Learner(_Host):
         batch_size: int = 500,
         clock: Clock = utc_now,
     ) -> None:
-        super().__init__(store, specs, rules)
+        super().__init__(specs, rules)
+        self._store = store
         self._snapshot_every = snapshot_every
         self._batch_size = batch_size
         self._clock = clock
@@ -337,7 +216,7 @@ class Learner(_Host):
     ) -> dict[int, list[Correction]]:
         """For each row that is an escalation's first scored feedback, its corrections."""
         return {
-            stored.id: self._chain(decision, _outcome_of(stored.feedback), _first_graded)
+            stored.id: self._chain(decision, outcome_of(stored.feedback), first_graded_outcome)
             for stored, decision in rows
             if stored.first and stored.feedback.quality is not None and decision.attempt > 1
         }
@@ -356,7 +235,7 @@ class Learner(_Host):
             feedback = stored.feedback
             behind = [name for name in names if stored.id > self._cursors[name]]
             if stored.first and feedback.quality is not None:
-                outcome = _outcome_of(feedback)
+                outcome = outcome_of(feedback)
                 for name in behind:
                     self._learn(name, decision, outcome, chains.get(stored.id, ()))
                     learned += 1
@@ -427,59 +306,6 @@ class Learner(_Host):
         """Stops the background thread and takes a last snapshot."""
         self._join()
         self.snapshot()
-
-
-class SnapshotFollower(_Host):
-    """Serves the policies a separate learner publishes, without learning (``--learner none``).
-
-    It loads the newest snapshot of each policy at start and whenever a newer one appears:
-    a thread polls the snapshot table's newest id (one indexed row) every ``poll_s``.
-    """
-
-    def __init__(
-        self,
-        store: Store,
-        specs: Sequence[PolicySpec],
-        *,
-        rules: Mapping[str, RewardRules] | None = None,
-        poll_s: float = 0.25,
-    ):
-        super().__init__(store, specs, rules)
-        self._poll_s = poll_s
-        self._snapshot_ids: dict[str, int | None] = {}
-
-    def restore(self) -> None:
-        for name, spec in self._specs.items():
-            snapshot = self._store.latest_snapshot(name, spec.key())
-            policy = (
-                policies.build(spec) if snapshot is None else policies.loads(name, snapshot.state)
-            )
-            with self._lock:
-                self._policies[name] = policy
-                self._snapshot_ids[name] = None if snapshot is None else snapshot.id
-
-    def catch_up(self) -> int:
-        """Loads newer snapshots; returns how many policies changed."""
-        changed = 0
-        for name, spec in self._specs.items():
-            newest = self._store.latest_snapshot_id(name, spec.key())
-            if newest is None or newest == self._snapshot_ids.get(name):
-                continue
-            snapshot = self._store.latest_snapshot(name, spec.key())
-            if snapshot is None:
-                continue
-            policy = policies.loads(name, snapshot.state)  # outside the lock: routes go on
-            with self._lock:
-                self._policies[name] = policy
-                self._snapshot_ids[name] = snapshot.id
-            changed += 1
-        return changed
-
-    def start(self) -> None:
-        self._run_every(self._poll_s, "snapshot-follower", self.catch_up)
-
-    def stop(self) -> None:
-        self._join()
 
 
 def run_learner(

@@ -34,7 +34,8 @@ import numpy.typing as npt
 
 from bandit_router.simulator.metrics import aiq
 from bandit_router.simulator.outcomes import OutcomeTable, holdout_split, load_outcomes
-from bandit_router.simulator.report import DEFAULT_COST_WEIGHTS, per_task_best
+from bandit_router.simulator.references import per_task_best
+from bandit_router.simulator.report import DEFAULT_COST_WEIGHTS
 
 TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "routerbench" / "train.csv.gz"
 

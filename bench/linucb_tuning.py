@@ -37,8 +37,9 @@ from bandit_router.core import PolicySpec
 from bandit_router.simulator.cascade import cascade_references, replay_cascade
 from bandit_router.simulator.metrics import aiq, frontier, quality_at
 from bandit_router.simulator.outcomes import OutcomeTable, holdout_split, load_outcomes
+from bandit_router.simulator.references import per_task_best
 from bandit_router.simulator.replay import replay, table_features
-from bandit_router.simulator.report import DEFAULT_COST_WEIGHTS, per_task_best
+from bandit_router.simulator.report import DEFAULT_COST_WEIGHTS
 
 TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "routerbench" / "train.csv.gz"
 GRADER_ERROR = 0.2

@@ -13,13 +13,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "bandit_router"
 ALLOWED: dict[str, set[str]] = {
     "core": set(),
     "features": {"core", "text_rules"},
-    "text_rules": set(),
+    # The rule tables and lexicons, over the matching code that gates their patterns.
+    "text_rules": {"text_patterns"},
+    "text_patterns": set(),
     "policies": {"core", "features", "policies"},
     "eligibility": {"core"},
     "health": set(),
     "metrics": set(),
-    # The client speaks HTTP only: a caller needs this module and httpx, none of the server.
-    "client": set(),
+    # The client speaks HTTP only: a caller needs it, its values and httpx, none of the server.
+    "client": {"client_models"},
+    "client_models": set(),
     # The Prometheus text: what the router counted and what it can tell when scraped.
     "exposition": {"router", "metrics", "health", "budget"},
     "budget": set(),
@@ -34,7 +37,11 @@ ALLOWED: dict[str, set[str]] = {
     "api_auth": {"core", "keys"},
     "storage": {"core", "storage"},
     "migrations": {"storage", "settings", "migrations"},
-    "learner": {"core", "escalation", "policies", "storage.base"},
+    "learner": {"core", "escalation", "policies", "policy_host", "reward_window", "storage.base"},
+    # The policies a serving process hosts, and the follower that loads a learner's snapshots.
+    "policy_host": {"core", "policies", "reward_window", "storage.base"},
+    # When a decision's outcome is learned, and what it is.
+    "reward_window": {"core", "storage.base"},
     # An experiment's report: its log's means and differences, and each variant off-policy.
     "experiment_report": {"core", "escalation", "experiments", "ope", "storage.base"},
     # The pool, the rules and the experiments: what the admin endpoints change.
@@ -91,10 +98,10 @@ ALLOWED: dict[str, set[str]] = {
         "migrations",
         "core",
     },
-    "cli": {
+    "cli": {"settings", "main", "migrations", "simulator", "policies", "offline_cli"},
+    # replay, export-log and ope: the commands that read files or a database and serve nothing.
+    "offline_cli": {
         "settings",
-        "main",
-        "migrations",
         "simulator",
         "policies",
         "core",

@@ -9,12 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from bandit_router import policies
 from bandit_router.core import PolicySpec
 from bandit_router.escalation import DEFAULT_MAX_ATTEMPTS
-from bandit_router.features import FeatureEncoder
 from bandit_router.simulator.cascade import (
     ESCALATE_SUFFIX,
     CascadeRun,
@@ -22,10 +20,17 @@ from bandit_router.simulator.cascade import (
     check_grader_error,
     replay_cascade,
 )
-from bandit_router.simulator.metrics import aiq, apgr, cost_to_reach, cpt, frontier, quality_at
+from bandit_router.simulator.metrics import aiq, apgr, cpt
 from bandit_router.simulator.outcomes import OutcomeTable
 from bandit_router.simulator.progress import Progress
+from bandit_router.simulator.references import (
+    best_predicted,
+    oracle,
+    per_task_best,
+    supervised_ridge,
+)
 from bandit_router.simulator.replay import Prompt, Run, replay, table_features
+from bandit_router.simulator.report_markdown import render_markdown
 
 DEFAULT_COST_WEIGHTS = (0.0, 3.0, 10.0, 20.0, 30.0, 50.0, 100.0, 300.0, 1000.0)
 
@@ -39,62 +44,6 @@ def _params_entry(spec: PolicySpec) -> dict[str, Any]:
         if key != "seed"
     }
     return {"params": params} if params else {}
-
-
-def per_task_best(
-    train: OutcomeTable, evaluate: OutcomeTable, cost_weight: float
-) -> tuple[float, float]:
-    """Knowing every training outcome, the best model per task for this λ, on `evaluate`."""
-    reward = train.quality - cost_weight * train.cost
-    best = {
-        task: int(np.argmax(reward[[t == task for t in train.tasks]].mean(axis=0)))
-        for task in set(train.tasks)
-    }
-    fallback = int(np.argmax(reward.mean(axis=0)))  # a task the training table never saw
-    chosen = [best.get(task, fallback) for task in evaluate.tasks]
-    rows = np.arange(len(evaluate))
-    return float(evaluate.quality[rows, chosen].mean()), float(evaluate.cost[rows, chosen].mean())
-
-
-def _supervised(
-    train: OutcomeTable,
-    train_prompts: list[Prompt],
-    evaluate_prompts: list[Prompt],
-    ridge: float = 1.0,
-) -> npt.NDArray[np.float64]:
-    """A full-information router on the same features: one ridge regression of quality per
-    model, fitted on every training outcome (what a bandit never sees). Returns the predicted
-    quality of every model on every prompt to evaluate (P × M)."""
-    encoder = FeatureEncoder()
-    x = np.array([encoder.encode(p.features) for p in train_prompts])
-    weights = np.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1]), x.T @ train.quality)
-    predicted: npt.NDArray[np.float64] = (
-        np.array([encoder.encode(p.features) for p in evaluate_prompts]) @ weights
-    )
-    return predicted
-
-
-def _pick(
-    evaluate: OutcomeTable,
-    predicted: npt.NDArray[np.float64],
-    prices: npt.NDArray[np.float64],
-    cost_weight: float,
-) -> tuple[float, float]:
-    """Quality and cost of choosing, per prompt, the best predicted reward."""
-    chosen = np.argmax(predicted - cost_weight * prices, axis=1)
-    rows = np.arange(len(evaluate))
-    return float(evaluate.quality[rows, chosen].mean()), float(evaluate.cost[rows, chosen].mean())
-
-
-def _oracle(table: OutcomeTable, cost_weight: float) -> tuple[float, float]:
-    """Every outcome known: per prompt the best reward, the cheaper model on a tie."""
-    reward = table.quality - cost_weight * table.cost
-    # Cheapest first among equal rewards: sort models by cost, take the first maximum.
-    order = np.argsort(table.cost, axis=1, kind="stable")
-    ranked = np.take_along_axis(reward, order, axis=1)
-    chosen = order[np.arange(len(table)), np.argmax(ranked, axis=1)]
-    rows = np.arange(len(table))
-    return float(table.quality[rows, chosen].mean()), float(table.cost[rows, chosen].mean())
 
 
 def _point(cost_weight: float, quality: float, cost: float, **extra: Any) -> dict[str, Any]:
@@ -193,7 +142,7 @@ def build_report(
         for j, model in enumerate(evaluate.models)
     }
     best_model = max(singles, key=lambda m: (singles[m]["quality"], -singles[m]["cost_usd"]))
-    oracle_quality, oracle_cost = _oracle(evaluate, 0.0)
+    oracle_quality, oracle_cost = oracle(evaluate, 0.0)
     costs = [s["cost_usd"] for s in singles.values()]
     cost_range = (min(costs), max(costs))
     train_prompts = table_features(train)
@@ -215,13 +164,13 @@ def build_report(
         )  # fmt: skip
         report_policies[name] = {"feedback": "bandit", **_params_entry(spec), "points": points}
     evaluate_prompts = test_prompts if test_prompts is not None else train_prompts
-    predicted = _supervised(train, train_prompts, evaluate_prompts)
+    predicted = supervised_ridge(train, train_prompts, evaluate_prompts)
     prices = train.cost.mean(axis=0)
     references: dict[str, Callable[[float], tuple[float, float]]] = {
-        "oracle": lambda lam: _oracle(evaluate, lam),
+        "oracle": lambda lam: oracle(evaluate, lam),
         "per-task-best": lambda lam: per_task_best(train, evaluate, lam),
         # Each model priced at its mean training cost, as the bandit policies see it.
-        "supervised-ridge": lambda lam: _pick(evaluate, predicted, prices, lam),
+        "supervised-ridge": lambda lam: best_predicted(evaluate, predicted, prices, lam),
     }
     for name, evaluate_at in references.items():
         points = []
@@ -343,112 +292,6 @@ def default_policy_names() -> list[str]:
     return [*policies.LEARNING_POLICIES, "random"]
 
 
-def _hull_and_reach(
-    entry: dict[str, Any], best: dict[str, Any]
-) -> tuple[list[tuple[float, float]], str]:
-    """A report entry's cost-quality hull, and the share of the best single model's cost it
-    needs to reach that model's quality ("never" when it does not)."""
-    hull = frontier([(p["cost_usd"], p["quality"]) for p in entry["points"]])
-    reach = cost_to_reach(hull, best["quality"])
-    return hull, "never" if reach is None else f"{reach / best['cost_usd']:.1%} of its cost"
-
-
-def _markdown(report: dict[str, Any]) -> str:
-    best = report["reference"]["best_single"]
-    budget = 0.25 * best["cost_usd"]
-    lines = [
-        "# Replay report",
-        "",
-        f"Train: `{report['train']}` ({report['n_train']} prompts); test: "
-        f"`{report['test']}` ({report['n_test']} prompts)." if report["test"] else
-        f"Train: `{report['train']}` ({report['n_train']} prompts), scored online.",
-        "",
-        "## Single models",
-        "",
-        "| model | quality | cost_usd |",
-        "| --- | --- | --- |",
-        *(
-            f"| {m} | {v['quality']:.3f} | {v['cost_usd']:.6f} |"
-            for m, v in sorted(
-                report["reference"]["single_models"].items(), key=lambda kv: kv[1]["cost_usd"]
-            )
-        ),
-        "",
-        f"Best single model: {best['model']} ({best['quality']:.3f} at ${best['cost_usd']:.6f}).",
-        "",
-        "## Policies",
-        "",
-        "| policy | feedback | AIQ | quality at 25% of the best single's cost | "
-        "cost to reach the best single's quality |",
-        "| --- | --- | --- | --- | --- |",
-    ]  # fmt: skip
-    for name, entry in report["policies"].items():
-        hull, reach_text = _hull_and_reach(entry, best)
-        lines.append(
-            f"| {name} | {entry['feedback']} | {entry['aiq']:.4f} | "
-            f"{quality_at(hull, budget):.3f} | {reach_text} |"
-        )
-    lines += [
-        "",
-        "## Points",
-        "",
-        "| policy | λ | quality | cost_usd |",
-        "| --- | --- | --- | --- |",
-    ]
-    for name, entry in report["policies"].items():
-        for p in entry["points"]:
-            lines.append(
-                f"| {name} | {p['cost_weight']:g} | {p['quality']:.3f} | {p['cost_usd']:.6f} |"
-            )
-    if "cascade" in report:
-        lines += _cascade_markdown(report)
-    return "\n".join(lines) + "\n"
-
-
-def _cascade_markdown(report: dict[str, Any]) -> list[str]:
-    """Cascades beside single-shot routing, with the measures the cascade target is set in."""
-    settings = report["cascade"]
-    best = report["reference"]["best_single"]
-    entries = report["policies"]
-    lines = [
-        "",
-        "## Cascades",
-        "",
-        f"A simulated grader flips an answer's quality with probability "
-        f"{settings['grader_error']:g}; on a grade below 0.5 the client escalates to a model "
-        f"not yet tried, at most {settings['max_attempts']} attempts in all. Quality is the "
-        "final answer's true quality, cost that of every attempt. `NAME+escalate` learns "
-        "from the grades alone; the `*-cascade` references pick fixed chains of models "
-        "knowing every training outcome, valued by their expectation over the grader's noise.",
-        "",
-        "| policy | feedback | cascade | AIQ | quality at 50% of the best single's cost | "
-        "cost to reach the best single's quality |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for name, entry in entries.items():
-        hull, reach_text = _hull_and_reach(entry, best)
-        lines.append(
-            f"| {name} | {entry['feedback']} | {'yes' if entry.get('cascade') else 'no'} | "
-            f"{entry['aiq']:.4f} | {quality_at(hull, 0.5 * best['cost_usd']):.3f} | "
-            f"{reach_text} |"
-        )
-    if not any(e.get("cascade") and e["feedback"] == "full" for e in entries.values()):
-        lines += ["", "The fixed-cascade references are left out: too many chains to try."]
-    lines += [
-        "",
-        "| cascade | λ | quality | cost_usd | attempts per prompt |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for name, entry in entries.items():
-        if entry.get("cascade") and entry["feedback"] == "bandit":
-            lines += [
-                f"| {name} | {p['cost_weight']:g} | {p['quality']:.3f} | {p['cost_usd']:.6f} | "
-                f"{p['attempts']:.2f} |"
-                for p in entry["points"]
-            ]
-    return lines
-
-
 def write_report(replay_result: Replay, out: Path, *, plots: bool = True) -> list[Path]:
     """Writes report.json and report.md, and the PNG plots when matplotlib is installed;
     returns the paths written."""
@@ -456,7 +299,7 @@ def write_report(replay_result: Replay, out: Path, *, plots: bool = True) -> lis
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "report.json", out / "report.md"]
     written[0].write_text(json.dumps(report, indent=2) + "\n")
-    markdown = _markdown(report)
+    markdown = render_markdown(report)
     if plots:
         from bandit_router.simulator.plots import PlotsUnavailable, plot_frontier, plot_learning
 
