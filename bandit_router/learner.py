@@ -30,7 +30,7 @@ from typing import TypeAlias
 from bandit_router import policies
 from bandit_router.core import Arm, Context, Outcome, PolicySpec, make_tuple
 from bandit_router.escalation import corrections
-from bandit_router.policy_host import Periodic, PolicyHost, SnapshotFollower
+from bandit_router.policy_host import Periodic, ServedPolicies, SnapshotFollower
 from bandit_router.reward_window import (
     Aggregation,
     RewardRules,
@@ -99,7 +99,7 @@ def context_of(decision: DecisionRecord) -> Context:
     )
 
 
-class Learner(PolicyHost):
+class Learner(ServedPolicies):
     """Hosts the policies in memory and learns them; one lock orders choose, learn, snapshot."""
 
     def __init__(

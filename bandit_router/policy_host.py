@@ -1,8 +1,9 @@
 """The policies a process serves, behind one lock, and the follower that only serves them.
 
-Every process that answers /route hosts its policies in a ``PolicyHost``: the learner
-(learner.py), which also learns them, or a ``SnapshotFollower`` (``serve --learner none``),
-which loads the snapshots a separate learner publishes.
+Every process that answers /route hosts its policies in ``ServedPolicies`` (the shape
+router.PolicyHost asks for): the learner (learner.py), which also learns them, or a
+``SnapshotFollower`` (``serve --learner none``), which loads the snapshots a separate learner
+publishes.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class UnknownServingPolicy(KeyError):
     pass
 
 
-class PolicyHost:
+class ServedPolicies:
     """What every process serving policies shares: the policies behind one lock, the reward
     rules that say when feedback is late, and one background thread.
 
@@ -95,7 +96,7 @@ class PolicyHost:
             self._background = None
 
 
-class SnapshotFollower(PolicyHost):
+class SnapshotFollower(ServedPolicies):
     """Serves the policies a separate learner publishes, without learning (``--learner none``).
 
     It loads the newest snapshot of each policy at start and whenever a newer one appears:
