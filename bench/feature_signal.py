@@ -29,7 +29,6 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -39,8 +38,9 @@ from bandit_router.simulator.metrics import aiq, frontier, quality_at
 from bandit_router.simulator.outcomes import OutcomeTable, holdout_split, load_outcomes
 from bandit_router.simulator.replay import table_features
 from bandit_router.simulator.report import DEFAULT_COST_WEIGHTS
+from bench import ROUTERBENCH_TRAIN
 
-TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "routerbench" / "train.csv.gz"
+TABLE = ROUTERBENCH_TRAIN
 Array = npt.NDArray[np.float64]
 _WORD = re.compile(r"\w\w+")
 

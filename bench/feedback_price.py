@@ -27,7 +27,6 @@ import argparse
 import math
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -35,8 +34,9 @@ import numpy.typing as npt
 from bandit_router.simulator.metrics import aiq
 from bandit_router.simulator.outcomes import OutcomeTable, holdout_split, load_outcomes
 from bandit_router.simulator.report import DEFAULT_COST_WEIGHTS, per_task_best
+from bench import ROUTERBENCH_TRAIN
 
-TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "routerbench" / "train.csv.gz"
+TABLE = ROUTERBENCH_TRAIN
 
 Rows = npt.NDArray[np.int64]
 Rewards = npt.NDArray[np.float64]

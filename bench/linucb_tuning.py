@@ -28,7 +28,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,8 +38,9 @@ from bandit_router.simulator.metrics import aiq, frontier, quality_at
 from bandit_router.simulator.outcomes import OutcomeTable, holdout_split, load_outcomes
 from bandit_router.simulator.replay import replay, table_features
 from bandit_router.simulator.report import DEFAULT_COST_WEIGHTS, per_task_best
+from bench import ROUTERBENCH_TRAIN
 
-TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "routerbench" / "train.csv.gz"
+TABLE = ROUTERBENCH_TRAIN
 GRADER_ERROR = 0.2
 DEFAULT_SETS = ("", "ridge=1", "ridge=3", "ridge=10", "ridge=40,alpha=3")
 

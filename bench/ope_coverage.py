@@ -25,8 +25,9 @@ import orjson
 from bandit_router.ope import Logs, estimate, reward_model, target_probabilities
 from bandit_router.simulator.outcomes import load_outcomes
 from bandit_router.simulator.synthetic_log import epsilon_greedy_log, true_values
+from bench import ROUTERBENCH_TRAIN
 
-TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "routerbench" / "train.csv.gz"
+TABLE = ROUTERBENCH_TRAIN
 ESTIMATORS = ("snips", "dr")
 
 

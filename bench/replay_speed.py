@@ -27,8 +27,9 @@ from bandit_router.simulator.report import (
     build_report,
     default_policy_names,
 )
+from bench import ROUTERBENCH_TRAIN
 
-TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "routerbench" / "train.csv.gz"
+TABLE = ROUTERBENCH_TRAIN
 
 
 def main() -> int:
