@@ -1,7 +1,8 @@
-"""How much a prompt's features say about which model succeeds, beyond its task (issue 3).
+"""How much a prompt's features say about which model succeeds, beyond its task.
 
-Issue 3 asks a bandit-feedback router to reach the AIQ of `per-task-best`, which knows every
-training outcome and routes by the task alone. That is possible only if the prompts carry
+The replay target (bench/README.md) asks a bandit-feedback router to reach the AIQ of
+`per-task-best`, which knows every training outcome and routes by the task alone. That is
+possible only if the prompts carry
 signal beyond the task that the training prompts can teach. This script measures it with full
 information, on held-out splits of the RouterBench train table:
 

@@ -1,7 +1,8 @@
 """The price of learning from one outcome a prompt, for learners far better placed than LinUCB.
 
-Issue 3 asks a bandit-feedback policy, frozen after learning on a train split, for an AIQ at
-least that of `per-task-best`, which knows every model's outcome on every training prompt and
+The replay target (bench/README.md) asks a bandit-feedback policy, frozen after learning on a
+train split, for an AIQ at least that of `per-task-best`, which knows every model's outcome on
+every training prompt and
 picks the best model per task. `bench/feature_signal.py` shows that the prompts say nothing
 more than their task about which model will succeed, so a bandit can only hope to find the
 same model per task, from one outcome a prompt instead of eleven. This measures what that
@@ -127,7 +128,7 @@ def main() -> int:
         print(
             f"{name:<14}" + "".join(f"{v:>+12.4f}" for v in values) + f"{np.mean(values):>+10.4f}"
         )
-    print("≥ 0 would meet issue 3's AIQ bar; LinUCB's own gap: python -m bench.linucb_tuning")
+    print("≥ 0 meets the replay target's AIQ bar; LinUCB's gap: python -m bench.linucb_tuning")
     return 0
 
 
