@@ -4,7 +4,7 @@
 (api.JsonBodyRoute: pydantic's JSON parser for a JSON body), and answers a fixed decision, so
 the ratio to it measures what routing itself costs: featurizing, choosing, the masks, the
 durable log. `create_default_app` is the plain FastAPI endpoint a team would write first
-(FastAPI's own body handling), the baseline as issue 2 words it.
+(FastAPI's own body handling), the baseline the throughput target names.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""How much a prompt's features say about which model succeeds, beyond its task (issue 3).
+"""How much a prompt's features say about which model succeeds, beyond its task.
 
-Issue 3 asks a bandit-feedback router to reach the AIQ of `per-task-best`, which knows every
-training outcome and routes by the task alone. That is possible only if the prompts carry
+The replay target (bench/README.md) asks a bandit-feedback router to reach the AIQ of
+`per-task-best`, which knows every training outcome and routes by the task alone. That is
+possible only if the prompts carry
 signal beyond the task that the training prompts can teach. This script measures it with full
 information, on held-out splits of the RouterBench train table:
 
@@ -29,7 +30,6 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -39,8 +39,9 @@ from bandit_router.simulator.metrics import aiq, frontier, quality_at
 from bandit_router.simulator.outcomes import OutcomeTable, holdout_split, load_outcomes
 from bandit_router.simulator.replay import table_features
 from bandit_router.simulator.report import DEFAULT_COST_WEIGHTS
+from bench import ROUTERBENCH_TRAIN
 
-TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "routerbench" / "train.csv.gz"
+TABLE = ROUTERBENCH_TRAIN
 Array = npt.NDArray[np.float64]
 _WORD = re.compile(r"\w\w+")
 

@@ -4,7 +4,7 @@ One real `bandit-router serve` (durable decision and feedback logs, the embedded
 every feedback is learned before its answer) on loopback; CONCURRENCY keep-alive connections,
 each sending its next request when the last answer arrived. Segments alternate between
 routing alone (the baseline, measured in the same run) and rounds of a route and its feedback,
-so a slow spell of this shared machine falls on both. Prints routes a second alone, rounds a
+so a slow spell of a busy machine falls on both. Prints routes a second alone, rounds a
 second, both requests' median and p99 latency in the rounds, and rounds ÷ routes.
 
     python -m bench.feedback_loop [--rounds N] [--segments S] [--database-url URL]

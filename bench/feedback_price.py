@@ -1,7 +1,8 @@
 """The price of learning from one outcome a prompt, for learners far better placed than LinUCB.
 
-Issue 3 asks a bandit-feedback policy, frozen after learning on a train split, for an AIQ at
-least that of `per-task-best`, which knows every model's outcome on every training prompt and
+The replay target (bench/README.md) asks a bandit-feedback policy, frozen after learning on a
+train split, for an AIQ at least that of `per-task-best`, which knows every model's outcome on
+every training prompt and
 picks the best model per task. `bench/feature_signal.py` shows that the prompts say nothing
 more than their task about which model will succeed, so a bandit can only hope to find the
 same model per task, from one outcome a prompt instead of eleven. This measures what that
@@ -27,7 +28,6 @@ import argparse
 import math
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -36,8 +36,9 @@ from bandit_router.simulator.metrics import aiq
 from bandit_router.simulator.outcomes import OutcomeTable, holdout_split, load_outcomes
 from bandit_router.simulator.references import per_task_best
 from bandit_router.simulator.report import DEFAULT_COST_WEIGHTS
+from bench import ROUTERBENCH_TRAIN
 
-TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "routerbench" / "train.csv.gz"
+TABLE = ROUTERBENCH_TRAIN
 
 Rows = npt.NDArray[np.int64]
 Rewards = npt.NDArray[np.float64]
@@ -128,7 +129,7 @@ def main() -> int:
         print(
             f"{name:<14}" + "".join(f"{v:>+12.4f}" for v in values) + f"{np.mean(values):>+10.4f}"
         )
-    print("≥ 0 would meet issue 3's AIQ bar; LinUCB's own gap: python -m bench.linucb_tuning")
+    print("≥ 0 meets the replay target's AIQ bar; LinUCB's gap: python -m bench.linucb_tuning")
     return 0
 
 

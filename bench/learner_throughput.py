@@ -1,4 +1,4 @@
-"""Learner throughput on PostgreSQL (issue 4's target: ≥ 5,000 feedback per second).
+"""Learner throughput on PostgreSQL (target: ≥ 5,000 feedback per second).
 
 Fills a throwaway PostgreSQL database with N decisions of the default pool, each with one
 grader feedback, then times a fresh learner catching up on the whole feedback log: batched

@@ -1,4 +1,4 @@
-"""Off-policy evaluation on real outcomes (issue 6's validation).
+"""Off-policy evaluation on real outcomes (the estimators' validation).
 
 For each of 50 seeds, draws a decision log of 200,000 decisions from the RouterBench train
 table under a known ε-greedy logger (ε = 0.2 over each task's best model; reward = quality −
@@ -25,8 +25,9 @@ import orjson
 from bandit_router.ope import Logs, estimate, reward_model, target_probabilities
 from bandit_router.simulator.outcomes import load_outcomes
 from bandit_router.simulator.synthetic_log import epsilon_greedy_log, true_values
+from bench import ROUTERBENCH_TRAIN
 
-TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "routerbench" / "train.csv.gz"
+TABLE = ROUTERBENCH_TRAIN
 ESTIMATORS = ("snips", "dr")
 
 

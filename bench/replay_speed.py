@@ -1,4 +1,4 @@
-"""Speed of the replay simulator on the RouterBench train table (issue 3's speed targets).
+"""Speed of the replay simulator on the RouterBench train table (its speed targets).
 
 1. One policy (linucb, vw, then thompson), one λ, one seed over the whole table: target ≤ 2 s.
 2. The same run replayed as cascades (a grader that errs 20% of the time, 2 attempts): target
@@ -27,8 +27,9 @@ from bandit_router.simulator.report import (
     build_report,
     default_policy_names,
 )
+from bench import ROUTERBENCH_TRAIN
 
-TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "routerbench" / "train.csv.gz"
+TABLE = ROUTERBENCH_TRAIN
 
 
 def main() -> int:

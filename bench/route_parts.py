@@ -13,7 +13,7 @@ variant makes one part free:
 - decision id: a counter instead of a time-ordered UUID.
 
 A part's cost is the full /route's time minus the variant's. The variants run in turns, and
-each one's median over the repeats is reported, since this machine is shared and noisy.
+each one's median over the repeats is reported, since a busy machine is noisy.
 
     python -m bench.route_parts [--requests N] [--repeats R]
 """

@@ -209,7 +209,7 @@ def _run_stack(stack: str, args: argparse.Namespace) -> StackRun:
             for name, command in commands.items():
                 servers.append(_start(command, ports[name]))
             # Warm every server up, then take turns in short segments, so that a slower or
-            # faster spell of this shared machine falls on all alike. One is loaded at a time.
+            # faster spell of a busy machine falls on all alike. One is loaded at a time.
             for port in ports.values():
                 _load_segment("warm-up", port, per_segment, args.concurrency)
             for _ in range(args.segments):

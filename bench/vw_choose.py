@@ -1,4 +1,4 @@
-"""Time of one VW choice, building its example included (issue 4's target: ≤ 150 µs).
+"""Time of one VW choice, building its example included (target: ≤ 150 µs).
 
 The policy is trained first on a few thousand decisions of the default pool (seven models),
 then times ``choose`` on featurized prompts of mixed tasks, with and without the word namespace.

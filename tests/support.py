@@ -23,6 +23,8 @@ from bandit_router import policies, router
 from bandit_router.core import Context, Decision, FeatureValue, Outcome, Policy, PolicySpec
 
 REPO = Path(__file__).resolve().parents[1]
+ROUTERBENCH_TRAIN = REPO / "data" / "routerbench" / "train.csv.gz"
+"""The RouterBench outcome table kept in the repository (data/routerbench/README.md)."""
 
 
 def seed_decision_ids(monkeypatch: pytest.MonkeyPatch, seed: int) -> None:

@@ -1,4 +1,4 @@
-"""bench.feature_signal, the full-information check behind issue 3's README analysis."""
+"""bench.feature_signal, the full-information check behind the replay analysis (bench/README.md)."""
 
 from __future__ import annotations
 

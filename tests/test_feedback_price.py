@@ -1,5 +1,5 @@
-"""bench.feedback_price, the bound behind issue 3's README analysis: its learners find what they
-should, and a learner with every outcome scores exactly per-task-best."""
+"""bench.feedback_price, the bound behind the replay analysis (bench/README.md): its
+learners find what they should, and a learner with every outcome scores exactly per-task-best."""
 
 from __future__ import annotations
 

@@ -23,9 +23,9 @@ from bandit_router.ope import (
 )
 from bandit_router.simulator.outcomes import load_outcomes
 from bandit_router.simulator.synthetic_log import epsilon_greedy_log, true_values
-from tests.support import write_config
+from tests.support import ROUTERBENCH_TRAIN, write_config
 
-TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "routerbench" / "train.csv.gz"
+TABLE = ROUTERBENCH_TRAIN
 
 
 def _row(model: str, probability: float, reward: float) -> LoggedDecision:

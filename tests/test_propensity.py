@@ -6,7 +6,6 @@ gives) within its confidence interval."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 
@@ -14,8 +13,9 @@ from bandit_router import policies
 from bandit_router.core import Context, Outcome, PolicySpec
 from bandit_router.simulator.outcomes import load_outcomes
 from bandit_router.simulator.replay import priced_arms, table_features
+from tests.support import ROUTERBENCH_TRAIN
 
-TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "routerbench" / "train.csv.gz"
+TABLE = ROUTERBENCH_TRAIN
 COST_WEIGHT = 30.0
 
 
