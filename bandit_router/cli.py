@@ -14,8 +14,7 @@ from bandit_router.core import PolicySpec
 from bandit_router.settings import ConfigError, RouterConfig, Settings, load_config
 
 if TYPE_CHECKING:
-    from bandit_router.storage.base import DecisionRecord
-    from bandit_router.storage.sql import SqlStore
+    from bandit_router.storage.base import DecisionHistory, DecisionRecord
 
 
 def _is_loopback(host: str) -> bool:
@@ -201,7 +200,7 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _chain_reward(store: SqlStore, decision: DecisionRecord) -> float | None:
+def _chain_reward(store: DecisionHistory, decision: DecisionRecord) -> float | None:
     """What an escalated decision learned: its chain's return from it on (escalation.py), at
     its own λ; None while a later attempt has no graded feedback."""
     from bandit_router.core import Outcome

@@ -33,8 +33,9 @@ from bandit_router.escalation import corrections
 from bandit_router.storage.base import (
     DecisionRecord,
     FeedbackRecord,
+    LearnerStore,
     Snapshot,
-    Store,
+    SnapshotStore,
     StoredFeedback,
     first_graded,
     window_cursor_of,
@@ -177,7 +178,7 @@ class _Host:
 
     def __init__(
         self,
-        store: Store,
+        store: SnapshotStore,
         specs: Sequence[PolicySpec],
         rules: Mapping[str, RewardRules] | None,
     ) -> None:
@@ -224,9 +225,11 @@ class _Host:
 class Learner(_Host):
     """Hosts the policies in memory and learns them; one lock orders choose, learn, snapshot."""
 
+    _store: LearnerStore
+
     def __init__(
         self,
-        store: Store,
+        store: LearnerStore,
         specs: Sequence[PolicySpec],
         *,
         rules: Mapping[str, RewardRules] | None = None,
@@ -438,7 +441,7 @@ class SnapshotFollower(_Host):
 
     def __init__(
         self,
-        store: Store,
+        store: SnapshotStore,
         specs: Sequence[PolicySpec],
         *,
         rules: Mapping[str, RewardRules] | None = None,

@@ -32,6 +32,7 @@ from bandit_router.learner import (
 )
 from bandit_router.router import Router, RouterOptions
 from bandit_router.settings import ConfigError, RouterConfig, Settings, load_config
+from bandit_router.storage.base import LearnerStore
 from bandit_router.storage.log_writer import GroupCommitLog, TickCommitLog
 from bandit_router.storage.sql import SqlStore
 
@@ -51,7 +52,7 @@ def _served(config: RouterConfig) -> list[PolicySpec]:
     return [config.policy, *config.extra_policies]
 
 
-def _learner(store: SqlStore, config: RouterConfig) -> Learner:
+def _learner(store: LearnerStore, config: RouterConfig) -> Learner:
     rules = reward_rules(config)
     return Learner(
         store,
