@@ -35,7 +35,7 @@ from bandit_router.schemas import (
     RulesDoc,
     WeightsIn,
 )
-from bandit_router.storage.audit import AuditLog
+from bandit_router.storage.base import AuditLog
 
 ADMIN = role("admin")
 CLIENT = role("client")

@@ -42,7 +42,7 @@ from bandit_router.schemas import (
     RouteIn,
     RouteOut,
 )
-from bandit_router.storage.audit import AuditLog
+from bandit_router.storage.base import AuditLog
 
 ResponseT = TypeVar("ResponseT", bound=Response)
 

@@ -18,7 +18,7 @@ from bandit_router.core import Conflict, Context, Decision, InvalidInput, ModelS
 from bandit_router.eligibility import NO_RULES, Rules
 from bandit_router.experiment_report import build_experiment_report
 from bandit_router.experiments import Experiment
-from bandit_router.storage.base import Store
+from bandit_router.storage.base import CatalogSource
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Catalog:
     def __init__(
         self,
         *,
-        store: Store,
+        store: CatalogSource,
         policies: ServedPolicies,
         models: Sequence[ModelSpec],
         count_outcomes: bool = False,

@@ -40,8 +40,8 @@ from bandit_router.reward_window import (
 from bandit_router.storage.base import (
     DecisionRecord,
     FeedbackRecord,
+    LearnerStore,
     Snapshot,
-    Store,
     StoredFeedback,
     window_cursor_of,
 )
@@ -102,9 +102,11 @@ def context_of(decision: DecisionRecord) -> Context:
 class Learner(ServedPolicies):
     """Hosts the policies in memory and learns them; one lock orders choose, learn, snapshot."""
 
+    _store: LearnerStore
+
     def __init__(
         self,
-        store: Store,
+        store: LearnerStore,
         specs: Sequence[PolicySpec],
         *,
         rules: Mapping[str, RewardRules] | None = None,

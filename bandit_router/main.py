@@ -33,9 +33,9 @@ from bandit_router.learner import (
 )
 from bandit_router.router import Router, RouterOptions
 from bandit_router.settings import ConfigError, RouterConfig, Settings, load_config
+from bandit_router.storage.base import LearnerStore
 from bandit_router.storage.log_writer import GroupCommitLog, TickCommitLog
 from bandit_router.storage.sql import SqlStore
-from bandit_router.storage.sql_audit import SqlAuditLog
 
 LearnerMode = Literal["embedded", "none"]
 
@@ -53,7 +53,7 @@ def _served(config: RouterConfig) -> list[PolicySpec]:
     return [config.policy, *config.extra_policies]
 
 
-def _learner(store: SqlStore, config: RouterConfig) -> Learner:
+def _learner(store: LearnerStore, config: RouterConfig) -> Learner:
     rules = reward_rules(config)
     return Learner(
         store,
@@ -151,7 +151,7 @@ def create_app(
     return api.create_app(
         router,
         keys=KeyRing(config.keys),
-        audit=SqlAuditLog(store.engine),
+        audit=store,
         lifespan=lifespan,
         feedback_on_loop=store.is_sqlite,
     )

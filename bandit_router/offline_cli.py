@@ -17,8 +17,7 @@ from bandit_router.core import PolicySpec
 from bandit_router.settings import ConfigError, load_config
 
 if TYPE_CHECKING:
-    from bandit_router.storage.base import DecisionRecord
-    from bandit_router.storage.sql import SqlStore
+    from bandit_router.storage.base import DecisionHistory, DecisionRecord
 
 
 def configured_params(
@@ -91,7 +90,7 @@ def replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _chain_reward(store: SqlStore, decision: DecisionRecord) -> float | None:
+def _chain_reward(store: DecisionHistory, decision: DecisionRecord) -> float | None:
     """What an escalated decision learned: its chain's return from it on (escalation.py), at
     its own λ; None while a later attempt has no graded feedback."""
     from bandit_router.core import Outcome

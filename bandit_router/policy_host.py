@@ -16,7 +16,7 @@ from datetime import datetime
 from bandit_router import policies
 from bandit_router.core import Context, Decision, Policy, PolicySpec
 from bandit_router.reward_window import RewardRules
-from bandit_router.storage.base import DecisionRecord, Store
+from bandit_router.storage.base import DecisionRecord, SnapshotStore
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class SnapshotFollower(ServedPolicies):
 
     def __init__(
         self,
-        store: Store,
+        store: SnapshotStore,
         specs: Sequence[PolicySpec],
         *,
         rules: Mapping[str, RewardRules] | None = None,

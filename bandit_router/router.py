@@ -36,7 +36,12 @@ from bandit_router.features import featurize, prompt_words
 from bandit_router.health import Health, HealthBoard
 from bandit_router.metrics import Metrics
 from bandit_router.reward import resolve_cost, reward_of
-from bandit_router.storage.base import DecisionLog, DecisionRecord, FeedbackRecord, Store
+from bandit_router.storage.base import (
+    DecisionLog,
+    DecisionRecord,
+    FeedbackRecord,
+    ServingStore,
+)
 
 
 class PolicyHost(Protocol):
@@ -163,7 +168,7 @@ class Router:
     def __init__(
         self,
         *,
-        store: Store,
+        store: ServingStore,
         decision_log: DecisionLog,
         policies: PolicyHost,
         models: Sequence[ModelSpec],

@@ -27,7 +27,7 @@ from bandit_router.learner import Learner
 from bandit_router.migrations import upgrade
 from bandit_router.policies import build
 from bandit_router.storage import tables
-from bandit_router.storage.base import DecisionRecord
+from bandit_router.storage.base import DecisionRecord, FeedbackStore
 from bandit_router.storage.sql import SqlStore
 from bench.workload import PROMPTS, pool_arms
 
@@ -97,7 +97,7 @@ def _fill(store: SqlStore, count: int) -> None:
             connection.execute(insert(tables.feedback), feedback)
 
 
-def _read_all(store: SqlStore, batch: int) -> int:
+def _read_all(store: FeedbackStore, batch: int) -> int:
     cursor, read = 0, 0
     while True:
         rows = store.feedback_since(cursor, batch)

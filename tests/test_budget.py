@@ -18,7 +18,7 @@ from bandit_router.learner import Learner
 from bandit_router.main import create_app
 from bandit_router.router import FeedbackRequest, Router, RouteRequest, RouterOptions
 from bandit_router.settings import ConfigError, Settings, config_from_mapping
-from bandit_router.storage.base import DecisionRecord
+from bandit_router.storage.base import DecisionRecord, DecisionStore
 from bandit_router.storage.sql import SqlStore
 from tests.test_api import POOL
 
@@ -43,7 +43,7 @@ def test_the_multiplier_follows_the_pace_error_and_restarts_each_period() -> Non
 
 
 class _Log:
-    def __init__(self, store: SqlStore) -> None:
+    def __init__(self, store: DecisionStore) -> None:
         self.store = store
 
     async def append(self, record: DecisionRecord) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from bandit_router.core import Arm, Context, PolicySpec
 from bandit_router.learner import Learner, RewardRules
-from bandit_router.storage.base import DecisionRecord, FeedbackRecord
+from bandit_router.storage.base import DecisionRecord, DecisionStore, FeedbackRecord, LearnerStore
 from bandit_router.storage.sql import SqlStore
 from tests.support import FakeClock
 
@@ -46,7 +46,7 @@ def _record(created_at: datetime, model: str = "a") -> DecisionRecord:
     )
 
 
-def _decision(store: SqlStore, clock: FakeClock) -> DecisionRecord:
+def _decision(store: DecisionStore, clock: FakeClock) -> DecisionRecord:
     record = _record(clock())
     store.insert_decisions([record])
     return record
@@ -79,7 +79,7 @@ def _version(learner: Learner) -> int:
     return version
 
 
-def _learner(store: SqlStore, clock: FakeClock, rules: RewardRules) -> Learner:
+def _learner(store: LearnerStore, clock: FakeClock, rules: RewardRules) -> Learner:
     learner = Learner(store, [SPEC], rules={"linucb": rules}, clock=clock)
     learner.restore()
     return learner

@@ -12,7 +12,7 @@ from sqlalchemy import inspect
 
 from bandit_router.core import ModelSpec
 from bandit_router.migrations import upgrade
-from bandit_router.storage.base import DecisionRecord, FeedbackRecord, Snapshot
+from bandit_router.storage.base import DecisionRecord, FeedbackRecord, Snapshot, Store
 from bandit_router.storage.sql import SqlStore
 
 
@@ -235,6 +235,29 @@ def test_latest_snapshot_matches_policy_and_spec_and_old_ones_are_pruned(store: 
         ).scalar_one()
     assert count == 3
     assert store.latest_snapshot("random", "random()") is not None
+
+
+def test_the_store_is_every_role_each_one_level_deep(store: SqlStore) -> None:
+    """SqlStore plays every role protocol (mypy checks the assignment) and inherits each
+    role's class, which itself inherits nothing."""
+    roles: Store = store
+    assert all(role.__bases__ == (object,) for role in SqlStore.__bases__)
+    assert roles.outcome_counts() == {}
+
+
+def test_a_role_stands_alone_on_a_database(migrated_url: str) -> None:
+    """A role's class needs only the shared Database, not the whole store."""
+    from bandit_router.storage.engine import Database
+    from bandit_router.storage.sql_counters import SqlCounters
+
+    db = Database(migrated_url)
+    try:
+        counters = SqlCounters(db)
+        counters.add_spend("team", 7, 0.25)
+        counters.add_spend("team", 7, 0.5)
+        assert counters.spend("team", 7) == pytest.approx(0.75)
+    finally:
+        db.engine.dispose()
 
 
 def test_models_upsert_updates_named_models_and_keeps_others(store: SqlStore) -> None:

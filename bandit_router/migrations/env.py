@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from bandit_router.storage.sql import make_engine
+from bandit_router.storage.engine import make_engine
 from bandit_router.storage.tables import metadata
 
 target_metadata = metadata

@@ -109,10 +109,30 @@ def window_cursor_of(decision: DecisionRecord) -> str:
     return f"{decision.created_at.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%f}|{decision.id}"
 
 
-class Store(Protocol):
+class DecisionStore(Protocol):
+    """The decision log as the serving path uses it: the batched log's writes, an
+    escalation's own write, and reads by id (feedback's join, an escalation's grades)."""
+
     def insert_decisions(self, records: Sequence[DecisionRecord]) -> None: ...
 
+    def insert_escalation(self, record: DecisionRecord) -> str | None:
+        """Writes an escalation in its own transaction; when its previous attempt was already
+        escalated, writes nothing and returns that escalation's id."""
+        ...
+
     def get_decision(self, decision_id: str) -> DecisionRecord | None: ...
+
+    def graded_decisions(
+        self, decision_ids: Sequence[str]
+    ) -> dict[str, tuple[DecisionRecord, FeedbackRecord | None]]:
+        """The decisions found among the ids, each with its first feedback that carries a
+        quality (None when none has), read in one go."""
+        ...
+
+
+class FeedbackStore(Protocol):
+    """The feedback log: /feedback appends, the learner tails it by id. The two go together:
+    ids become visible in id order, which is what makes the learner's cursor safe."""
 
     def insert_feedback(self, record: FeedbackRecord) -> FeedbackInsert: ...
 
@@ -122,6 +142,12 @@ class Store(Protocol):
         """Feedback rows after the cursor in id order, each with its decision as a learner
         needs it: the decision's ``scores`` and ``excluded`` are left empty."""
         ...
+
+
+class DecisionHistory(Protocol):
+    """Read-only walks of the decision log, each decision with its feedback: by time (the
+    learner's reward windows, the export), by chain (escalation credit), by experiment
+    (its report)."""
 
     def closed_decisions(
         self, after: str | None, created_before: datetime, limit: int
@@ -142,17 +168,15 @@ class Store(Protocol):
         """Those of the decisions that an escalation continues."""
         ...
 
-    def graded_decisions(
-        self, decision_ids: Sequence[str]
-    ) -> dict[str, tuple[DecisionRecord, FeedbackRecord | None]]:
-        """The decisions found among the ids, each with its first feedback that carries a
-        quality (None when none has), read in one go."""
+    def experiment_log(self, name: str) -> list[tuple[DecisionRecord, FeedbackRecord | None]]:
+        """The experiment's decisions in (created_at, id) order, each with its first scored
+        feedback (or None)."""
         ...
 
-    def insert_escalation(self, record: DecisionRecord) -> str | None:
-        """Writes an escalation in its own transaction; when its previous attempt was already
-        escalated, writes nothing and returns that escalation's id."""
-        ...
+
+class SnapshotStore(Protocol):
+    """Versioned policy snapshots: the learner saves them, every process restores them and a
+    serving replica polls for the newest."""
 
     def save_snapshot(self, snapshot: Snapshot, *, keep: int = 3) -> None: ...
 
@@ -160,21 +184,32 @@ class Store(Protocol):
 
     def latest_snapshot_id(self, policy: str, spec: str) -> int | None: ...
 
+
+class CatalogStore(Protocol):
+    """What the admin endpoints change and every process reloads: the model pool, the rules,
+    the experiments, and each model's count of scored outcomes (the new-model quota)."""
+
     def list_models(self) -> list[ModelSpec]: ...
 
     def insert_model(self, model: ModelSpec) -> bool: ...
 
+    def upsert_models(self, models: Sequence[ModelSpec]) -> None: ...
+
     def save_rules(self, document: Mapping[str, Any]) -> None: ...
+
+    def load_rules(self) -> dict[str, Any] | None: ...
 
     def save_experiment(self, document: Mapping[str, Any], *, create: bool) -> bool: ...
 
     def load_experiments(self) -> list[dict[str, Any]]: ...
 
-    def experiment_log(self, name: str) -> list[tuple[DecisionRecord, FeedbackRecord | None]]: ...
-
     def outcome_counts(self) -> dict[str, int]:
         """Scored feedback reports per model (a model absent has none)."""
         ...
+
+
+class CounterStore(Protocol):
+    """Counters every process shares, per period: budget spend and rate-limit minutes."""
 
     def spend(self, scope: str, period: int) -> float: ...
 
@@ -192,9 +227,57 @@ class Store(Protocol):
         max_tokens: int | None,
     ) -> bool: ...
 
-    def load_rules(self) -> dict[str, Any] | None: ...
 
-    def upsert_models(self, models: Sequence[ModelSpec]) -> None: ...
+class CatalogSource(CatalogStore, DecisionHistory, Protocol):
+    """What a Catalog reads and writes: the catalog, and the experiments' logs for their
+    reports."""
+
+
+class ServingStore(
+    DecisionStore, FeedbackStore, CounterStore, CatalogStore, DecisionHistory, Protocol
+):
+    """What a Router needs: the logs it writes and joins, the counters it checks, and what
+    the Catalog it builds needs."""
+
+
+class LearnerStore(FeedbackStore, DecisionHistory, SnapshotStore, Protocol):
+    """What a Learner needs: the feedback log's tail, the decisions' windows and chains, and
+    the snapshots it restores and publishes."""
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: datetime
+    key_name: str | None
+    """None when the service runs with no key configured (open on loopback)."""
+    method: str
+    path: str
+    change: Any
+    """The request's JSON body, as the admin sent it (None for a change without a body)."""
+
+
+class AuditLog(Protocol):
+    """Every change an admin key made, by the key's name (never the key)."""
+
+    def record(
+        self, *, key_name: str | None, method: str, path: str, change: Mapping[str, Any] | None
+    ) -> None: ...
+
+    def newest(self, limit: int) -> list[AuditEntry]: ...
+
+
+class Store(
+    DecisionStore,
+    FeedbackStore,
+    DecisionHistory,
+    SnapshotStore,
+    CatalogStore,
+    CounterStore,
+    AuditLog,
+    Protocol,
+):
+    """Every role at once, as SqlStore plays them."""
 
 
 class DecisionLog(Protocol):

@@ -21,7 +21,7 @@ import threading
 from collections import defaultdict
 
 from bandit_router.core import StorageUnavailable
-from bandit_router.storage.base import DecisionRecord, Store
+from bandit_router.storage.base import DecisionRecord, DecisionStore
 
 _STOP = object()
 _Waiter = tuple[DecisionRecord, "asyncio.Future[None]"]
@@ -40,7 +40,7 @@ def _settle(futures: list[asyncio.Future[None]], error: Exception | None) -> Non
 class GroupCommitLog:
     """A DecisionLog that batches concurrent appends into one transaction."""
 
-    def __init__(self, store: Store, *, max_batch: int = 256) -> None:
+    def __init__(self, store: DecisionStore, *, max_batch: int = 256) -> None:
         self._store = store
         self._max_batch = max_batch
         self._queue: queue.Queue[object] = queue.Queue()
@@ -100,7 +100,7 @@ class GroupCommitLog:
 class TickCommitLog:
     """A DecisionLog that commits, at the end of each event-loop turn, that turn's decisions."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: DecisionStore) -> None:
         self._store = store
         self._pending: list[_Waiter] = []
         self._running = False

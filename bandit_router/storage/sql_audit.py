@@ -1,4 +1,4 @@
-"""The audit log in SQL (SQLite and PostgreSQL alike)."""
+"""AuditLog in SQL: the admin changes, newest first."""
 
 from __future__ import annotations
 
@@ -7,22 +7,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import insert, select
-from sqlalchemy.engine import Engine
 
-from bandit_router.storage.audit import AuditEntry
+from bandit_router.storage.base import AuditEntry
+from bandit_router.storage.engine import Database
 from bandit_router.storage.tables import audit_log
 
 
 class SqlAuditLog:
-    """Admin changes are rare: each is its own short transaction on the store's engine."""
+    """AuditLog. Admin changes are rare: each is its own short transaction."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     def record(
         self, *, key_name: str | None, method: str, path: str, change: Mapping[str, Any] | None
     ) -> None:
-        with self._engine.begin() as connection:
+        with self._db.writing() as connection:
             connection.execute(
                 insert(audit_log).values(
                     created_at=datetime.now(UTC),
@@ -47,7 +47,7 @@ class SqlAuditLog:
             .order_by(columns.id.desc())
             .limit(limit)
         )
-        with self._engine.connect() as connection:
+        with self._db.reads.connect() as connection:
             rows = connection.execute(query).all()
         return [
             AuditEntry(

@@ -1,0 +1,173 @@
+"""The feedback log on SQL (FeedbackStore): inserted once per (decision, source), with ids
+that become visible in id order, and tailed by the learner from its cursor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import bindparam, insert, literal, select, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql import Select
+
+from bandit_router.storage import tables
+from bandit_router.storage.base import (
+    DecisionRecord,
+    FeedbackInsert,
+    FeedbackRecord,
+    StoredFeedback,
+)
+from bandit_router.storage.engine import Database, utc
+from bandit_router.storage.rows import check_row_orders, decision_from
+
+# Any constant works: it names the lock that makes feedback ids commit in id order.
+_FEEDBACK_LOCK_KEY = 0x62616E64
+
+
+def _feedback_since_query() -> Select[Any]:
+    """Feedback after a cursor, each row with its decision (what learning needs of it: its
+    scores and exclusions, the largest part of a row, stay in the database) and whether it
+    is its decision's first graded feedback."""
+    f, d = tables.feedback, tables.decisions
+    earlier = tables.feedback.alias("earlier")
+    first = ~(
+        select(earlier.c.id)
+        .where(
+            earlier.c.decision_id == f.c.decision_id,
+            earlier.c.quality.is_not(None),
+            earlier.c.id < f.c.id,
+        )
+        .exists()
+    )
+    return (
+        select(
+            *f.c,
+            first,
+            d.c.created_at,
+            d.c.policy,
+            d.c.policy_version,
+            d.c.experiment,
+            d.c.variant,
+            d.c.unit_id,
+            d.c.features,
+            d.c.eligible,
+            d.c.prior_costs,
+            d.c.model,
+            d.c.probability,
+            d.c.cost_weight,
+            d.c.words,
+            d.c.arm_tags,
+            d.c.prior_qualities,
+            d.c.attempt,
+            d.c.chain_id,
+        )
+        .join(d, d.c.id == f.c.decision_id)
+        .where(f.c.id > bindparam("cursor"))
+        .order_by(f.c.id)
+        .limit(bindparam("limit"))
+    )
+
+
+# Built once: building a statement costs about as much as running it on SQLite.
+_FEEDBACK_SINCE = _feedback_since_query()
+_INSERT_FEEDBACK = insert(tables.feedback)
+_FEEDBACK_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+
+
+class SqlFeedback:
+    """FeedbackStore. A scored feedback also counts one outcome for its decision's model
+    (model_outcomes, which the catalog reads), in the same transaction."""
+
+    def __init__(self, db: Database) -> None:
+        check_row_orders()
+        self._db = db
+        o, d = tables.model_outcomes, tables.decisions
+        dialect_insert = postgresql_insert if db.postgres else sqlite_insert
+        count = dialect_insert(o).from_select(
+            ["model", "outcomes"],
+            select(d.c.model, literal(1)).where(d.c.id == bindparam("decision_id")),
+        )
+        self._count_outcome_statement = count.on_conflict_do_update(
+            index_elements=[o.c.model], set_={"outcomes": o.c.outcomes + 1}
+        )
+
+    def _existing_feedback(self, record: FeedbackRecord) -> FeedbackInsert | None:
+        with self._db.reads.connect() as connection:
+            row = connection.execute(
+                select(tables.feedback.c.reward).where(
+                    tables.feedback.c.decision_id == record.decision_id,
+                    tables.feedback.c.source == record.source,
+                )
+            ).first()
+        return None if row is None else FeedbackInsert(duplicate=True, reward=row.reward)
+
+    def insert_feedback(self, record: FeedbackRecord) -> FeedbackInsert:
+        """Inserts once per (decision, source); a repeat returns the first row's reward.
+
+        On PostgreSQL a transaction-scoped advisory lock serialises the inserts, so feedback ids
+        become visible in id order and a learner's cursor can never step over a row that commits
+        late. SQLite has a single writer, which gives the same order by itself.
+        """
+        row = {
+            "decision_id": record.decision_id,
+            "source": record.source,
+            "created_at": record.created_at,
+            "quality": record.quality,
+            "cost_usd": record.cost_usd,
+            "cost_source": record.cost_source,
+            "input_tokens": record.input_tokens,
+            "output_tokens": record.output_tokens,
+            "latency_ms": record.latency_ms,
+            "error": record.error,
+            "reward": record.reward,
+        }
+        try:
+            with self._db.writing() as connection:
+                if self._db.postgres:
+                    connection.execute(_FEEDBACK_LOCK, {"key": _FEEDBACK_LOCK_KEY})
+                connection.execute(_INSERT_FEEDBACK, row)
+                if record.quality is not None:
+                    self._count_outcome(connection, record.decision_id)
+        except IntegrityError:
+            existing = self._existing_feedback(record)
+            if existing is None:  # not a repeat: an unknown decision, for one
+                raise
+            return existing
+        return FeedbackInsert(duplicate=False, reward=record.reward)
+
+    def _count_outcome(self, connection: Connection, decision_id: str) -> None:
+        """One more scored outcome for the decision's model, in the feedback's transaction."""
+        connection.execute(self._count_outcome_statement, {"decision_id": decision_id})
+
+    def feedback_since(
+        self, cursor: int, limit: int
+    ) -> list[tuple[StoredFeedback, DecisionRecord]]:
+        """The learner's read (_FEEDBACK_SINCE). Rows are built by position, not by name:
+        this read is most of what a learner spends per feedback."""
+        with self._db.reads.connect() as connection:
+            rows = connection.execute(_FEEDBACK_SINCE, {"cursor": cursor, "limit": limit}).all()
+        found = []
+        for (
+            feedback_id, decision_id, source, created_at, quality, cost_usd, cost_source,
+            input_tokens, output_tokens, latency_ms, error, reward, is_first,
+            decided_at, policy, policy_version, experiment, variant, unit_id, features,
+            eligible, prior_costs, model, probability, cost_weight, words, arm_tags,
+            prior_qualities, attempt, chain_id,
+        ) in rows:  # fmt: skip
+            feedback = FeedbackRecord(
+                decision_id, source, utc(created_at), quality, cost_usd, cost_source,
+                input_tokens, output_tokens, latency_ms, error, reward,
+            )  # fmt: skip
+            # The learner does not read scores, exclusions, shadows, previous ids or tenants.
+            decision = decision_from(
+                (
+                    decision_id, decided_at, policy, policy_version, experiment, variant, unit_id,
+                    features, eligible, prior_costs, model, probability, cost_weight, {}, {},
+                    words, arm_tags, prior_qualities, None, attempt, None, chain_id, None,
+                )
+            )  # fmt: skip
+            stored = StoredFeedback(feedback_id, feedback, bool(is_first) and quality is not None)
+            found.append((stored, decision))
+        return found
