@@ -7,9 +7,9 @@
         answer = my_llm_call(route.model, ...)
         router.feedback(route.decision_id, quality=my_grader(answer), latency_ms=840)
 
-``Client.cascade`` runs the escalation loop of API.md: route, call, grade, and while the grade is
-below ``accept`` and the router allows another attempt, route again with the attempts made so
-far in ``previous``. ``AsyncClient`` does the same with ``await``.
+``Client.cascade`` runs the escalation loop (docs/escalation.md): route, call, grade, and while
+the grade is below ``accept`` and the router allows another attempt, route again with the
+attempts made so far in ``previous``. ``AsyncClient`` does the same with ``await``.
 
 Error answers raise ``RouterError`` (``NoEligibleModel`` for a 503 with reasons); transport
 failures are httpx's own exceptions. The client imports nothing of the server, so a service

@@ -1,7 +1,7 @@
 """The values of the Python client (client.py): what /route and /feedback take and answer,
 the errors it raises, and what a cascade ends with.
 
-Like the client, it imports nothing of the server: these are the wire's shapes as API.md
+Like the client, it imports nothing of the server: these are the wire's shapes as docs/api.md
 states them, read from JSON, not the server's own models.
 """
 
@@ -16,7 +16,7 @@ CallError = Literal["rate_limited", "timeout", "server_error", "refused"]
 
 
 class RouteFields(TypedDict, total=False):
-    """The optional fields of a /route request (API.md) besides the text and ``previous``."""
+    """The optional fields of a /route request (docs/api.md) besides the text and ``previous``."""
 
     task_type: str
     features: Mapping[str, float | str]
@@ -28,7 +28,7 @@ class RouteFields(TypedDict, total=False):
 
 
 class FeedbackFields(TypedDict, total=False):
-    """The optional fields of a /feedback request (API.md) besides the decision id."""
+    """The optional fields of a /feedback request (docs/api.md) besides the decision id."""
 
     quality: float
     cost_usd: float
@@ -63,7 +63,7 @@ class ModelCallFailed(Exception):
     when it may.
 
     The grade of 0 says the attempt gave no answer, and the router needs a grade to escalate
-    (API.md); the policy learns it as it would a wrong answer, so frequent failures make a
+    (docs/api.md); the policy learns it as it would a wrong answer, so frequent failures make a
     model less chosen for such requests, while the breaker keeps it out during an outage."""
 
     def __init__(self, error: CallError, message: str = "") -> None:
@@ -73,7 +73,7 @@ class ModelCallFailed(Exception):
 
 @dataclass(frozen=True)
 class Route:
-    """A /route answer (API.md)."""
+    """A /route answer (docs/api.md)."""
 
     decision_id: str
     model: str

@@ -140,7 +140,7 @@ class Outcome:
 
 
 def reward(quality: float, cost_usd: float, cost_weight: float) -> float:
-    """reward = quality − λ·cost_usd, the contract of API.md."""
+    """reward = quality − λ·cost_usd, as docs/api.md defines it."""
     return quality - cost_weight * cost_usd
 
 

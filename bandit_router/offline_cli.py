@@ -106,8 +106,8 @@ def _chain_reward(store: DecisionHistory, decision: DecisionRecord) -> float | N
 
 
 def export_log(database_url: str, out_path: Path) -> int:
-    """`bandit-router export-log`: every decision as a JSON line (API.md), with its first scored
-    feedback."""
+    """`bandit-router export-log`: every decision as a JSON line (docs/experiments.md), with
+    its first scored feedback."""
     from datetime import UTC, datetime, timedelta
 
     import orjson

@@ -230,7 +230,8 @@ class LogError(ValueError):
 
 
 def parse_log_line(line: bytes, where: str) -> LoggedDecision | None:
-    """One JSON line of the decision log (API.md); None for a decision without feedback."""
+    """One JSON line of the decision log (docs/experiments.md); None for a decision without
+    feedback."""
     import orjson
 
     try:

@@ -1,4 +1,4 @@
-"""The HTTP contract of API.md, in process (the app's own lifespan runs), on both databases."""
+"""The HTTP contract of docs/api.md, in process (the app's own lifespan runs), on both databases."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Escalation over HTTP (API.md, "Escalation"): chains of one, two and max_attempts attempts on a
+"""Escalation over HTTP (docs/escalation.md): chains of one, two and max_attempts attempts on a
 real server, the chain's credit reaching its first attempt, and bad `previous` input."""
 
 from __future__ import annotations

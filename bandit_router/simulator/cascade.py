@@ -2,7 +2,7 @@
 
 The client calls the model the policy chooses, grades the answer, and while the grade says
 wrong (below 0.5) and attempts remain, asks for the next model among those not yet tried
-(API.md, "Escalation"). The final answer is the last attempt's: the chain's quality is that
+(docs/escalation.md). The final answer is the last attempt's: the chain's quality is that
 attempt's true quality, its cost the sum of every attempt's.
 
 The grader is simulated: it reports an answer's true quality, flipped (q → 1 − q) with

@@ -1,4 +1,4 @@
-"""The outcome table: every model's quality and cost on every prompt (API.md, "Outcome table").
+"""The outcome table: every model's quality and cost on every prompt (docs/replay.md).
 
 CSV, optionally gzip-compressed, one row per (prompt, model) with the columns `prompt_id, task,
 prompt_text, model, quality, cost_usd`; other columns are ignored. Bad input is refused with

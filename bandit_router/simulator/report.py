@@ -1,4 +1,4 @@
-"""The replay report: report.json exactly as API.md specifies, and report.md with its tables."""
+"""The replay report: report.json as docs/replay.md describes it, and report.md with its tables."""
 
 from __future__ import annotations
 
