@@ -1,12 +1,18 @@
-"""Which models of the pool one request may use, and why each other one may not."""
+"""Which models of the pool one request may use, and why each other one may not.
+
+Every mask is a named step here, and none reads storage: the router reads what a step needs
+(the health board's verdicts, the rate usage, the budget's remaining money, the outcome counts)
+and passes it in. The static rules (``split_eligible``) and the run-time masks (``blocked``)
+meet in ``settle``, which reapplies them until no step masks another model.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bandit_router.core import Arm, ModelSpec, make_tuple
+from bandit_router.core import Arm, ModelSpec, NoEligibleModel, make_tuple, stable_uniform
 
 
 @dataclass(frozen=True)
@@ -169,3 +175,112 @@ def split_eligible(
         else:
             eligible.append(make_tuple(Arm, (model.name, cost, model.tags, model.prior_quality)))
     return Eligibility(eligible=tuple(eligible), excluded=excluded)
+
+
+def unavailable(
+    unhealthy: Iterable[str], too_slow: Iterable[str], tried: Iterable[str]
+) -> dict[str, str]:
+    """The first run-time masks: open breakers (``unhealthy``), then models over the request's
+    ``max_latency_ms`` (``too_slow``), then the models an escalation already tried
+    (``already_tried``, which replaces any earlier reason). Later masks add to this dict."""
+    blocked = dict.fromkeys(unhealthy, "unhealthy")
+    for name in too_slow:
+        blocked.setdefault(name, "too_slow")
+    for name in tried:
+        blocked[name] = "already_tried"
+    return blocked
+
+
+def mask_over_rate(
+    blocked: dict[str, str],
+    rate_limited: Sequence[ModelSpec],
+    usage: Mapping[str, tuple[int, int]],
+    tokens: int,
+) -> None:
+    """Masks (``rate_limited``) the models whose minute, by ``usage`` (requests, tokens) across
+    every process, cannot take ``tokens`` more; an earlier reason (unhealthy, ...) stays."""
+    for model in rate_limited:
+        requests, used = usage.get(model.name, (0, 0))
+        rpm, tpm = model.requests_per_minute, model.tokens_per_minute
+        if (rpm is not None and requests >= rpm) or (tpm is not None and used + tokens > tpm):
+            blocked.setdefault(model.name, "rate_limited")
+
+
+def over_budget(eligible: Sequence[Arm], remaining_usd: float) -> dict[str, str]:
+    """A budget's cap: the models priced above what the budget has left, unless they are the
+    cheapest eligible, so that only the cheapest remain (a free local model keeps serving)."""
+    cheapest = min(arm.prior_cost_usd for arm in eligible)
+    return {
+        arm.name: "over_budget"
+        for arm in eligible
+        if arm.prior_cost_usd > remaining_usd and arm.prior_cost_usd > cheapest
+    }
+
+
+@dataclass(frozen=True)
+class NewModelQuota:
+    """A model with fewer than ``outcomes`` scored outcomes is eligible for ``share`` of the
+    requests only, while some eligible model has that many."""
+
+    share: float
+    outcomes: int
+
+    def held_back(
+        self, eligible: Sequence[Arm], scored: Mapping[str, int], draw_key: str
+    ) -> dict[str, str]:
+        """The new models this request may not try (``new_model_quota``): each is let through
+        on its share of requests, by a uniform ``draw_key`` fixes (a reproducible mask)."""
+        needed = self.outcomes
+        new = [arm.name for arm in eligible if scored.get(arm.name, 0) < needed]
+        if not new or len(new) == len(eligible):
+            return {}  # nothing is new, or nothing is established to fall back on
+        share = self.share
+        return {
+            name: "new_model_quota"
+            for name in new
+            if stable_uniform("quota", draw_key, name) >= share
+        }
+
+
+def settle(
+    models: Sequence[ModelSpec],
+    *,
+    prompt_tokens: float,
+    expected_output_tokens: int,
+    candidates: Sequence[str] | None,
+    constraints: Constraints,
+    blocked: dict[str, str],
+    rules: Rules,
+    task: str,
+    tenant: str | None,
+    remaining_usd: float | None,
+    quota: NewModelQuota | None,
+    scored: Mapping[str, int],
+    draw_key: str,
+) -> Eligibility:
+    """The static rules and the run-time masks, then the masks that depend on what is
+    eligible: the budget's cap (``remaining_usd``; None: no budget) and the new-model quota.
+    Each of those adds to ``blocked`` and the split is made again, until none masks another
+    model. Raises NoEligibleModel, with every model's reason, when none is left."""
+    while True:
+        eligibility = split_eligible(
+            models,
+            prompt_tokens=prompt_tokens,
+            expected_output_tokens=expected_output_tokens,
+            candidates=candidates,
+            constraints=constraints,
+            blocked=blocked,
+            rules=rules,
+            task=task,
+            tenant=tenant,
+        )
+        eligible = eligibility.eligible
+        if not eligible:
+            raise NoEligibleModel(eligibility.excluded)
+        if remaining_usd is not None and (over := over_budget(eligible, remaining_usd)):
+            blocked.update(over)
+            continue
+        if quota is not None and (held := quota.held_back(eligible, scored, draw_key)):
+            blocked.update(held)
+            continue
+        return eligibility

@@ -35,9 +35,13 @@ ALLOWED: dict[str, set[str]] = {
     "experiment_report": {"core", "escalation", "experiments", "ope", "storage.base"},
     # The pool, the rules and the experiments: what the admin endpoints change.
     "catalog": {"core", "eligibility", "experiments", "experiment_report", "storage.base"},
+    # What the router takes and gives (re-exported by router).
+    "router_values": {"core", "eligibility", "escalation", "experiments", "storage.base"},
     "router": {
         "catalog",
         "core",
+        "experiments",
+        "router_values",
         "features",
         "eligibility",
         "escalation",
