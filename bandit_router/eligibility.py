@@ -137,9 +137,10 @@ def split_eligible(
     """Applies the masks before any policy sees the arms, so propensities are over the eligible.
 
     The first failing rule names the reason, in the order: not_candidate, disabled, the
-    ``rules`` (missing_capability, denied), not_local, context_too_long, over_budget, then the
-    reason ``blocked`` gives a model (the run-time masks: unhealthy, too_slow, rate_limited,
-    ...).
+    ``rules`` (missing_capability, denied), not_local, context_too_long, over_max_cost (the
+    model's predicted cost is above ``constraints.max_cost_usd``), then the reason ``blocked``
+    gives a model (the run-time masks: unhealthy, too_slow, already_tried, rate_limited,
+    over_budget, new_model_quota).
     """
     allowed = None if candidates is None else set(candidates)
     needed_context = max(
@@ -169,7 +170,7 @@ def split_eligible(
         elif model.context_window < needed_context:
             excluded[model.name] = "context_too_long"
         elif max_cost is not None and cost > max_cost:
-            excluded[model.name] = "over_budget"
+            excluded[model.name] = "over_max_cost"
         elif blocked and model.name in blocked:
             excluded[model.name] = blocked[model.name]
         else:
