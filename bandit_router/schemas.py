@@ -112,6 +112,8 @@ class RouteIn(_Strict):
 
 
 class ArmScoreOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     expected_quality: float
     expected_cost_usd: float
     exploration_bonus: float
@@ -120,6 +122,10 @@ class ArmScoreOut(BaseModel):
 
 
 class RouteOut(BaseModel):
+    """POST /route's answer; api.py renders exactly these fields of the router's RouteResult."""
+
+    model_config = ConfigDict(extra="forbid")
+
     decision_id: str
     model: str
     probability: float
