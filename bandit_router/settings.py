@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bandit_router.core import ModelSpec, PolicySpec
 from bandit_router.escalation import DEFAULT_MAX_ATTEMPTS
+from bandit_router.schemas import ModelIn, RulesDoc
 
 DEFAULT_DATABASE_URL = "sqlite:///var/bandit_router.db"
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_models.toml")
@@ -33,9 +34,6 @@ class ConfigError(ValueError):
     """The configuration file is unreadable or breaks a rule; the message names the key."""
 
 
-_Price = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
-
-
 def _not_blank(key: str) -> str:
     if not key.strip():
         raise ValueError("an API key may not be blank")
@@ -43,25 +41,6 @@ def _not_blank(key: str) -> str:
 
 
 ApiKey = Annotated[str, AfterValidator(_not_blank)]
-
-
-class _ModelEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=200)
-    provider: str = Field(min_length=1, max_length=100)
-    input_price_per_mtok: _Price
-    output_price_per_mtok: _Price
-    context_window: int = Field(gt=0)
-    tags: list[str] = Field(default_factory=list)
-    enabled: bool = True
-    requests_per_minute: int | None = Field(default=None, ge=1)
-    tokens_per_minute: int | None = Field(default=None, ge=1)
-    prior_quality: float | None = Field(default=None, ge=0.0, le=1.0)
-
-    def to_spec(self) -> ModelSpec:
-        # The fields are ModelSpec's own, by name; only the tags change type.
-        return ModelSpec(**{**self.model_dump(), "tags": frozenset(self.tags)})
 
 
 class _RouterSection(BaseModel):
@@ -94,23 +73,6 @@ class _LearningSection(BaseModel):
     default_reward: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
     aggregation: Literal["first", "last", "mean", "sum"] = "first"
     settle_s: float = Field(default=2.0, ge=0.0, le=3600.0, allow_inf_nan=False)
-
-
-class _ListRule(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    allow: list[str] | None = None
-    deny: list[str] = Field(default_factory=list)
-
-
-class _RulesSection(BaseModel):
-    """Eligibility rules; see eligibility.Rules. PUT /rules replaces them at run time."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    required_tags: dict[str, list[str]] = Field(default_factory=dict)
-    tasks: dict[str, _ListRule] = Field(default_factory=dict)
-    tenants: dict[str, _ListRule] = Field(default_factory=dict)
 
 
 class _TenantSection(BaseModel):
@@ -170,12 +132,14 @@ class _ConfigFile(BaseModel):
     router: _RouterSection = Field(default_factory=_RouterSection)
     learning: _LearningSection = Field(default_factory=_LearningSection)
     health: _HealthSection = Field(default_factory=_HealthSection)
-    rules: _RulesSection = Field(default_factory=_RulesSection)
+    # The same models as POST /models and PUT /rules validate: the file and the API accept
+    # and refuse the same entries.
+    rules: RulesDoc = Field(default_factory=RulesDoc)
     tenants: dict[str, _TenantSection] = Field(default_factory=dict)
     budgets: dict[str, _BudgetSection] = Field(default_factory=dict)
     experiments: dict[str, _ExperimentSection] = Field(default_factory=dict)
     policies: dict[str, dict[str, float | int | str | list[str]]] = Field(default_factory=dict)
-    models: list[_ModelEntry] = Field(min_length=1)
+    models: list[ModelIn] = Field(min_length=1)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ ALLOWED: dict[str, set[str]] = {
     "escalation": {"core"},
     "reward": {"core"},
     "schemas": {"core"},
-    "settings": {"core", "escalation"},
+    # The config file's models and rules are the API's (schemas), so both accept the same.
+    "settings": {"core", "escalation", "schemas"},
     "storage": {"core", "storage"},
     "migrations": {"storage", "settings", "migrations"},
     "learner": {"core", "escalation", "policies", "storage.base"},
