@@ -9,7 +9,7 @@ meet in ``settle``, which reapplies them until no step masks another model.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bandit_router.core import Arm, ModelSpec, NoEligibleModel, make_tuple, stable_uniform
@@ -24,6 +24,39 @@ class Constraints:
     max_latency_ms: float | None = None
     sensitive: bool = False
     min_context_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class TenantTier:
+    """A tenant's quality tier (``[tenants.NAME] cost_weight, max_cost_usd``): the defaults of
+    its requests. A request may make them stricter (a higher cost weight, a lower max cost),
+    never looser: a looser value is replaced by the tier's."""
+
+    cost_weight: float | None = None
+    max_cost_usd: float | None = None
+    _capped: Constraints = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Most requests state no constraint: those of a capped tier share one frozen value.
+        object.__setattr__(self, "_capped", Constraints(max_cost_usd=self.max_cost_usd))
+
+    def cost_weight_for(self, requested: float | None, default: float) -> float:
+        floor = self.cost_weight
+        if floor is None:
+            return default if requested is None else requested
+        return floor if requested is None or requested < floor else requested
+
+    def constraints_for(self, asked: Constraints) -> Constraints:
+        cap = self.max_cost_usd
+        if cap is None or (asked.max_cost_usd is not None and asked.max_cost_usd <= cap):
+            return asked
+        if (
+            asked.max_latency_ms is None
+            and not asked.sensitive
+            and asked.min_context_tokens is None
+        ):
+            return self._capped
+        return replace(asked, max_cost_usd=cap)
 
 
 @dataclass(frozen=True)

@@ -237,13 +237,17 @@ class Router:
         await asyncio.to_thread(self._store.add_spend, budget.scope, budget.period(now), priced)
 
     def _tenant_tier(self, request: RouteRequest) -> tuple[float, Constraints]:
-        """The request's cost weight and constraints; no tier steps in yet (see below)."""
-        cost_weight = (
-            self._options.default_cost_weight
-            if request.cost_weight is None
-            else request.cost_weight
+        """The request's cost weight and constraints, with its tenant's tier applied (a
+        request may make them stricter than its tenant's, never looser)."""
+        default = self._options.default_cost_weight
+        tier = None if request.tenant is None else self._options.tenant_tiers.get(request.tenant)
+        if tier is None:
+            requested = request.cost_weight
+            return default if requested is None else requested, request.constraints
+        return (
+            tier.cost_weight_for(request.cost_weight, default),
+            tier.constraints_for(request.constraints),
         )
-        return cost_weight, request.constraints
 
     async def route(self, request: RouteRequest) -> RouteResult:
         started = time.perf_counter()

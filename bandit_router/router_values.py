@@ -15,7 +15,7 @@ from bandit_router.core import (
     InvalidInput,
     ModelSpec,
 )
-from bandit_router.eligibility import Constraints
+from bandit_router.eligibility import Constraints, TenantTier
 from bandit_router.escalation import DEFAULT_MAX_ATTEMPTS
 from bandit_router.experiments import Experiment, Variant
 from bandit_router.storage.base import DecisionRecord
@@ -116,6 +116,8 @@ class RouterOptions:
     """Attempts one request may make: a first try and max_attempts − 1 escalations."""
     default_experiment: str | None = None
     """The experiment a request that names none is drawn from (None: the policy serves it)."""
+    tenant_tiers: Mapping[str, TenantTier] = field(default_factory=dict)
+    """Per tenant, the cost weight and max cost its requests may tighten, never loosen."""
 
 
 class PolicyHost(Protocol):

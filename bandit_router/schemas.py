@@ -91,7 +91,9 @@ class RouteIn(_Strict):
     candidates: list[Name] | None = Field(default=None, min_length=1, max_length=1000)
     constraints: RouteConstraints = Field(default_factory=RouteConstraints)
     cost_weight: Dollars | None = Field(
-        default=None, description="λ of reward = quality − λ·cost_usd for this request."
+        default=None,
+        description="λ of reward = quality − λ·cost_usd for this request. A tenant's "
+        "cost_weight replaces a lower (looser) one; the answer's cost_weight is what was used.",
     )
     unit_id: Name | None = None
     experiment: Name | None = None

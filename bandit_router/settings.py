@@ -80,7 +80,10 @@ class _TenantSection(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    api_keys: list[ApiKey] = Field(min_length=1)
+    api_keys: list[ApiKey] = Field(default_factory=list)
+    # The tenant's quality tier: its requests' defaults, which they may tighten, never loosen.
+    cost_weight: float | None = Field(default=None, ge=0.0, le=1e6, allow_inf_nan=False)
+    max_cost_usd: float | None = Field(default=None, ge=0.0, le=1e6, allow_inf_nan=False)
 
 
 class _BudgetSection(BaseModel):
@@ -164,6 +167,8 @@ class RouterConfig:
     """The [rules] section as a document (eligibility.Rules.from_document)."""
     tenant_keys: Mapping[str, str] = field(default_factory=dict)
     """API key → tenant name; these keys are in api_keys too."""
+    tenant_tiers: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    """Per tenant with a tier, its cost_weight and max_cost_usd as TenantTier takes them."""
     new_model_share: float = 1.0
     new_model_outcomes: int = 100
     extra_policies: tuple[PolicySpec, ...] = ()
@@ -299,6 +304,15 @@ def config_from_mapping(
         health=parsed.health.model_dump(),
         rules=parsed.rules.model_dump(),
         tenant_keys=tenant_keys,
+        tenant_tiers={
+            name: tier
+            for name, tenant in parsed.tenants.items()
+            if (
+                tier := tenant.model_dump(
+                    include={"cost_weight", "max_cost_usd"}, exclude_none=True
+                )
+            )
+        },
         new_model_share=router.new_model_share,
         new_model_outcomes=router.new_model_outcomes,
         extra_policies=tuple(
