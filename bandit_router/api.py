@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import operator
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
@@ -175,13 +174,13 @@ def _error_response(error: DomainError) -> JSONResponse:
 ROUTE_FIELDS = tuple(RouteOut.model_fields)
 """The /route answer's fields: RouteOut's, the model /openapi.json documents, read off the
 router's RouteResult by name (tests/test_route_schema.py checks real answers against it)."""
-_route_values = operator.attrgetter(*ROUTE_FIELDS)
 
 
 def _route_body(result: RouteResult) -> dict[str, Any]:
-    # One C-level read of every field, no per-field Python call and no pydantic validation:
-    # orjson renders the tuples and dicts as they are.
-    return dict(zip(ROUTE_FIELDS, _route_values(result), strict=True))
+    # No pydantic validation per answer: orjson renders the tuples and dicts as they are. (As
+    # fast as the literal dict it replaces, which copied three mappings; an attrgetter zipped
+    # with strict=True took three times as long.)
+    return {name: getattr(result, name) for name in ROUTE_FIELDS}
 
 
 _NO_CONSTRAINTS = Constraints()
