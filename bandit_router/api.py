@@ -127,23 +127,16 @@ def _error_response(error: DomainError) -> JSONResponse:
     return JSONResponse({"detail": str(error)}, status_code=400)
 
 
+ROUTE_FIELDS = tuple(RouteOut.model_fields)
+"""The /route answer's fields: RouteOut's, the model /openapi.json documents, read off the
+router's RouteResult by name (tests/test_route_schema.py checks real answers against it)."""
+
+
 def _route_body(result: RouteResult) -> dict[str, Any]:
-    return {
-        "decision_id": result.decision_id,
-        "model": result.model,
-        "probability": result.probability,
-        "policy": result.policy,
-        "experiment": result.experiment,
-        "variant": result.variant,
-        "cost_weight": result.cost_weight,
-        "fallbacks": list(result.fallbacks),
-        "scores": result.scores,
-        "excluded": dict(result.excluded),
-        "context": dict(result.context),
-        "attempt": result.attempt,
-        "max_attempts": result.max_attempts,
-        "chain_id": result.chain_id,
-    }
+    # No pydantic validation per answer: orjson renders the tuples and dicts as they are. (As
+    # fast as the literal dict it replaces, which copied three mappings; an attrgetter zipped
+    # with strict=True took three times as long.)
+    return {name: getattr(result, name) for name in ROUTE_FIELDS}
 
 
 _NO_CONSTRAINTS = Constraints()

@@ -77,6 +77,13 @@ class Pacer:
     _paces: dict[str, _Pace] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def budget_for(self, experiment: str | None, tenant: str | None) -> Budget | None:
+        """A request's budget: its experiment's first, then its tenant's, then the default."""
+        budgets = self.budgets
+        return (budgets.get(f"experiment:{experiment}") if experiment else None) or budgets.get(
+            tenant or DEFAULT_SCOPE
+        )
+
     def update(self, budget: Budget, spend_usd: float, now: datetime) -> float:
         """Moves the scope's μ by its pace error (a new period starts from 0); returns μ."""
         period = budget.period(now)

@@ -24,6 +24,26 @@ last and its grade. A first attempt's context has none of them."""
 ErrorKind: TypeAlias = Literal["rate_limited", "timeout", "server_error", "refused"]
 ERROR_KINDS: tuple[str, ...] = get_args(ErrorKind)
 
+ExclusionReason: TypeAlias = Literal[
+    "not_candidate",
+    "disabled",
+    "missing_capability",
+    "denied",
+    "not_local",
+    "context_too_long",
+    "over_max_cost",
+    "unhealthy",
+    "too_slow",
+    "already_tried",
+    "rate_limited",
+    "over_budget",
+    "new_model_quota",
+]
+"""Why a model was not eligible for a request (eligibility.py), in the order of precedence:
+the first that applies is reported. ``over_max_cost``: the model's predicted cost is above the
+request's (or its tenant's) max_cost_usd; ``over_budget``: a budget's cap leaves only the
+cheapest eligible models."""
+
 
 @dataclass(frozen=True)
 class ModelSpec:

@@ -1,12 +1,18 @@
-"""Which models of the pool one request may use, and why each other one may not."""
+"""Which models of the pool one request may use, and why each other one may not.
+
+Every mask is a named step here, and none reads storage: the router reads what a step needs
+(the health board's verdicts, the rate usage, the budget's remaining money, the outcome counts)
+and passes it in. The static rules (``split_eligible``) and the run-time masks (``blocked``)
+meet in ``settle``, which reapplies them until no step masks another model.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bandit_router.core import Arm, ModelSpec, make_tuple
+from bandit_router.core import Arm, ModelSpec, NoEligibleModel, make_tuple, stable_uniform
 
 
 @dataclass(frozen=True)
@@ -18,6 +24,39 @@ class Constraints:
     max_latency_ms: float | None = None
     sensitive: bool = False
     min_context_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class TenantTier:
+    """A tenant's quality tier (``[tenants.NAME] cost_weight, max_cost_usd``): the defaults of
+    its requests. A request may make them stricter (a higher cost weight, a lower max cost),
+    never looser: a looser value is replaced by the tier's."""
+
+    cost_weight: float | None = None
+    max_cost_usd: float | None = None
+    _capped: Constraints = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Most requests state no constraint: those of a capped tier share one frozen value.
+        object.__setattr__(self, "_capped", Constraints(max_cost_usd=self.max_cost_usd))
+
+    def cost_weight_for(self, requested: float | None, default: float) -> float:
+        floor = self.cost_weight
+        if floor is None:
+            return default if requested is None else requested
+        return floor if requested is None or requested < floor else requested
+
+    def constraints_for(self, asked: Constraints) -> Constraints:
+        cap = self.max_cost_usd
+        if cap is None or (asked.max_cost_usd is not None and asked.max_cost_usd <= cap):
+            return asked
+        if (
+            asked.max_latency_ms is None
+            and not asked.sensitive
+            and asked.min_context_tokens is None
+        ):
+            return self._capped
+        return replace(asked, max_cost_usd=cap)
 
 
 @dataclass(frozen=True)
@@ -131,9 +170,10 @@ def split_eligible(
     """Applies the masks before any policy sees the arms, so propensities are over the eligible.
 
     The first failing rule names the reason, in the order: not_candidate, disabled, the
-    ``rules`` (missing_capability, denied), not_local, context_too_long, over_budget, then the
-    reason ``blocked`` gives a model (the run-time masks: unhealthy, too_slow, rate_limited,
-    ...).
+    ``rules`` (missing_capability, denied), not_local, context_too_long, over_max_cost (the
+    model's predicted cost is above ``constraints.max_cost_usd``), then the reason ``blocked``
+    gives a model (the run-time masks: unhealthy, too_slow, already_tried, rate_limited,
+    over_budget, new_model_quota).
     """
     allowed = None if candidates is None else set(candidates)
     needed_context = max(
@@ -163,9 +203,118 @@ def split_eligible(
         elif model.context_window < needed_context:
             excluded[model.name] = "context_too_long"
         elif max_cost is not None and cost > max_cost:
-            excluded[model.name] = "over_budget"
+            excluded[model.name] = "over_max_cost"
         elif blocked and model.name in blocked:
             excluded[model.name] = blocked[model.name]
         else:
             eligible.append(make_tuple(Arm, (model.name, cost, model.tags, model.prior_quality)))
     return Eligibility(eligible=tuple(eligible), excluded=excluded)
+
+
+def unavailable(
+    unhealthy: Iterable[str], too_slow: Iterable[str], tried: Iterable[str]
+) -> dict[str, str]:
+    """The first run-time masks: open breakers (``unhealthy``), then models over the request's
+    ``max_latency_ms`` (``too_slow``), then the models an escalation already tried
+    (``already_tried``, which replaces any earlier reason). Later masks add to this dict."""
+    blocked = dict.fromkeys(unhealthy, "unhealthy")
+    for name in too_slow:
+        blocked.setdefault(name, "too_slow")
+    for name in tried:
+        blocked[name] = "already_tried"
+    return blocked
+
+
+def mask_over_rate(
+    blocked: dict[str, str],
+    rate_limited: Sequence[ModelSpec],
+    usage: Mapping[str, tuple[int, int]],
+    tokens: int,
+) -> None:
+    """Masks (``rate_limited``) the models whose minute, by ``usage`` (requests, tokens) across
+    every process, cannot take ``tokens`` more; an earlier reason (unhealthy, ...) stays."""
+    for model in rate_limited:
+        requests, used = usage.get(model.name, (0, 0))
+        rpm, tpm = model.requests_per_minute, model.tokens_per_minute
+        if (rpm is not None and requests >= rpm) or (tpm is not None and used + tokens > tpm):
+            blocked.setdefault(model.name, "rate_limited")
+
+
+def over_budget(eligible: Sequence[Arm], remaining_usd: float) -> dict[str, str]:
+    """A budget's cap: the models priced above what the budget has left, unless they are the
+    cheapest eligible, so that only the cheapest remain (a free local model keeps serving)."""
+    cheapest = min(arm.prior_cost_usd for arm in eligible)
+    return {
+        arm.name: "over_budget"
+        for arm in eligible
+        if arm.prior_cost_usd > remaining_usd and arm.prior_cost_usd > cheapest
+    }
+
+
+@dataclass(frozen=True)
+class NewModelQuota:
+    """A model with fewer than ``outcomes`` scored outcomes is eligible for ``share`` of the
+    requests only, while some eligible model has that many."""
+
+    share: float
+    outcomes: int
+
+    def held_back(
+        self, eligible: Sequence[Arm], scored: Mapping[str, int], draw_key: str
+    ) -> dict[str, str]:
+        """The new models this request may not try (``new_model_quota``): each is let through
+        on its share of requests, by a uniform ``draw_key`` fixes (a reproducible mask)."""
+        needed = self.outcomes
+        new = [arm.name for arm in eligible if scored.get(arm.name, 0) < needed]
+        if not new or len(new) == len(eligible):
+            return {}  # nothing is new, or nothing is established to fall back on
+        share = self.share
+        return {
+            name: "new_model_quota"
+            for name in new
+            if stable_uniform("quota", draw_key, name) >= share
+        }
+
+
+def settle(
+    models: Sequence[ModelSpec],
+    *,
+    prompt_tokens: float,
+    expected_output_tokens: int,
+    candidates: Sequence[str] | None,
+    constraints: Constraints,
+    blocked: dict[str, str],
+    rules: Rules,
+    task: str,
+    tenant: str | None,
+    remaining_usd: float | None,
+    quota: NewModelQuota | None,
+    scored: Mapping[str, int],
+    draw_key: str,
+) -> Eligibility:
+    """The static rules and the run-time masks, then the masks that depend on what is
+    eligible: the budget's cap (``remaining_usd``; None: no budget) and the new-model quota.
+    Each of those adds to ``blocked`` and the split is made again, until none masks another
+    model. Raises NoEligibleModel, with every model's reason, when none is left."""
+    while True:
+        eligibility = split_eligible(
+            models,
+            prompt_tokens=prompt_tokens,
+            expected_output_tokens=expected_output_tokens,
+            candidates=candidates,
+            constraints=constraints,
+            blocked=blocked,
+            rules=rules,
+            task=task,
+            tenant=tenant,
+        )
+        eligible = eligibility.eligible
+        if not eligible:
+            raise NoEligibleModel(eligibility.excluded)
+        if remaining_usd is not None and (over := over_budget(eligible, remaining_usd)):
+            blocked.update(over)
+            continue
+        if quota is not None and (held := quota.held_back(eligible, scored, draw_key)):
+            blocked.update(held)
+            continue
+        return eligibility

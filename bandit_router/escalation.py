@@ -23,10 +23,17 @@ exactly where learning the final returns once would have put it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
-from bandit_router.core import ESCALATION_FEATURES, Features, FeatureValue, Outcome
+from bandit_router.core import (
+    ESCALATION_FEATURES,
+    Features,
+    FeatureValue,
+    InvalidInput,
+    Outcome,
+)
 
 DEFAULT_MAX_ATTEMPTS = 2
 
@@ -93,3 +100,98 @@ def escalation_features(base: Features, previous: Sequence[Attempt]) -> dict[str
         features[previous_model] = last.model
         features[previous_quality] = last.quality
     return features
+
+
+class LoggedAttempt(Protocol):
+    """What the check of ``previous`` reads of a logged decision (storage's DecisionRecord)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def tenant(self) -> str | None: ...
+    @property
+    def shadow_of(self) -> str | None: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def previous_id(self) -> str | None: ...
+    @property
+    def chain(self) -> str: ...
+
+
+class Grade(Protocol):
+    """What it reads of an attempt's graded feedback (storage's FeedbackRecord)."""
+
+    @property
+    def quality(self) -> float | None: ...
+    @property
+    def cost_usd(self) -> float: ...
+    @property
+    def latency_ms(self) -> float | None: ...
+
+
+LoggedT = TypeVar("LoggedT", bound=LoggedAttempt)
+
+
+def check_previous_ids(ids: Sequence[str], max_attempts: int) -> None:
+    """Before anything is read: room for one more attempt, and no attempt listed twice."""
+    if len(ids) >= max_attempts:
+        raise InvalidInput(
+            ("previous",),
+            f"previous lists {len(ids)} attempts and max_attempts is {max_attempts}: "
+            "no further attempt is allowed",
+        )
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        raise InvalidInput(("previous",), f"decisions listed more than once: {repeated}")
+
+
+def previous_attempts(
+    ids: Sequence[str],
+    found: Mapping[str, tuple[LoggedT, Grade | None]],
+    tenant: str | None,
+) -> tuple[list[LoggedT], list[Attempt]]:
+    """The request's earlier attempts (``found``: the logged decisions among ``ids``, each with
+    its graded feedback), checked: known, of one request's chain in order, and graded. Another
+    tenant's decision is reported as unknown, not as someone's."""
+    unknown = [i for i in ids if i not in found or found[i][0].tenant != tenant]
+    if unknown:
+        raise InvalidInput(("previous",), f"unknown decisions: {unknown}")
+    decisions = [found[i][0] for i in ids]
+    foreign = []
+    for index, decision in enumerate(decisions):
+        if decision.shadow_of is not None:
+            foreign.append(f"{decision.id} is a shadow decision, never served")
+        elif decision.attempt != index + 1 or decision.previous_id != (
+            ids[index - 1] if index else None
+        ):
+            foreign.append(
+                f"{decision.id} is attempt {decision.attempt} of request "
+                f"{decision.chain}, not attempt {index + 1} of this one"
+            )
+    if foreign:
+        raise InvalidInput(
+            ("previous",),
+            "previous must list one request's attempts, first to last: " + "; ".join(foreign),
+        )
+    graded = {i: grade for i in ids if (grade := found[i][1]) is not None}
+    ungraded = [i for i in ids if i not in graded]
+    if ungraded:
+        raise InvalidInput(
+            ("previous",),
+            f"decisions without a graded feedback: {ungraded}; POST /feedback with a "
+            "quality for each attempt before escalating",
+        )
+    attempts = [
+        Attempt(
+            decision.id,
+            decision.model,
+            graded[decision.id].quality or 0.0,
+            graded[decision.id].cost_usd,
+            graded[decision.id].latency_ms,
+        )
+        for decision in decisions
+    ]
+    return decisions, attempts

@@ -56,6 +56,14 @@ class Experiment:
         """The first variant: what the others are compared with."""
         return self.variants[0]
 
+    def serving(self, unit_id: str | None, decision_id: str, first: str | None) -> Variant:
+        """The variant that serves a request: an escalation stays with the variant that served
+        its first try (``first``, when that try was of this experiment), if it still exists."""
+        for variant in self.variants if first is not None else ():
+            if variant.name == first:
+                return variant
+        return self.assign(unit_id, decision_id)
+
     def assign(self, unit_id: str | None, decision_id: str) -> Variant:
         point = (
             stable_uniform(self.salt, "unit", unit_id)

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from bandit_router import api
 from bandit_router.budget import Budget, Pacer
 from bandit_router.core import PolicySpec
-from bandit_router.eligibility import Rules
+from bandit_router.eligibility import Rules, TenantTier
 from bandit_router.experiments import Experiment
 from bandit_router.health import BreakerSettings, HealthBoard
 from bandit_router.keys import KeyRing
@@ -110,6 +110,9 @@ def create_app(
             new_model_outcomes=config.new_model_outcomes,
             max_attempts=config.max_attempts,
             default_experiment=config.default_experiment,
+            tenant_tiers={
+                name: TenantTier(**values) for name, values in config.tenant_tiers.items()
+            },
         ),
     )
 

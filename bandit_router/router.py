@@ -3,165 +3,49 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Protocol
 
-from bandit_router.budget import DEFAULT_SCOPE, Pacer, PaceState
+from bandit_router.budget import Budget, Pacer, PaceState
 from bandit_router.catalog import Catalog, Pool
 from bandit_router.core import (
-    Arm,
     Conflict,
     Context,
     Decision,
     FeatureValue,
     InvalidInput,
     ModelSpec,
-    NoEligibleModel,
     NotFound,
-    stable_uniform,
     time_ordered_uuid,
 )
-from bandit_router.eligibility import Constraints, split_eligible
-from bandit_router.escalation import (
-    DEFAULT_MAX_ATTEMPTS,
-    Attempt,
-    escalation_features,
+from bandit_router.eligibility import (
+    Constraints,
+    Eligibility,
+    NewModelQuota,
+    Rules,
+    mask_over_rate,
+    settle,
+    unavailable,
 )
+from bandit_router.escalation import (
+    check_previous_ids,
+    escalation_features,
+    previous_attempts,
+)
+from bandit_router.experiments import Experiment, Variant
 from bandit_router.features import featurize, prompt_words
 from bandit_router.health import Health, HealthBoard
 from bandit_router.metrics import Metrics
 from bandit_router.reward import resolve_cost, reward_of
-from bandit_router.storage.base import (
-    DecisionLog,
-    DecisionRecord,
-    FeedbackRecord,
-    ServingStore,
-)
-
-
-class PolicyHost(Protocol):
-    """Serves a named policy's choices and applies newly logged feedback to it."""
-
-    def choose(self, policy_name: str, context: Context) -> tuple[Decision, int]: ...
-
-    def reads_words(self, policy_name: str) -> bool: ...
-
-    def hosts(self, policy_name: str) -> bool: ...
-
-    def is_late(self, decision: DecisionRecord, at: datetime) -> bool:
-        """Whether feedback arriving at ``at`` comes after the decision's reward window."""
-        ...
-
-    def catch_up(self) -> int: ...
-
-    def versions(self) -> dict[str, int]:
-        """Each served policy's version: how many outcomes it has learned."""
-        ...
-
-
-@dataclass(frozen=True)
-class RouteRequest:
-    text: str
-    text_field: str
-    """Which request field the text came from (`prompt` or `messages`), to name it in errors."""
-    task_type: str | None = None
-    features: Mapping[str, FeatureValue] = field(default_factory=dict)
-    candidates: Sequence[str] | None = None
-    constraints: Constraints = field(default_factory=Constraints)
-    cost_weight: float | None = None
-    unit_id: str | None = None
-    experiment: str | None = None
-    tenant: str | None = None
-    """The tenant of the API key the request came with, if tenants are configured."""
-    previous: Sequence[str] = ()
-    """Escalation: the decision ids of the attempts already made for this request, first to
-    last, each graded (see escalation.py)."""
-
-
-@dataclass(frozen=True)
-class RouteResult:
-    decision_id: str
-    model: str
-    probability: float
-    policy: str
-    experiment: str | None
-    variant: str | None
-    fallbacks: tuple[str, ...]
-    scores: Mapping[str, Mapping[str, float]]
-    """Per eligible model: expected_quality, expected_cost_usd, exploration_bonus, score,
-    probability."""
-    excluded: Mapping[str, str]
-    context: Mapping[str, FeatureValue]
-    cost_weight: float
-    attempt: int = 1
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    chain_id: str = ""
-    """The first attempt's decision id, shared by every attempt of the request."""
-
-
-@dataclass(frozen=True)
-class FeedbackRequest:
-    decision_id: str
-    quality: float | None = None
-    cost_usd: float | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    latency_ms: float | None = None
-    error: str | None = None
-    source: str = "grader"
-    tenant: str | None = None
-    """The tenant of the caller's key; its feedback may name its own tenant's decisions only."""
-    every_tenant: bool = False
-    """The caller sees every tenant's decisions (an admin key)."""
-
-
-@dataclass(frozen=True)
-class FeedbackResult:
-    decision_id: str
-    reward: float | None
-    duplicate: bool
-    late: bool = False
-    """Stored after the decision's reward window closed: kept and reported, not learned."""
-
-
-@dataclass(frozen=True)
-class RouterOptions:
-    policy: str
-    default_cost_weight: float
-    expected_output_tokens: int
-    max_prompt_bytes: int
-    new_model_share: float = 1.0
-    """A model with fewer than ``new_model_outcomes`` scored outcomes is eligible for this
-    share of requests only (1.0: no quota), while some eligible model has that many."""
-    new_model_outcomes: int = 0
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    """Attempts one request may make: a first try and max_attempts − 1 escalations."""
-    default_experiment: str | None = None
-    """The experiment a request that names none is drawn from (None: the policy serves it)."""
-
-
-def _scores_of(decision: Decision) -> dict[str, dict[str, float]]:
-    return {
-        s.model: {
-            "expected_quality": s.expected_quality,
-            "expected_cost_usd": s.expected_cost_usd,
-            "exploration_bonus": s.exploration_bonus,
-            "score": s.score,
-            "probability": s.probability,
-        }
-        for s in decision.scores
-    }
-
-
-@functools.lru_cache(maxsize=1024)
-def _sorted_tags(tags: frozenset[str]) -> tuple[str, ...]:
-    """A model's tags as the log stores them; a pool has few distinct tag sets."""
-    return tuple(sorted(tags))
+from bandit_router.router_values import FeedbackRequest as FeedbackRequest
+from bandit_router.router_values import FeedbackResult as FeedbackResult
+from bandit_router.router_values import PolicyHost as PolicyHost
+from bandit_router.router_values import RouteRequest as RouteRequest
+from bandit_router.router_values import RouteResult as RouteResult
+from bandit_router.router_values import RouterOptions as RouterOptions
+from bandit_router.router_values import check_request, decision_record, shadow_record
+from bandit_router.storage.base import DecisionLog, DecisionRecord, FeedbackRecord, ServingStore
 
 
 class Router:
@@ -191,40 +75,15 @@ class Router:
             count_outcomes=options.new_model_share < 1.0,
         )
         self.metrics = Metrics()
-
-    async def _over_rate(self, pool: Pool, minute: int, tokens: int) -> dict[str, str]:
-        """The rate-limited models whose minute, across every process, cannot take this
-        request (its prompt and expected answer tokens)."""
-        rate_limited = pool.rate_limited
-        usage = await asyncio.to_thread(
-            self._store.rate_usage, [m.name for m in rate_limited], minute
+        self._quota = (
+            NewModelQuota(options.new_model_share, options.new_model_outcomes)
+            if options.new_model_share < 1.0
+            else None
         )
-        full = {}
-        for model in rate_limited:
-            requests, used = usage.get(model.name, (0, 0))
-            rpm, tpm = model.requests_per_minute, model.tokens_per_minute
-            if (rpm is not None and requests >= rpm) or (tpm is not None and used + tokens > tpm):
-                full[model.name] = "rate_limited"
-        return full
 
     def model_health(self, name: str) -> Health:
         self.catalog.model(name)
         return self.health.health(name)
-
-    def _quota(self, eligible: Sequence[Arm], draw_key: str) -> dict[str, str]:
-        """The new models this request may not try: each is let through on its share of
-        requests, by a uniform the decision id fixes (so the mask is reproducible)."""
-        needed = self._options.new_model_outcomes
-        outcomes = self.catalog.outcomes
-        new = [arm.name for arm in eligible if outcomes.get(arm.name, 0) < needed]
-        if not new or len(new) == len(eligible):
-            return {}  # nothing is new, or nothing is established to fall back on
-        share = self._options.new_model_share
-        return {
-            name: "new_model_quota"
-            for name in new
-            if stable_uniform("quota", draw_key, name) >= share
-        }
 
     def budgets(self) -> list[PaceState]:
         """Each budgeted scope's spend, pace and added cost weight in the current period."""
@@ -234,174 +93,94 @@ class Router:
             for budget in self.pacer.budgets.values()
         ]
 
-    def _check(self, request: RouteRequest) -> None:
-        # A character is at most 4 bytes of UTF-8: most prompts pass without being encoded.
-        too_long = len(request.text) * 4 > self._options.max_prompt_bytes
-        size = len(request.text.encode("utf-8", "surrogatepass")) if too_long else 0
-        if size > self._options.max_prompt_bytes:
-            raise InvalidInput(
-                (request.text_field,),
-                f"{request.text_field} is {size} bytes; the limit is "
-                f"{self._options.max_prompt_bytes}",
-            )
-        catalog = self.catalog
-        for index, name in enumerate(request.candidates or ()):
-            if name not in catalog.pool.by_name:
-                raise InvalidInput(("candidates", str(index)), f"unknown model {name!r}")
-        if request.experiment is not None and request.experiment not in catalog.experiments:
-            known = ", ".join(sorted(catalog.experiments)) or "none is configured"
-            raise InvalidInput(
-                ("experiment",), f"unknown experiment {request.experiment!r}; known: {known}"
-            )
-
     async def _previous_attempts(
-        self, request: RouteRequest
-    ) -> tuple[list[DecisionRecord], list[Attempt]]:
-        """The request's earlier attempts, checked: known, of this request's chain in order,
-        and graded. Another tenant's decision is reported as unknown, not as someone's."""
+        self, request: RouteRequest, features: dict[str, FeatureValue]
+    ) -> tuple[list[DecisionRecord], dict[str, FeatureValue]]:
+        """An escalation's earlier attempts, checked, and the context they add."""
         ids = list(request.previous)
-        limit = self._options.max_attempts
-        if len(ids) >= limit:
-            raise InvalidInput(
-                ("previous",),
-                f"previous lists {len(ids)} attempts and max_attempts is {limit}: "
-                "no further attempt is allowed",
-            )
-        repeated = sorted({i for i in ids if ids.count(i) > 1})
-        if repeated:
-            raise InvalidInput(("previous",), f"decisions listed more than once: {repeated}")
+        check_previous_ids(ids, self._options.max_attempts)
         found = await asyncio.to_thread(self._store.graded_decisions, ids)
-        unknown = [i for i in ids if i not in found or found[i][0].tenant != request.tenant]
-        if unknown:
-            raise InvalidInput(("previous",), f"unknown decisions: {unknown}")
-        decisions = [found[i][0] for i in ids]
-        foreign = []
-        for index, decision in enumerate(decisions):
-            if decision.shadow_of is not None:
-                foreign.append(f"{decision.id} is a shadow decision, never served")
-            elif decision.attempt != index + 1 or decision.previous_id != (
-                ids[index - 1] if index else None
-            ):
-                foreign.append(
-                    f"{decision.id} is attempt {decision.attempt} of request "
-                    f"{decision.chain}, not attempt {index + 1} of this one"
-                )
-        if foreign:
-            raise InvalidInput(
-                ("previous",),
-                "previous must list one request's attempts, first to last: " + "; ".join(foreign),
-            )
-        graded = {i: grade for i in ids if (grade := found[i][1]) is not None}
-        ungraded = [i for i in ids if i not in graded]
-        if ungraded:
-            raise InvalidInput(
-                ("previous",),
-                f"decisions without a graded feedback: {ungraded}; POST /feedback with a "
-                "quality for each attempt before escalating",
-            )
-        attempts = [
-            Attempt(
-                decision.id,
-                decision.model,
-                graded[decision.id].quality or 0.0,
-                graded[decision.id].cost_usd,
-                graded[decision.id].latency_ms,
-            )
-            for decision in decisions
-        ]
-        return decisions, attempts
+        chain, attempts = previous_attempts(ids, found, request.tenant)
+        return chain, escalation_features(features, attempts)
 
-    async def route(self, request: RouteRequest) -> RouteResult:
-        started = time.perf_counter()
-        self._check(request)
-        features = featurize(request.text, request.task_type, request.features)
-        chain: list[DecisionRecord] = []
-        if request.previous:
-            chain, attempts = await self._previous_attempts(request)
-            features = escalation_features(features, attempts)
-        prompt_tokens = float(features["tokens"])
-        # One version of the pool, the rules and the experiments for the whole request, though
-        # a reload may replace them meanwhile.
-        catalog = self.catalog
-        pool, rules, experiments = catalog.pool, catalog.rules, catalog.experiments
-        models = pool.by_name
-        unhealthy = self.health.unavailable(models)
-        blocked = dict.fromkeys(unhealthy, "unhealthy")
-        max_latency_ms = request.constraints.max_latency_ms
-        if max_latency_ms is not None:
-            for model in self.health.slower_than(models, max_latency_ms):
-                blocked.setdefault(model, "too_slow")
-        for tried in chain:
-            blocked[tried.model] = "already_tried"
-        expected_tokens = int(prompt_tokens) + self._options.expected_output_tokens
-        now = self._clock()
-        minute = int(now.timestamp() // 60)
+    async def _masks(
+        self,
+        pool: Pool,
+        chain: Sequence[DecisionRecord],
+        max_latency_ms: float | None,
+        minute: int,
+        expected_tokens: int,
+    ) -> dict[str, str]:
+        """The run-time masks, in their order: unhealthy, too_slow, already_tried, then the
+        rate-limited models whose minute, across every process, cannot take this request."""
+        models, health = pool.by_name, self.health
+        blocked = unavailable(
+            health.unavailable(models),
+            () if max_latency_ms is None else health.slower_than(models, max_latency_ms),
+            [tried.model for tried in chain] if chain else (),
+        )
         if pool.rate_limited:
-            for model, reason in (await self._over_rate(pool, minute, expected_tokens)).items():
-                blocked.setdefault(model, reason)  # an earlier reason (unhealthy, ...) stays
-        cost_weight = (
-            self._options.default_cost_weight
-            if request.cost_weight is None
-            else request.cost_weight
-        )
-        # An experiment's budget first, then the tenant's, then the default one.
-        # A request that names no experiment is drawn from the default one, when configured.
-        experiment_name = request.experiment or self._options.default_experiment
-        budgets = self.pacer.budgets
-        budget = (
-            budgets.get(f"experiment:{experiment_name}") if experiment_name else None
-        ) or budgets.get(request.tenant or DEFAULT_SCOPE)
-        remaining = math.inf
-        if budget is not None:
-            spend = await asyncio.to_thread(self._store.spend, budget.scope, budget.period(now))
-            cost_weight += self.pacer.update(budget, spend, now)
-            remaining = budget.usd - spend
-        decision_id = time_ordered_uuid()
-        policy_name, experiment, variant = self._options.policy, None, None
-        if experiment_name is not None:
-            experiment = experiments.get(experiment_name)
-            if experiment is None:  # replaced by a reload since _check
-                raise InvalidInput(("experiment",), f"unknown experiment {experiment_name!r}")
-            variant = experiment.assign(request.unit_id, decision_id)
-            first = chain[0] if chain else None
-            if first is not None and first.experiment == experiment.name:
-                # An escalation stays with the variant that served the request's first try.
-                variant = next((v for v in experiment.variants if v.name == first.variant), variant)
-            policy_name = variant.policy
-        reads_words = self._policies.reads_words(policy_name) or (
-            experiment is not None
-            and any(self._policies.reads_words(shadow.policy) for shadow in experiment.shadows)
-        )
-        words = prompt_words(request.text) if reads_words else ()
+            rate_limited = pool.rate_limited
+            usage = await asyncio.to_thread(
+                self._store.rate_usage, [m.name for m in rate_limited], minute
+            )
+            mask_over_rate(blocked, rate_limited, usage, expected_tokens)
+        return blocked
+
+    def _variant(
+        self,
+        experiment_name: str | None,
+        chain: Sequence[DecisionRecord],
+        decision_id: str,
+        unit_id: str | None,
+        experiments: Mapping[str, Experiment],
+    ) -> tuple[str, Experiment | None, Variant | None]:
+        """The policy that serves the request: its experiment's variant's, else the default."""
+        if experiment_name is None:
+            return self._options.policy, None, None
+        experiment = experiments.get(experiment_name)
+        if experiment is None:  # replaced by a reload since check_request
+            raise InvalidInput(("experiment",), f"unknown experiment {experiment_name!r}")
+        first = chain[0] if chain and chain[0].experiment == experiment.name else None
+        variant = experiment.serving(unit_id, decision_id, None if first is None else first.variant)
+        return variant.policy, experiment, variant
+
+    async def _choose(
+        self,
+        request: RouteRequest,
+        *,
+        features: dict[str, FeatureValue],
+        words: tuple[str, ...],
+        cost_weight: float,
+        decision_id: str,
+        policy_name: str,
+        pool: Pool,
+        rules: Rules,
+        constraints: Constraints,
+        blocked: dict[str, str],
+        remaining_usd: float | None,
+        minute: int,
+        expected_tokens: int,
+    ) -> tuple[Eligibility, Context, Decision, int]:
+        """The policy's choice over the eligible models. When another request took the
+        chosen model's last rate slot since the usage was read, the model is masked
+        (rate_limited) and the choice made again, over the models still eligible."""
         while True:
-            eligibility = split_eligible(
+            eligibility = settle(
                 pool.models,
-                prompt_tokens=prompt_tokens,
+                prompt_tokens=float(features["tokens"]),
                 expected_output_tokens=self._options.expected_output_tokens,
                 candidates=request.candidates,
-                constraints=request.constraints,
+                constraints=constraints,
                 blocked=blocked,
                 rules=rules,
                 task=str(features["task_type"]),
                 tenant=request.tenant,
+                remaining_usd=remaining_usd,
+                quota=self._quota,
+                scored=self.catalog.outcomes,
+                draw_key=decision_id,
             )
-            if not eligibility.eligible:
-                raise NoEligibleModel(eligibility.excluded)
-            if budget is not None:  # without one, nothing is over what remains (infinity)
-                cheapest = min(arm.prior_cost_usd for arm in eligibility.eligible)
-                over = {
-                    arm.name: "over_budget"
-                    for arm in eligibility.eligible
-                    if arm.prior_cost_usd > remaining and arm.prior_cost_usd > cheapest
-                }
-                if over:  # the budget's cap: only the cheapest eligible models remain
-                    blocked.update(over)
-                    continue
-            if self._options.new_model_share < 1.0 and (
-                quota := self._quota(eligibility.eligible, decision_id)
-            ):
-                blocked.update(quota)
-                continue
             context = Context(
                 features=features,
                 arms=eligibility.eligible,
@@ -410,7 +189,7 @@ class Router:
                 words=words,
             )
             decision, version = self._policies.choose(policy_name, context)
-            chosen = models[decision.model]
+            chosen = pool.by_name[decision.model]
             if not chosen.rate_limited or await asyncio.to_thread(
                 self._store.take_rate,
                 chosen.name,
@@ -419,58 +198,23 @@ class Router:
                 max_requests=chosen.requests_per_minute,
                 max_tokens=chosen.tokens_per_minute,
             ):
-                break
-            # Another request took the model's last slot since the usage was read: the model
-            # is masked and the choice made again, over the models still eligible.
+                return eligibility, context, decision, version
             blocked[chosen.name] = "rate_limited"
-        if budget is not None:
-            priced = next(a.prior_cost_usd for a in context.arms if a.name == decision.model)
-            await asyncio.to_thread(self._store.add_spend, budget.scope, budget.period(now), priced)
-        self.health.routed(decision.model)
-        scores = _scores_of(decision)
-        record = DecisionRecord(
-            id=decision_id,
-            created_at=self._clock(),
-            policy=policy_name,
-            policy_version=version,
-            experiment=None if experiment is None else experiment.name,
-            variant=None if variant is None else variant.name,
-            unit_id=request.unit_id,
-            features=features,
-            eligible=context.arm_names,
-            prior_costs={arm.name: arm.prior_cost_usd for arm in context.arms},
-            model=decision.model,
-            probability=decision.probability,
-            cost_weight=cost_weight,
-            scores=scores,
-            excluded=eligibility.excluded,
-            words=context.words,
-            arm_tags={arm.name: _sorted_tags(arm.tags) for arm in context.arms if arm.tags},
-            prior_qualities={
-                arm.name: arm.prior_quality for arm in context.arms if arm.prior_quality is not None
-            },
-            attempt=len(chain) + 1,
-            previous_id=chain[-1].id if chain else None,
-            chain_id=chain[0].id if chain else None,
-            tenant=request.tenant,
-        )
+
+    async def _log(
+        self,
+        record: DecisionRecord,
+        context: Context,
+        experiment: Experiment | None,
+        chain: Sequence[DecisionRecord],
+    ) -> None:
+        """Logs the decision, and each shadow policy's choice on the same context (logged,
+        never served); an escalation's row first, alone, to refuse a second escalation."""
         records = [record]
         for shadow in experiment.shadows if experiment is not None else ():
-            # A shadow chooses on the same context; its choice is logged, never served.
             shadow_decision, shadow_version = self._policies.choose(shadow.policy, context)
             records.append(
-                replace(
-                    record,
-                    id=time_ordered_uuid(),
-                    policy=shadow.policy,
-                    policy_version=shadow_version,
-                    variant=shadow.name,
-                    model=shadow_decision.model,
-                    probability=shadow_decision.probability,
-                    scores=_scores_of(shadow_decision),
-                    shadow_of=decision_id,
-                    previous_id=None,  # only the served escalation continues the chain
-                )
+                shadow_record(record, time_ordered_uuid(), shadow, shadow_decision, shadow_version)
             )
         if chain:
             # Its own transaction: a second escalation of the same attempt (a retried request,
@@ -486,25 +230,95 @@ class Router:
             await self._decision_log.append(records[0])
         elif records:  # with shadows: their rows share one commit
             await asyncio.gather(*(self._decision_log.append(r) for r in records))
+
+    async def _charge(self, budget: Budget, now: datetime, context: Context, model: str) -> None:
+        """Reserves the served model's priced cost on the budget (every process counts it)."""
+        priced = next(arm.prior_cost_usd for arm in context.arms if arm.name == model)
+        await asyncio.to_thread(self._store.add_spend, budget.scope, budget.period(now), priced)
+
+    def _tenant_tier(self, request: RouteRequest) -> tuple[float, Constraints]:
+        """The request's cost weight and constraints, with its tenant's tier applied (a
+        request may make them stricter than its tenant's, never looser)."""
+        default = self._options.default_cost_weight
+        tier = None if request.tenant is None else self._options.tenant_tiers.get(request.tenant)
+        if tier is None:
+            requested = request.cost_weight
+            return default if requested is None else requested, request.constraints
+        return (
+            tier.cost_weight_for(request.cost_weight, default),
+            tier.constraints_for(request.constraints),
+        )
+
+    async def route(self, request: RouteRequest) -> RouteResult:
+        started = time.perf_counter()
+        known = self.catalog
+        check_request(
+            request, self._options.max_prompt_bytes, known.pool.by_name, known.experiments
+        )
+        features = featurize(request.text, request.task_type, request.features)
+        chain: list[DecisionRecord] = []
+        if request.previous:
+            chain, features = await self._previous_attempts(request, features)
+        cost_weight, constraints = self._tenant_tier(request)
+        # One version of the pool, the rules and the experiments for the whole request, though
+        # a reload may replace them meanwhile.
+        catalog = self.catalog
+        pool, rules, experiments = catalog.pool, catalog.rules, catalog.experiments
+        expected_tokens = int(features["tokens"]) + self._options.expected_output_tokens
+        now = self._clock()
+        minute = int(now.timestamp() // 60)
+        blocked = await self._masks(
+            pool, chain, constraints.max_latency_ms, minute, expected_tokens
+        )
+        # A request that names no experiment is drawn from the default one, when configured.
+        experiment_name = request.experiment or self._options.default_experiment
+        budget = self.pacer.budget_for(experiment_name, request.tenant)
+        remaining_usd = None
+        if budget is not None:
+            spend = await asyncio.to_thread(self._store.spend, budget.scope, budget.period(now))
+            cost_weight += self.pacer.update(budget, spend, now)
+            remaining_usd = budget.usd - spend
+        decision_id = time_ordered_uuid()
+        policy_name, experiment, variant = self._variant(
+            experiment_name, chain, decision_id, request.unit_id, experiments
+        )
+        reads_words = self._policies.reads_words(policy_name) or (
+            experiment is not None
+            and any(self._policies.reads_words(shadow.policy) for shadow in experiment.shadows)
+        )
+        eligibility, context, decision, version = await self._choose(
+            request,
+            features=features,
+            words=prompt_words(request.text) if reads_words else (),
+            cost_weight=cost_weight,
+            decision_id=decision_id,
+            policy_name=policy_name,
+            pool=pool,
+            rules=rules,
+            constraints=constraints,
+            blocked=blocked,
+            remaining_usd=remaining_usd,
+            minute=minute,
+            expected_tokens=expected_tokens,
+        )
+        if budget is not None:
+            await self._charge(budget, now, context, decision.model)
+        self.health.routed(decision.model)
+        record = decision_record(
+            request,
+            context,
+            decision,
+            at=self._clock(),
+            policy=(policy_name, version),
+            experiment=None if experiment is None else (experiment.name, variant),
+            excluded=eligibility.excluded,
+            chain=chain,
+        )
+        await self._log(record, context, experiment, chain)
         self.metrics.routed(
             policy_name, decision.model, record.attempt, time.perf_counter() - started
         )
-        return RouteResult(
-            decision_id=decision_id,
-            model=decision.model,
-            probability=decision.probability,
-            policy=f"{policy_name}@{version}",
-            experiment=None if experiment is None else experiment.name,
-            variant=None if variant is None else variant.name,
-            fallbacks=tuple(name for name in decision.ranked() if name != decision.model),
-            scores=scores,
-            excluded=eligibility.excluded,
-            context=features,
-            cost_weight=cost_weight,
-            attempt=record.attempt,
-            max_attempts=self._options.max_attempts,
-            chain_id=record.chain,
-        )
+        return RouteResult.of(record, decision, self._options.max_attempts)
 
     def feedback(self, request: FeedbackRequest) -> FeedbackResult:
         decision = self._store.get_decision(request.decision_id)

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from bandit_router.core import ErrorKind, ModelSpec
+from bandit_router.core import ErrorKind, ExclusionReason, ModelSpec
 
 
 def _storable(text: str) -> str:
@@ -61,7 +61,11 @@ class Message(BaseModel):
 
 
 class RouteConstraints(_Strict):
-    max_cost_usd: Dollars | None = None
+    max_cost_usd: Dollars | None = Field(
+        default=None,
+        description="Excludes (over_max_cost) a model whose predicted cost for this request is "
+        "above it. A tenant's max_cost_usd replaces a higher (looser) one.",
+    )
     max_latency_ms: (
         Annotated[
             float,
@@ -87,7 +91,9 @@ class RouteIn(_Strict):
     candidates: list[Name] | None = Field(default=None, min_length=1, max_length=1000)
     constraints: RouteConstraints = Field(default_factory=RouteConstraints)
     cost_weight: Dollars | None = Field(
-        default=None, description="λ of reward = quality − λ·cost_usd for this request."
+        default=None,
+        description="λ of reward = quality − λ·cost_usd for this request. A tenant's "
+        "cost_weight replaces a lower (looser) one; the answer's cost_weight is what was used.",
     )
     unit_id: Name | None = None
     experiment: Name | None = None
@@ -108,6 +114,8 @@ class RouteIn(_Strict):
 
 
 class ArmScoreOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     expected_quality: float
     expected_cost_usd: float
     exploration_bonus: float
@@ -116,6 +124,10 @@ class ArmScoreOut(BaseModel):
 
 
 class RouteOut(BaseModel):
+    """POST /route's answer; api.py renders exactly these fields of the router's RouteResult."""
+
+    model_config = ConfigDict(extra="forbid")
+
     decision_id: str
     model: str
     probability: float
@@ -125,7 +137,11 @@ class RouteOut(BaseModel):
     cost_weight: float
     fallbacks: list[str]
     scores: dict[str, ArmScoreOut]
-    excluded: dict[str, str]
+    excluded: dict[str, ExclusionReason] = Field(
+        description="each model not eligible, with the first reason that applies; "
+        "over_max_cost: its predicted cost is above max_cost_usd (the request's or its "
+        "tenant's); over_budget: a budget's cap leaves only the cheapest eligible models"
+    )
     context: dict[str, float | str]
     attempt: int = Field(description="1 for a first try, n for the (n − 1)-th escalation")
     max_attempts: int = Field(description="attempts a request may make; escalate while fewer")

@@ -7,7 +7,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bandit_router.core import ModelSpec, PolicySpec
 from bandit_router.escalation import DEFAULT_MAX_ATTEMPTS
 from bandit_router.keys import ApiKey, MalformedKey, Role, digest_of
+from bandit_router.schemas import ModelIn, RulesDoc
 
 DEFAULT_DATABASE_URL = "sqlite:///var/bandit_router.db"
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_models.toml")
@@ -47,28 +48,6 @@ class Settings(BaseSettings):
 
 class ConfigError(ValueError):
     """The configuration file is unreadable or breaks a rule; the message names the key."""
-
-
-_Price = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
-
-
-class _ModelEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=200)
-    provider: str = Field(min_length=1, max_length=100)
-    input_price_per_mtok: _Price
-    output_price_per_mtok: _Price
-    context_window: int = Field(gt=0)
-    tags: list[str] = Field(default_factory=list)
-    enabled: bool = True
-    requests_per_minute: int | None = Field(default=None, ge=1)
-    tokens_per_minute: int | None = Field(default=None, ge=1)
-    prior_quality: float | None = Field(default=None, ge=0.0, le=1.0)
-
-    def to_spec(self) -> ModelSpec:
-        # The fields are ModelSpec's own, by name; only the tags change type.
-        return ModelSpec(**{**self.model_dump(), "tags": frozenset(self.tags)})
 
 
 class _RouterSection(BaseModel):
@@ -104,23 +83,6 @@ class _LearningSection(BaseModel):
     settle_s: float = Field(default=2.0, ge=0.0, le=3600.0, allow_inf_nan=False)
 
 
-class _ListRule(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    allow: list[str] | None = None
-    deny: list[str] = Field(default_factory=list)
-
-
-class _RulesSection(BaseModel):
-    """Eligibility rules; see eligibility.Rules. PUT /rules replaces them at run time."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    required_tags: dict[str, list[str]] = Field(default_factory=dict)
-    tasks: dict[str, _ListRule] = Field(default_factory=dict)
-    tenants: dict[str, _ListRule] = Field(default_factory=dict)
-
-
 class _TenantSection(BaseModel):
     """A tenant is whoever holds one of its API keys; rules and budgets can name it."""
 
@@ -128,6 +90,9 @@ class _TenantSection(BaseModel):
 
     api_keys: list[str] = Field(default_factory=list)
     """Client keys of the tenant (as [keys.NAME] tables with `tenant` are)."""
+    # The tenant's quality tier: its requests' defaults, which they may tighten, never loosen.
+    cost_weight: float | None = Field(default=None, ge=0.0, le=1e6, allow_inf_nan=False)
+    max_cost_usd: float | None = Field(default=None, ge=0.0, le=1e6, allow_inf_nan=False)
 
 
 class _KeySection(BaseModel):
@@ -189,13 +154,15 @@ class _ConfigFile(BaseModel):
     router: _RouterSection = Field(default_factory=_RouterSection)
     learning: _LearningSection = Field(default_factory=_LearningSection)
     health: _HealthSection = Field(default_factory=_HealthSection)
-    rules: _RulesSection = Field(default_factory=_RulesSection)
+    # The same models as POST /models and PUT /rules validate: the file and the API accept
+    # and refuse the same entries.
+    rules: RulesDoc = Field(default_factory=RulesDoc)
     tenants: dict[str, _TenantSection] = Field(default_factory=dict)
     keys: dict[str, _KeySection] = Field(default_factory=dict)
     budgets: dict[str, _BudgetSection] = Field(default_factory=dict)
     experiments: dict[str, _ExperimentSection] = Field(default_factory=dict)
     policies: dict[str, dict[str, float | int | str | list[str]]] = Field(default_factory=dict)
-    models: list[_ModelEntry] = Field(min_length=1)
+    models: list[ModelIn] = Field(min_length=1)
 
 
 @dataclass(frozen=True)
@@ -219,6 +186,8 @@ class RouterConfig:
     """The [health] section's values, as BreakerSettings takes them."""
     rules: Mapping[str, Any] = field(default_factory=dict)
     """The [rules] section as a document (eligibility.Rules.from_document)."""
+    tenant_tiers: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    """Per tenant with a tier, its cost_weight and max_cost_usd as TenantTier takes them."""
     new_model_share: float = 1.0
     new_model_outcomes: int = 100
     extra_policies: tuple[PolicySpec, ...] = ()
@@ -402,6 +371,15 @@ def config_from_mapping(
         settle_s=parsed.learning.settle_s,
         health=parsed.health.model_dump(),
         rules=parsed.rules.model_dump(),
+        tenant_tiers={
+            name: tier
+            for name, tenant in parsed.tenants.items()
+            if (
+                tier := tenant.model_dump(
+                    include={"cost_weight", "max_cost_usd"}, exclude_none=True
+                )
+            )
+        },
         new_model_share=router.new_model_share,
         new_model_outcomes=router.new_model_outcomes,
         extra_policies=tuple(

@@ -36,6 +36,7 @@ from unittest import mock
 
 from fastapi import FastAPI
 
+from bandit_router import eligibility as eligibility_module
 from bandit_router import main as composition
 from bandit_router import router as router_module
 from bandit_router.core import Context
@@ -133,7 +134,7 @@ def _free_parts(router: router_module.Router) -> dict[str, Callable[[], Any]]:
             policies, "choose", _once_per_key(policies.choose, choose_key)
         ),
         "eligibility": lambda: mock.patch.object(
-            router_module,
+            eligibility_module,
             "split_eligible",
             _once_per_key(split_eligible, lambda _pool, **kw: (kw["prompt_tokens"], kw["task"])),
         ),

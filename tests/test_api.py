@@ -109,7 +109,7 @@ def test_no_eligible_model_is_503_with_the_reasons(client: TestClient) -> None:
     )
     assert response.status_code == 503
     assert response.json()["detail"]["excluded"] == {
-        "cloud-large": "over_budget",
+        "cloud-large": "over_max_cost",
         "cloud-mini": "not_candidate",
         "local-small": "not_candidate",
     }

@@ -153,3 +153,26 @@ def test_an_experiment_s_budget_paces_its_requests_only(migrated_url: str) -> No
             first["scores"]["cloud-large"]["expected_cost_usd"]
         )
         assert first["experiment"] == "trial"
+
+
+def test_a_request_s_max_cost_and_a_budget_s_cap_are_told_apart(migrated_url: str) -> None:
+    """over_max_cost: above the request's max_cost_usd; over_budget: above what the budget has
+    left while a cheaper model is eligible. One request shows both."""
+    raw = {
+        "router": {"policy": "fixed:cloud-large"},
+        "policies": {"fixed": {"epsilon": 0.0}},
+        "budgets": {"default": {"usd": 0.0041}},  # one call of the large model
+        "models": POOL,
+    }
+    with TestClient(
+        create_app(Settings(database_url=migrated_url), config_from_mapping(raw))
+    ) as client:
+        first = client.post("/route", json={"prompt": "hi"}).json()
+        assert first["model"] == "cloud-large"  # nearly all the budget is spent
+        both = client.post(
+            "/route", json={"prompt": "hi", "constraints": {"max_cost_usd": 0.001}}
+        ).json()
+        assert both["excluded"] == {"cloud-mini": "over_budget", "cloud-large": "over_max_cost"}
+        assert both["model"] == "local-small"
+        capped = client.post("/route", json={"prompt": "hi"}).json()  # the cap alone
+        assert capped["excluded"] == {"cloud-mini": "over_budget", "cloud-large": "over_budget"}

@@ -40,7 +40,8 @@ ALLOWED: dict[str, set[str]] = {
     "escalation": {"core"},
     "reward": {"core"},
     "schemas": {"core"},
-    "settings": {"core", "escalation", "keys"},
+    # The config file's models and rules are the API's (schemas), so both accept the same.
+    "settings": {"core", "escalation", "keys", "schemas"},
     # API keys, their roles and digests: values and a lookup, nothing of HTTP.
     "keys": set(),
     # Who may call what over HTTP: the bearer check and each endpoint's declared role.
@@ -75,9 +76,13 @@ ALLOWED: dict[str, set[str]] = {
     "experiment_report": {"core", "escalation", "experiments", "ope", "storage.base"},
     # The pool, the rules and the experiments: what the admin endpoints change.
     "catalog": {"core", "eligibility", "experiments", "experiment_report", "storage.base"},
+    # What the router takes and gives (re-exported by router).
+    "router_values": {"core", "eligibility", "escalation", "experiments", "storage.base"},
     "router": {
         "catalog",
         "core",
+        "experiments",
+        "router_values",
         "features",
         "eligibility",
         "escalation",
