@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bandit_router.api import JsonBodyRoute
+from bandit_router.api_auth import role
 from bandit_router.schemas import RouteIn
 
 
@@ -38,8 +39,14 @@ def _app() -> FastAPI:
         return PlainTextResponse(repr(body))
 
     app.router.add_api_route("/plain", echo, methods=["POST"], response_model=None)
+    # Open, as /plain is: the role check is not what this test compares.
     app.router.add_api_route(
-        "/fast", echo, methods=["POST"], response_model=None, route_class_override=JsonBodyRoute
+        "/fast",
+        echo,
+        methods=["POST"],
+        response_model=None,
+        route_class_override=JsonBodyRoute,
+        openapi_extra=role("open"),
     )
     return app
 
