@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from bandit_router.api import JsonBodyRoute
+from bandit_router.api_auth import role
 from bandit_router.schemas import RouteIn
 
 _DECISION = {
@@ -45,7 +46,13 @@ def create_app() -> FastAPI:
     async def route(body: RouteIn) -> JSONResponse:
         return JSONResponse(_DECISION)
 
+    # Open: the bare endpoint checks no role, so the ratio counts /route's role check too.
     app.router.add_api_route(
-        "/route", route, methods=["POST"], response_model=None, route_class_override=JsonBodyRoute
+        "/route",
+        route,
+        methods=["POST"],
+        response_model=None,
+        route_class_override=JsonBodyRoute,
+        openapi_extra=role("open"),
     )
     return app
