@@ -35,6 +35,7 @@ from bandit_router.escalation import (
 from bandit_router.features import featurize, prompt_words
 from bandit_router.health import Health, HealthBoard
 from bandit_router.metrics import Metrics
+from bandit_router.pinning import pinned_record
 from bandit_router.reward import resolve_cost, reward_of
 from bandit_router.storage.base import DecisionLog, DecisionRecord, FeedbackRecord, Store
 
@@ -76,6 +77,9 @@ class RouteRequest:
     previous: Sequence[str] = ()
     """Escalation: the decision ids of the attempts already made for this request, first to
     last, each graded (see escalation.py)."""
+    blocked: Mapping[str, str] = field(default_factory=dict)
+    """Models the caller cannot use, with the reason each is excluded for (the gateway's
+    ``no_vision``, ``no_upstream``); applied as the run-time masks are."""
 
 
 @dataclass(frozen=True)
@@ -328,6 +332,8 @@ class Router:
                 blocked.setdefault(model, "too_slow")
         for tried in chain:
             blocked[tried.model] = "already_tried"
+        for model, reason in request.blocked.items():
+            blocked.setdefault(model, reason)
         expected_tokens = int(prompt_tokens) + self._options.expected_output_tokens
         now = self._clock()
         minute = int(now.timestamp() // 60)
@@ -499,6 +505,55 @@ class Router:
             attempt=record.attempt,
             max_attempts=self._options.max_attempts,
             chain_id=record.chain,
+        )
+
+    async def pin(self, request: RouteRequest, model: str) -> RouteResult:
+        """Logs the caller's own choice of ``model`` (pinning.py): no policy chooses and no
+        mask applies, since the caller asked for that model; its feedback joins it as any
+        decision's does. The model's priced cost counts against its tenant's budget."""
+        started = time.perf_counter()
+        self._check(request)
+        spec = self.catalog.pool.by_name.get(model)
+        if spec is None:
+            raise NotFound(f"unknown model {model!r}")
+        features = featurize(request.text, request.task_type, request.features)
+        options = self._options
+        cost_weight = (
+            options.default_cost_weight if request.cost_weight is None else (request.cost_weight)
+        )
+        now = self._clock()
+        record = pinned_record(
+            decision_id=time_ordered_uuid(),
+            created_at=now,
+            model=spec,
+            features=features,
+            cost_weight=cost_weight,
+            expected_output_tokens=options.expected_output_tokens,
+            unit_id=request.unit_id,
+            tenant=request.tenant,
+        )
+        budget = self.pacer.budgets.get(request.tenant or DEFAULT_SCOPE)
+        if budget is not None:
+            period = budget.period(now)
+            priced = record.prior_costs[model]
+            await asyncio.to_thread(self._store.add_spend, budget.scope, period, priced)
+        self.health.routed(model)
+        await self._decision_log.append(record)
+        self.metrics.routed(record.policy, model, 1, time.perf_counter() - started)
+        return RouteResult(
+            decision_id=record.id,
+            model=model,
+            probability=1.0,
+            policy=record.policy,
+            experiment=None,
+            variant=None,
+            fallbacks=(),
+            scores=record.scores,
+            excluded={},
+            context=features,
+            cost_weight=cost_weight,
+            max_attempts=1,
+            chain_id=record.id,
         )
 
     def feedback(self, request: FeedbackRequest) -> FeedbackResult:

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bandit_router.core import ModelSpec, PolicySpec
 from bandit_router.escalation import DEFAULT_MAX_ATTEMPTS
+from bandit_router.gateway.options import GatewayOptions, Upstream
 from bandit_router.keys import ApiKey, MalformedKey, Role, digest_of
 
 DEFAULT_DATABASE_URL = "sqlite:///var/bandit_router.db"
@@ -65,10 +66,38 @@ class _ModelEntry(BaseModel):
     requests_per_minute: int | None = Field(default=None, ge=1)
     tokens_per_minute: int | None = Field(default=None, ge=1)
     prior_quality: float | None = Field(default=None, ge=0.0, le=1.0)
+    # Where the gateway calls the model (gateway/options.py); none of it is the router's.
+    base_url: str | None = Field(default=None, min_length=1, pattern=r"^https?://")
+    api_key_env: str | None = Field(default=None, min_length=1, max_length=200)
+    upstream_model: str | None = Field(default=None, min_length=1, max_length=200)
+    timeout_s: float = Field(default=60.0, gt=0.0, le=3600.0, allow_inf_nan=False)
 
     def to_spec(self) -> ModelSpec:
         # The fields are ModelSpec's own, by name; only the tags change type.
-        return ModelSpec(**{**self.model_dump(), "tags": frozenset(self.tags)})
+        fields = self.model_dump(exclude=_UPSTREAM_FIELDS)
+        return ModelSpec(**{**fields, "tags": frozenset(self.tags)})
+
+    def upstream(self) -> Upstream | None:
+        if self.base_url is None:
+            return None
+        return Upstream(
+            base_url=self.base_url.rstrip("/"),
+            upstream_model=self.upstream_model or self.name,
+            api_key_env=self.api_key_env,
+            timeout_s=self.timeout_s,
+        )
+
+
+_UPSTREAM_FIELDS = {"base_url", "api_key_env", "upstream_model", "timeout_s"}
+
+
+class _GatewaySection(BaseModel):
+    """The OpenAI-compatible endpoints (gateway/)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_alias: str = Field(default="router", min_length=1, max_length=200)
+    max_body_bytes: int = Field(default=20_000_000, gt=0)
 
 
 class _RouterSection(BaseModel):
@@ -187,6 +216,7 @@ class _ConfigFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     router: _RouterSection = Field(default_factory=_RouterSection)
+    gateway: _GatewaySection = Field(default_factory=_GatewaySection)
     learning: _LearningSection = Field(default_factory=_LearningSection)
     health: _HealthSection = Field(default_factory=_HealthSection)
     rules: _RulesSection = Field(default_factory=_RulesSection)
@@ -234,6 +264,9 @@ class RouterConfig:
         default_factory=dict
     )
     """Every [policies.NAME] section, served or not (the replay takes them from here)."""
+    upstreams: Mapping[str, Upstream] = field(default_factory=dict)
+    """Per pool model with a `base_url`: where the gateway calls it."""
+    gateway: GatewayOptions = field(default_factory=GatewayOptions)
 
 
 def _default_config_text() -> str:
@@ -322,6 +355,11 @@ def config_from_mapping(
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise ConfigError(f"{source}: models: duplicate names {duplicates}")
+    if parsed.gateway.model_alias in names:
+        raise ConfigError(
+            f"{source}: gateway.model_alias: {parsed.gateway.model_alias!r} is a model's name; "
+            "the alias must name no model, or the model could not be asked for"
+        )
     router = parsed.router
     policy = PolicySpec.configured(router.policy, parsed.policies)
     for key, value in policy.params.items():
@@ -414,4 +452,10 @@ def config_from_mapping(
         max_attempts=router.max_attempts,
         default_experiment=router.experiment,
         policy_params=parsed.policies,
+        upstreams={
+            entry.name: upstream
+            for entry in parsed.models
+            if (upstream := entry.upstream()) is not None
+        },
+        gateway=GatewayOptions(**parsed.gateway.model_dump()),
     )

@@ -30,7 +30,12 @@ ALLOWED: dict[str, set[str]] = {
     "escalation": {"core"},
     "reward": {"core"},
     "schemas": {"core"},
-    "settings": {"core", "escalation", "keys"},
+    "settings": {"core", "escalation", "keys", "gateway.options"},
+    # A pinned decision's log row (the gateway's calls of a model named by the caller).
+    "pinning": {"core", "storage.base"},
+    # The OpenAI-compatible gateway: a client of the router's use case, as api is (no SQL,
+    # no policy); its options module is plain values.
+    "gateway": {"api_auth", "core", "eligibility", "features", "gateway", "router", "schemas"},
     # API keys, their roles and digests: values and a lookup, nothing of HTTP.
     "keys": set(),
     # Who may call what over HTTP: the bearer check and each endpoint's declared role.
@@ -56,6 +61,7 @@ ALLOWED: dict[str, set[str]] = {
         "budget",
         "metrics",
         "reward",
+        "pinning",
         "policies",
         "storage.base",
     },
@@ -86,6 +92,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "main": {
         "api",
+        "gateway",
         "keys",
         "experiments",
         "budget",
