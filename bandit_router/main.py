@@ -21,6 +21,8 @@ from bandit_router.budget import Budget, Pacer
 from bandit_router.core import PolicySpec
 from bandit_router.eligibility import Rules
 from bandit_router.experiments import Experiment
+from bandit_router.gateway.endpoints import gateway_routes
+from bandit_router.gateway.proxy import Gateway
 from bandit_router.health import BreakerSettings, HealthBoard
 from bandit_router.keys import KeyRing
 from bandit_router.learner import (
@@ -113,6 +115,8 @@ def create_app(
         ),
     )
 
+    gateway = Gateway(router, config.upstreams, config.gateway, feedback_on_loop=store.is_sqlite)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         store.upsert_models(config.models)
@@ -133,6 +137,7 @@ def create_app(
         else:
             learner.start()
         pool_watch = Periodic(1.0, router.catalog.reload, "pool-watch")
+        await gateway.start()  # its one pooled httpx client
         # What start-up allocated lives as long as the process: moving it out of the
         # collector's generations keeps full collections short under load. A request makes
         # a few hundred short-lived objects and no cycles worth chasing, so the youngest
@@ -143,18 +148,21 @@ def create_app(
         try:
             yield
         finally:
+            await gateway.close()
             pool_watch.stop()
             decision_log.stop()
             learner.stop()
             store.close()
 
-    return api.create_app(
+    app = api.create_app(
         router,
         keys=KeyRing(config.keys),
         audit=SqlAuditLog(store.engine),
         lifespan=lifespan,
         feedback_on_loop=store.is_sqlite,
     )
+    app.include_router(gateway_routes(gateway))
+    return app
 
 
 def run_learner_process(settings: Settings, config: RouterConfig) -> None:
