@@ -37,24 +37,44 @@ def pool(base_url: str, *, timeout_s: float = 5.0) -> list[dict[str, object]]:
 
 @contextmanager
 def gateway(
-    directory: Path, upstream: FakeUpstream, *, router: str = "", extra: str = ""
+    directory: Path,
+    upstream: FakeUpstream,
+    *,
+    router: str = "",
+    extra: str = "",
+    timeout_s: float = 5.0,
 ) -> Iterator[tuple[ServerProcess, str]]:
     """`bandit-router serve` with the pool above on SQLite; yields it and its database URL."""
     directory.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{directory / 'router.db'}"
     upgrade(url)
-    config = write_config(directory / "config.toml", pool(upstream.base_url), router)
+    config = write_config(
+        directory / "config.toml", pool(upstream.base_url, timeout_s=timeout_s), router
+    )
     config.write_text(config.read_text() + "\n" + extra)
     server = ServerProcess(url, config, directory / "server.log",
                            extra_env={KEY_ENV: UPSTREAM_KEY})  # fmt: skip
     try:
         yield server, url
     finally:
+        client = _clients.pop(server.base_url, None)
+        if client is not None:
+            client.close()
         server.stop()
 
 
+_clients: dict[str, openai.OpenAI] = {}
+
+
 def sdk(server: ServerProcess) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0)
+    """The served gateway's one SDK client (closed with the server), as an application keeps
+    one; no retries, so that each test sees each answer."""
+    client = _clients.get(server.base_url)
+    if client is None:
+        client = _clients[server.base_url] = openai.OpenAI(
+            base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0
+        )
+    return client
 
 
 def async_sdk(server: ServerProcess) -> openai.AsyncOpenAI:
