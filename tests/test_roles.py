@@ -95,6 +95,12 @@ def _expected(acme_decision: str) -> dict[tuple[str, str], tuple[Call, tuple[int
         ),
         ("GET", "/experiments/{name}/report"): (("/experiments/trial/report", None), ADMIN_READ),
         ("GET", "/audit"): (("/audit", None), ADMIN_READ),
+        # The gateway: a client's; the empty messages are refused (400) once the role is.
+        ("POST", "/v1/chat/completions"): (
+            ("/v1/chat/completions", {"model": "router", "messages": []}),
+            (401, 400, 403, 400, 400),
+        ),
+        ("GET", "/v1/models"): (("/v1/models", None), CLIENT),
     }
 
 
@@ -218,6 +224,22 @@ def test_a_tenant_cannot_feed_back_or_escalate_another_tenant_s_decision(
     assert escalation.json()["detail"][0]["msg"] == unknown.json()["detail"][0]["msg"].replace(
         missing_id, acme
     )
+
+
+def test_the_gateway_routes_for_the_key_s_tenant(migrated_url: str) -> None:
+    """A tenant's gateway call is its tenant's decision: another tenant cannot report on it.
+    (The upstream refuses connections: the call fails, and the answer still names it.)"""
+    pool = [{**model, "base_url": "http://127.0.0.1:9/v1"} for model in POOL]
+    config = config_from_mapping({**CONFIG, "models": pool})
+    with TestClient(create_app(Settings(database_url=migrated_url), config)) as client:
+        body = {"model": "router", "messages": [{"role": "user", "content": "hi"}]}
+        failed = _call(client, "acme-secret")("POST", "/v1/chat/completions", body)
+        assert failed.status_code == 502
+        assert failed.json()["error"]["code"] == "server_error"
+        decision_id = failed.headers["x-bandit-decision-id"]
+        report = {"decision_id": decision_id, "quality": 1.0, "source": "user"}
+        assert _call(client, "globex-secret")("POST", "/feedback", report).status_code == 404
+        assert _call(client, "acme-secret")("POST", "/feedback", report).status_code == 202
 
 
 def test_a_client_key_sees_only_its_own_budget(client: TestClient) -> None:
