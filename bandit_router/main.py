@@ -115,7 +115,10 @@ def create_app(
         ),
     )
 
-    gateway = Gateway(router, config.upstreams, config.gateway, feedback_on_loop=store.is_sqlite)
+    # The gateway records in the thread pool even on SQLite: on the event loop, each record
+    # held up the proxied calls of other requests (bench/gateway_overhead.py: added p50
+    # 3.9 → 2.7 ms, p99 12 → 6 ms at 100 req/s).
+    gateway = Gateway(router, config.upstreams, config.gateway, feedback_on_loop=False)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
