@@ -72,6 +72,29 @@ def _response(answer: Answer) -> Response:
     )
 
 
+_REQUEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "OpenAI's chat completion request; other fields are passed to the model. "
+    "`bandit` holds the router's options (those of POST /route).",
+    "required": ["model", "messages"],
+    "properties": {
+        "model": {"type": "string", "description": "the alias (routes) or a pool model"},
+        "messages": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["role"],
+                "properties": {"role": {"type": "string"}, "content": {}},
+            },
+        },
+        "stream": {"type": "boolean"},
+        "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
+        "bandit": {"type": "object"},
+    },
+}
+
+
 def gateway_routes(gateway: Gateway) -> APIRouter:
     routes = APIRouter(route_class=RoleRoute, tags=["gateway"])
     limit = gateway.options.max_body_bytes
@@ -80,10 +103,7 @@ def gateway_routes(gateway: Gateway) -> APIRouter:
         "/v1/chat/completions",
         openapi_extra={
             **role("client"),
-            "requestBody": {
-                "content": {"application/json": {"schema": ChatCompletionIn.model_json_schema()}},
-                "required": True,
-            },
+            "requestBody": {"content": {"application/json": {"schema": _REQUEST_SCHEMA}}},
         },
         response_class=Response,
     )
