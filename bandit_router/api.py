@@ -24,6 +24,7 @@ from bandit_router.core import (
     DomainError,
     Forbidden,
     InvalidInput,
+    ModelNotAllowed,
     NoEligibleModel,
     NotFound,
     StorageUnavailable,
@@ -114,6 +115,8 @@ def _error_response(error: DomainError) -> JSONResponse:
         return JSONResponse(
             {"detail": str(error), "required_role": error.required_role}, status_code=403
         )
+    if isinstance(error, ModelNotAllowed):
+        return JSONResponse({"detail": str(error), "reason": error.reason}, status_code=403)
     if isinstance(error, NotFound):
         return JSONResponse({"detail": str(error)}, status_code=404)
     if isinstance(error, Conflict):

@@ -52,9 +52,24 @@ __all__ = [
     "Route",
     "RouteFields",
     "RouterError",
+    "decision_id_of",
 ]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+DECISION_HEADER = "x-bandit-decision-id"
+
+
+def decision_id_of(response: Any) -> str:
+    """The decision id of an answer of the gateway (/v1/chat/completions), to name in a later
+    ``feedback``: read from the ``x-bandit-decision-id`` header of an ``openai`` SDK raw
+    response (``client.chat.completions.with_raw_response.create(...)``, or
+    ``with_streaming_response``) or of an httpx response. Nothing of openai is imported: any
+    object with ``headers`` will do. ValueError when the header is missing."""
+    headers = getattr(response, "headers", None)
+    value = headers.get(DECISION_HEADER) if headers is not None else None
+    if not value:
+        raise ValueError(f"no {DECISION_HEADER} header: not an answer of the gateway")
+    return str(value)
 
 
 def _failed(route: Route, started: float, failure: ModelCallFailed) -> Attempt[Any]:

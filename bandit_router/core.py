@@ -325,3 +325,12 @@ class Forbidden(DomainError):
     def __init__(self, action: str, required_role: str, role: str) -> None:
         super().__init__(f"{action} needs the {required_role} role; this key's role is {role}")
         self.required_role = required_role
+
+
+class ModelNotAllowed(DomainError):
+    """The caller named a model its rules, its tier or the pool keep from it (``reason``)."""
+
+    def __init__(self, model: str, reason: str) -> None:
+        super().__init__(f"the model {model!r} is not allowed for this request: {reason}")
+        self.model = model
+        self.reason = reason

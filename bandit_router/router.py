@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
-from bandit_router.budget import Budget, Pacer, PaceState
+from bandit_router.budget import DEFAULT_SCOPE, Budget, Pacer, PaceState
 from bandit_router.catalog import Catalog, Pool
 from bandit_router.core import (
     Conflict,
@@ -15,6 +15,7 @@ from bandit_router.core import (
     Decision,
     FeatureValue,
     InvalidInput,
+    ModelNotAllowed,
     ModelSpec,
     NotFound,
     time_ordered_uuid,
@@ -26,6 +27,7 @@ from bandit_router.eligibility import (
     Rules,
     mask_over_rate,
     settle,
+    split_eligible,
     unavailable,
 )
 from bandit_router.escalation import (
@@ -37,6 +39,7 @@ from bandit_router.experiments import Experiment, Variant
 from bandit_router.features import featurize, prompt_words
 from bandit_router.health import Health, HealthBoard
 from bandit_router.metrics import Metrics
+from bandit_router.pinning import pinned_record
 from bandit_router.reward import resolve_cost, reward_of
 from bandit_router.router_values import FeedbackRequest as FeedbackRequest
 from bandit_router.router_values import FeedbackResult as FeedbackResult
@@ -270,6 +273,8 @@ class Router:
         blocked = await self._masks(
             pool, chain, constraints.max_latency_ms, minute, expected_tokens
         )
+        for model, reason in request.blocked.items():
+            blocked.setdefault(model, reason)
         # A request that names no experiment is drawn from the default one, when configured.
         experiment_name = request.experiment or self._options.default_experiment
         budget = self.pacer.budget_for(experiment_name, request.tenant)
@@ -319,6 +324,70 @@ class Router:
             policy_name, decision.model, record.attempt, time.perf_counter() - started
         )
         return RouteResult.of(record, decision, self._options.max_attempts)
+
+    async def pin(self, request: RouteRequest, model: str) -> RouteResult:
+        """Logs the caller's own choice of ``model`` (pinning.py): no policy chooses, and the
+        run-time masks (health, rate limits) do not apply, since the caller asked for that
+        model. Who may use it still does: the rules, ``enabled`` and the tenant's tier (a
+        tenant cannot pin its way past its allow list or its cost cap). The model's priced
+        cost counts against its tenant's budget."""
+        started = time.perf_counter()
+        known = self.catalog
+        check_request(
+            request, self._options.max_prompt_bytes, known.pool.by_name, known.experiments
+        )
+        spec = known.pool.by_name.get(model)
+        if spec is None:
+            raise NotFound(f"unknown model {model!r}")
+        features = featurize(request.text, request.task_type, request.features)
+        options = self._options
+        cost_weight, constraints = self._tenant_tier(request)
+        allowed = split_eligible(
+            (spec,),
+            prompt_tokens=float(features["tokens"]),
+            expected_output_tokens=options.expected_output_tokens,
+            candidates=None,
+            constraints=constraints,
+            blocked=request.blocked,
+            rules=known.rules,
+            task=str(features["task_type"]),
+            tenant=request.tenant,
+        )
+        if not allowed.eligible:
+            raise ModelNotAllowed(model, allowed.excluded[model])
+        now = self._clock()
+        record = pinned_record(
+            decision_id=time_ordered_uuid(),
+            created_at=now,
+            model=spec,
+            features=features,
+            cost_weight=cost_weight,
+            expected_output_tokens=options.expected_output_tokens,
+            unit_id=request.unit_id,
+            tenant=request.tenant,
+        )
+        budget = self.pacer.budgets.get(request.tenant or DEFAULT_SCOPE)
+        if budget is not None:
+            priced = record.prior_costs[model]
+            await asyncio.to_thread(self._store.add_spend, budget.scope, budget.period(now), priced)
+        self.health.routed(model)
+        await self._decision_log.append(record)
+        self.metrics.routed(record.policy, model, 1, time.perf_counter() - started)
+        return RouteResult(
+            decision_id=record.id,
+            model=model,
+            probability=1.0,
+            policy=record.policy,
+            experiment=None,
+            variant=None,
+            fallbacks=(),
+            scores=record.scores,
+            excluded={},
+            context=features,
+            cost_weight=cost_weight,
+            max_attempts=1,
+            chain_id=record.id,
+        )
 
     def feedback(self, request: FeedbackRequest) -> FeedbackResult:
         decision = self._store.get_decision(request.decision_id)

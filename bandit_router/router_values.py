@@ -38,6 +38,9 @@ class RouteRequest:
     previous: Sequence[str] = ()
     """Escalation: the decision ids of the attempts already made for this request, first to
     last, each graded (see escalation.py)."""
+    blocked: Mapping[str, str] = field(default_factory=dict)
+    """Models the caller cannot use, with the reason each is excluded for (the gateway's
+    ``no_vision``, ``no_upstream``); applied as the run-time masks are."""
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bandit_router.core import ModelSpec, PolicySpec
 from bandit_router.escalation import DEFAULT_MAX_ATTEMPTS
+from bandit_router.gateway.config import GatewaySection, ModelEntry
+from bandit_router.gateway.options import GatewayOptions, Upstream
 from bandit_router.keys import ApiKey, MalformedKey, Role, digest_of
-from bandit_router.schemas import ModelIn, RulesDoc
+from bandit_router.schemas import RulesDoc
 
 DEFAULT_DATABASE_URL = "sqlite:///var/bandit_router.db"
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_models.toml")
@@ -152,6 +154,7 @@ class _ConfigFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     router: _RouterSection = Field(default_factory=_RouterSection)
+    gateway: GatewaySection = Field(default_factory=GatewaySection)
     learning: _LearningSection = Field(default_factory=_LearningSection)
     health: _HealthSection = Field(default_factory=_HealthSection)
     # The same models as POST /models and PUT /rules validate: the file and the API accept
@@ -162,7 +165,7 @@ class _ConfigFile(BaseModel):
     budgets: dict[str, _BudgetSection] = Field(default_factory=dict)
     experiments: dict[str, _ExperimentSection] = Field(default_factory=dict)
     policies: dict[str, dict[str, float | int | str | list[str]]] = Field(default_factory=dict)
-    models: list[ModelIn] = Field(min_length=1)
+    models: list[ModelEntry] = Field(min_length=1)
 
 
 @dataclass(frozen=True)
@@ -203,6 +206,9 @@ class RouterConfig:
         default_factory=dict
     )
     """Every [policies.NAME] section, served or not (the replay takes them from here)."""
+    upstreams: Mapping[str, Upstream] = field(default_factory=dict)
+    """Per pool model with a `base_url`: where the gateway calls it."""
+    gateway: GatewayOptions = field(default_factory=GatewayOptions)
 
 
 def _default_config_text() -> str:
@@ -291,6 +297,11 @@ def config_from_mapping(
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise ConfigError(f"{source}: models: duplicate names {duplicates}")
+    if parsed.gateway.model_alias in names:
+        raise ConfigError(
+            f"{source}: gateway.model_alias: {parsed.gateway.model_alias!r} is a model's name; "
+            "the alias must name no model, or the model could not be asked for"
+        )
     router = parsed.router
     policy = PolicySpec.configured(router.policy, parsed.policies)
     for key, value in policy.params.items():
@@ -392,4 +403,10 @@ def config_from_mapping(
         max_attempts=router.max_attempts,
         default_experiment=router.experiment,
         policy_params=parsed.policies,
+        upstreams={
+            entry.name: upstream
+            for entry in parsed.models
+            if (upstream := entry.upstream()) is not None
+        },
+        gateway=parsed.gateway.options(),
     )

@@ -95,6 +95,12 @@ def _expected(acme_decision: str) -> dict[tuple[str, str], tuple[Call, tuple[int
         ),
         ("GET", "/experiments/{name}/report"): (("/experiments/trial/report", None), ADMIN_READ),
         ("GET", "/audit"): (("/audit", None), ADMIN_READ),
+        # The gateway: a client's; the empty messages are refused (400) once the role is.
+        ("POST", "/v1/chat/completions"): (
+            ("/v1/chat/completions", {"model": "router", "messages": []}),
+            (401, 400, 403, 400, 400),
+        ),
+        ("GET", "/v1/models"): (("/v1/models", None), CLIENT),
     }
 
 
@@ -218,6 +224,48 @@ def test_a_tenant_cannot_feed_back_or_escalate_another_tenant_s_decision(
     assert escalation.json()["detail"][0]["msg"] == unknown.json()["detail"][0]["msg"].replace(
         missing_id, acme
     )
+
+
+def test_the_gateway_routes_for_the_key_s_tenant(migrated_url: str) -> None:
+    """A tenant's gateway call is its tenant's decision: another tenant cannot report on it.
+    (The upstream refuses connections: the call fails, and the answer still names it.)"""
+    pool = [{**model, "base_url": "http://127.0.0.1:9/v1"} for model in POOL]
+    config = config_from_mapping({**CONFIG, "models": pool})
+    with TestClient(create_app(Settings(database_url=migrated_url), config)) as client:
+        body = {"model": "router", "messages": [{"role": "user", "content": "hi"}]}
+        failed = _call(client, "acme-secret")("POST", "/v1/chat/completions", body)
+        assert failed.status_code == 502
+        assert failed.json()["error"]["code"] == "server_error"
+        decision_id = failed.headers["x-bandit-decision-id"]
+        report = {"decision_id": decision_id, "quality": 1.0, "source": "user"}
+        assert _call(client, "globex-secret")("POST", "/feedback", report).status_code == 404
+        assert _call(client, "acme-secret")("POST", "/feedback", report).status_code == 202
+
+
+def test_a_tenant_cannot_pin_its_way_past_its_rules_or_its_tier(migrated_url: str) -> None:
+    """Naming a model in /v1/chat/completions skips the policy, not who may use the model:
+    acme's allow list keeps cloud-large from it (403, nothing logged, no upstream call); a
+    tier's cost cap does too. The admin key may pin it. (The upstream refuses connections:
+    an allowed call fails upstream, 502, which shows it got past the check.)"""
+    pool = [{**model, "base_url": "http://127.0.0.1:9/v1"} for model in POOL]
+    tiers = {"acme": {}, "globex": {"api_keys": ["globex-secret"], "max_cost_usd": 1e-6}}
+    config = config_from_mapping({**CONFIG, "models": pool, "tenants": tiers})
+    with TestClient(create_app(Settings(database_url=migrated_url), config)) as client:
+
+        def pin(key: str, model: str) -> Any:
+            body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+            return _call(client, key)("POST", "/v1/chat/completions", body)
+
+        denied = pin("acme-secret", "cloud-large")
+        assert denied.status_code == 403
+        assert denied.json()["error"]["code"] == "model_not_allowed"
+        assert "denied" in denied.json()["error"]["message"]
+        assert "x-bandit-decision-id" not in denied.headers
+        capped = pin("globex-secret", "cloud-large")
+        assert capped.status_code == 403
+        assert "over_max_cost" in capped.json()["error"]["message"]
+        assert pin("acme-secret", "cloud-mini").status_code == 502
+        assert pin(ADMIN_KEY, "cloud-large").status_code == 502
 
 
 def test_a_client_key_sees_only_its_own_budget(client: TestClient) -> None:

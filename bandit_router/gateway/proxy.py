@@ -1,0 +1,333 @@
+"""The gateway's use case: route the chat request (or log the caller's pinned model), call the
+model's upstream, fall back on an outage before any byte reached the client, and record each
+call's cost, latency and error as feedback with ``source = "gateway"``.
+
+A failed call is an escalation attempt like any other: it is reported with its error and a
+quality of 0 (as the client's cascade reports one: escalation needs each earlier attempt
+graded), then the router is asked again with the attempts so far in ``previous``, so the
+chain's propensities and credit stay exact. A successful answer's quality is never invented:
+it comes from the user's later POST /feedback or a grader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Coroutine, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import httpx
+import orjson
+
+from bandit_router.core import ErrorKind, NotFound
+from bandit_router.eligibility import Constraints
+from bandit_router.features import text_of_messages
+from bandit_router.gateway.options import GatewayOptions, Upstream
+from bandit_router.gateway.upstream import (
+    EventStream,
+    UpstreamFailed,
+    Usage,
+    complete,
+    event_data,
+    open_stream,
+    refused,
+    transport_failure,
+    usage_of,
+)
+from bandit_router.gateway.wire import ChatCompletionIn, error_body
+from bandit_router.router import FeedbackRequest, Router, RouteRequest, RouteResult
+
+SOURCE = "gateway"
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class Answer:
+    """What the endpoint sends: a body or an event stream, and the decision it came from."""
+
+    decision: RouteResult | None
+    attempts: int
+    overhead_ms: float
+    status: int = 200
+    body: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
+
+    def headers(self) -> dict[str, str]:
+        if self.decision is None:
+            return {}
+        return {
+            "x-bandit-decision-id": self.decision.decision_id,
+            "x-bandit-model": self.decision.model,
+            "x-bandit-attempts": str(self.attempts),
+            "x-bandit-overhead-ms": f"{self.overhead_ms:.3f}",
+        }
+
+
+class Gateway:
+    """Holds the one pooled httpx client (opened and closed by the app's lifespan)."""
+
+    def __init__(
+        self,
+        router: Router,
+        upstreams: Mapping[str, Upstream],
+        options: GatewayOptions,
+        *,
+        feedback_on_loop: bool = False,
+        environ: Mapping[str, str] = os.environ,
+    ) -> None:
+        self.router = router
+        self.upstreams = dict(upstreams)
+        self.options = options
+        self._feedback_on_loop = feedback_on_loop
+        self._environ = environ
+        self._keys: dict[str, str | None] = {}
+        self._http: httpx.AsyncClient | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        # Keys are read from the environment once, and only ever sent to their upstream.
+        self._keys = {
+            name: self._environ.get(up.api_key_env) if up.api_key_env else None
+            for name, up in self.upstreams.items()
+        }
+        self._http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+            follow_redirects=False,
+        )
+
+    async def close(self) -> None:
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    def callable_models(self) -> list[tuple[str, str]]:
+        """(name, provider) of each enabled pool model the gateway can call."""
+        return [
+            (m.name, m.provider)
+            for m in self.router.catalog.pool.models
+            if m.enabled and m.name in self.upstreams
+        ]
+
+    def _route_request(self, chat: ChatCompletionIn, tenant: str | None) -> RouteRequest:
+        options, images = chat.bandit, chat.images()
+        c = options.constraints
+        blocked = {
+            m.name: "no_upstream" if m.name not in self.upstreams else "no_vision"
+            for m in self.router.catalog.pool.models
+            if m.name not in self.upstreams or (images and "vision" not in m.tags)
+        }
+        return RouteRequest(
+            text=text_of_messages([(m.role, m.text()) for m in chat.messages]),
+            text_field="messages",
+            task_type=options.task_type,
+            features={**options.features, "images": float(images)},
+            constraints=Constraints(
+                max_cost_usd=c.max_cost_usd,
+                max_latency_ms=c.max_latency_ms,
+                sensitive=c.sensitive,
+                min_context_tokens=c.min_context_tokens,
+            ),
+            cost_weight=options.cost_weight,
+            unit_id=options.unit_id,
+            experiment=options.experiment,
+            tenant=tenant,
+            blocked=blocked,
+        )
+
+    def _upstream_body(self, raw: Mapping[str, Any], chat: ChatCompletionIn, model: str) -> bytes:
+        body = {k: v for k, v in raw.items() if k != "bandit"}
+        body["model"] = self.upstreams[model].upstream_model
+        if chat.stream and not chat.wants_usage:
+            # Asked for the cost's sake; the usage event is not passed on to the client.
+            body["stream_options"] = {**(raw.get("stream_options") or {}), "include_usage": True}
+        return orjson.dumps(body)
+
+    async def chat(
+        self, raw: Mapping[str, Any], chat: ChatCompletionIn, tenant: str | None
+    ) -> Answer:
+        """Raises the router's domain errors (before any call) for the endpoint to map."""
+        started = time.perf_counter()
+        request = self._route_request(chat, tenant)
+        pinned = chat.model != self.options.model_alias
+        if pinned:
+            if chat.model not in self.upstreams:
+                raise NotFound(f"The model '{chat.model}' does not exist or has no upstream")
+            decision = await self.router.pin(request, chat.model)
+        else:
+            decision = await self.router.route(request)
+        upstream_s = 0.0
+        previous: list[str] = []
+        while True:
+            call_started = time.perf_counter()
+            body = self._upstream_body(raw, chat, decision.model)
+            try:
+                if chat.stream:
+                    events = await self._open(decision.model, body)
+                    first = await self._first_event(events)
+                else:
+                    answer = await complete(
+                        self._client(), self.upstreams[decision.model], self._key(decision), body
+                    )
+            except UpstreamFailed as failure:
+                elapsed = time.perf_counter() - call_started
+                upstream_s += elapsed
+                await self._record_failure(decision, failure, elapsed)
+                attempts = len(previous) + 1
+                if pinned or not failure.outage or attempts >= decision.max_attempts:
+                    return self._failed(decision, failure, attempts, started, upstream_s)
+                previous.append(decision.decision_id)
+                try:
+                    decision = await self.router.route(replace(request, previous=tuple(previous)))
+                except Exception:  # noqa: BLE001 - no model left: the last failure is the answer
+                    return self._failed(decision, failure, attempts, started, upstream_s)
+                continue
+            upstream_s += time.perf_counter() - call_started
+            attempts = len(previous) + 1
+            overhead_ms = (time.perf_counter() - started - upstream_s) * 1000
+            if chat.stream:
+                relay = self._relay(decision, events, first, chat.wants_usage, call_started)
+                return Answer(decision, attempts, overhead_ms, stream=relay)
+            self._later(self._record_answer(decision, answer, time.perf_counter() - call_started))
+            return Answer(decision, attempts, overhead_ms, body=answer)
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            raise RuntimeError("the gateway is not started (the app's lifespan starts it)")
+        return self._http
+
+    def _key(self, decision: RouteResult) -> str | None:
+        return self._keys.get(decision.model)
+
+    async def _open(self, model: str, body: bytes) -> EventStream:
+        return await open_stream(self._client(), self.upstreams[model], self._keys.get(model), body)
+
+    async def _first_event(self, events: EventStream) -> bytes:
+        """The first event, read before the client gets a byte: a stream that fails here
+        can still fall back."""
+        try:
+            first = await events.next_event()
+        except httpx.HTTPError as error:
+            await events.aclose()
+            raise transport_failure(error) from error
+        if first is None:
+            await events.aclose()
+            raise UpstreamFailed("server_error", 502, "the model's server sent an empty stream")
+        return first
+
+    def _failed(
+        self,
+        decision: RouteResult,
+        failure: UpstreamFailed,
+        attempts: int,
+        started: float,
+        upstream_s: float,
+    ) -> Answer:
+        overhead_ms = (time.perf_counter() - started - upstream_s) * 1000
+        status, error_type = {
+            "rate_limited": (429, "rate_limit_error"),
+            "timeout": (504, "timeout"),
+            "server_error": (502, "upstream_error"),
+        }.get(failure.kind or "", (failure.status, "invalid_request_error"))
+        if failure.kind is None and isinstance(failure.body, dict) and "error" in failure.body:
+            body = failure.body  # the upstream's own refusal of the request, as it sent it
+        else:
+            body = error_body(failure.message, error_type, failure.kind)
+        return Answer(decision, attempts, overhead_ms, status=status, body=orjson.dumps(body))
+
+    async def _relay(
+        self,
+        decision: RouteResult,
+        events: EventStream,
+        first: bytes,
+        wants_usage: bool,
+        call_started: float,
+    ) -> AsyncIterator[bytes]:
+        """The upstream's events to the client, each as soon as it is complete."""
+        usage: Usage | None = None
+        error: ErrorKind | None = None
+        event: bytes | None = first
+        try:
+            while event is not None:
+                data = (
+                    event_data(event)
+                    if b'"usage"' in event or b"refusal" in event or (b"content_filter" in event)
+                    else None
+                )
+                keep = True
+                if isinstance(data, dict):
+                    usage = usage_of(data) or usage
+                    if refused(data):
+                        error = "refused"
+                    keep = wants_usage or bool(data.get("choices")) or data.get("usage") is None
+                if keep:
+                    yield event
+                event = await events.next_event()
+        except httpx.HTTPError as failure:
+            failed = transport_failure(failure)
+            error = failed.kind
+            body = error_body(failed.message, "upstream_error", failed.kind)
+            yield b"data: " + orjson.dumps(body) + b"\n\n"
+        finally:
+            await events.aclose()
+            elapsed = time.perf_counter() - call_started
+            failed_call = error is not None and error != "refused"
+            self._later(self._record(decision, usage, elapsed, error, 0.0 if failed_call else None))
+
+    async def _record_answer(self, decision: RouteResult, answer: bytes, elapsed: float) -> None:
+        try:
+            document = orjson.loads(answer)
+        except orjson.JSONDecodeError:
+            document = None
+        usage = usage_of(document) if isinstance(document, dict) else None
+        error: ErrorKind | None = (
+            "refused" if isinstance(document, dict) and refused(document) else None
+        )
+        await self._record(decision, usage, elapsed, error, None)
+
+    async def _record_failure(
+        self, decision: RouteResult, failure: UpstreamFailed, elapsed: float
+    ) -> None:
+        # An outage is graded 0, so the next attempt may name it in `previous`.
+        await self._record(decision, None, elapsed, failure.kind, 0.0 if failure.outage else None)
+
+    async def _record(
+        self,
+        decision: RouteResult,
+        usage: Usage | None,
+        elapsed_s: float,
+        error: ErrorKind | None,
+        quality: float | None,
+    ) -> None:
+        request = FeedbackRequest(
+            decision_id=decision.decision_id,
+            quality=quality,
+            cost_usd=None if usage is None else usage.cost_usd,
+            input_tokens=None if usage is None else usage.input_tokens,
+            output_tokens=None if usage is None else usage.output_tokens,
+            latency_ms=elapsed_s * 1000,
+            error=error,
+            source=SOURCE,
+            every_tenant=True,
+        )
+        if self._feedback_on_loop:
+            self.router.feedback(request)
+        else:
+            await asyncio.to_thread(self.router.feedback, request)
+
+    def _later(self, work: Coroutine[Any, Any, None]) -> None:
+        """Runs ``work`` after the answer left, kept until done (close() waits for it)."""
+
+        async def logged() -> None:
+            try:
+                await work
+            except Exception:  # noqa: BLE001 - a lost report must not go unnoticed
+                _log.exception("the gateway's feedback could not be recorded")
+
+        task = asyncio.get_running_loop().create_task(logged())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
