@@ -82,6 +82,7 @@ def replay(args: argparse.Namespace) -> int:
             grader_error=args.grader_error,
             max_attempts=args.max_attempts,
             policy_params=policy_params,
+            priors=configured_priors(None if args.config is None else load_config(args.config)),
         )
         progress.close()
     except (OutcomeTableError, ValueError, ConfigError) as error:

@@ -61,15 +61,17 @@ class _Arms:
         self.theta_quality = np.empty((0, dim))
         self.theta_cost = np.empty((0, dim))
 
-    def row(self, name: str) -> int:
-        """The arm's row, appended with the ridge prior the first time the arm is learned."""
+    def row(self, name: str, ridge: float | None = None) -> int:
+        """The arm's row, appended with the ridge prior (``ridge``, else the policy's) the
+        first time the arm is learned."""
         found = self.index.get(name)
         if found is not None:
             return found
+        ridge = self.ridge if ridge is None else ridge
         eye = np.eye(self.dim)[None]
         zeros = np.zeros((1, self.dim))
-        self.a = np.concatenate([self.a, eye * self.ridge])
-        self.a_inv = np.concatenate([self.a_inv, eye / self.ridge])
+        self.a = np.concatenate([self.a, eye * ridge])
+        self.a_inv = np.concatenate([self.a_inv, eye / ridge])
         self.b_quality = np.concatenate([self.b_quality, zeros])
         self.b_cost = np.concatenate([self.b_cost, zeros])
         self.n = np.concatenate([self.n, [0]])
@@ -78,8 +80,10 @@ class _Arms:
         self.index[name] = len(self.index)
         return self.index[name]
 
-    def update(self, name: str, x: Vector, quality: float, cost_residual: float) -> None:
-        i = self.row(name)
+    def update(
+        self, name: str, x: Vector, quality: float, cost_residual: float, ridge: float | None
+    ) -> None:
+        i = self.row(name, ridge)
         a_inv = self.a_inv[i]
         a_inv_x = a_inv @ x
         # Outer products by broadcasting: the same products as np.outer, without its
@@ -144,14 +148,18 @@ class LinUCB:
         ridge: float = 5.0,
         hashed_dim: int = 16,
         features: Sequence[str] | None = None,
+        prior_weight: float | None = None,
         seed: int = 0,
     ) -> None:
         check_epsilon(epsilon)
         if alpha < 0.0 or ridge <= 0.0:
             raise ValueError("alpha must be ≥ 0 and ridge > 0")
+        if prior_weight is not None and not prior_weight > 0.0:
+            raise ValueError(f"prior_weight must be > 0, got {prior_weight}")
         self.alpha = alpha
         self.epsilon = epsilon
         self.ridge = ridge
+        self.prior_weight = prior_weight
         self.seed = seed
         self._encoder = FeatureEncoder(hashed_dim=hashed_dim, features=features)
         self._arms = _Arms(self._encoder.dim, ridge)
@@ -168,6 +176,7 @@ class LinUCB:
             "ridge": self.ridge,
             "hashed_dim": self._encoder.hashed_dim,
             "features": self._encoder.features,
+            "prior_weight": self.prior_weight,
             "seed": self.seed,
         }
 
@@ -195,6 +204,8 @@ class LinUCB:
                     fresh_bonus = alpha * math.sqrt(float(x @ x) / self.ridge)
                 quality = _borrowed_quality(arm, context.arms, arms.index, known_quality)
                 cost_residual, bonus = 0.0, fresh_bonus
+                if arm.prior_quality is not None and self.prior_weight is not None:
+                    bonus = alpha * math.sqrt(float(x @ x) / self.prior_weight)
             else:
                 quality = (arm.prior_quality or 0.0) + known_quality[row]
                 cost_residual = known_cost[row]
@@ -239,8 +250,14 @@ class LinUCB:
             arm = next((arm for arm in context.arms if arm.name == model), None)
             prior_cost = arm.prior_cost_usd if arm is not None else 0.0
             prior_quality = (arm.prior_quality if arm is not None else None) or 0.0
+            # A declared prior counts as prior_weight observations (when set), the rest as ridge.
+            declared = arm is not None and arm.prior_quality is not None
             self._arms.update(
-                model, x, outcome.quality - prior_quality, outcome.cost_usd - prior_cost
+                model,
+                x,
+                outcome.quality - prior_quality,
+                outcome.cost_usd - prior_cost,
+                self.prior_weight if declared else None,
             )
         self._version += 1
 
