@@ -107,8 +107,8 @@ def test_linucb_s_prior_weight_narrows_the_bonus_of_a_model_with_a_declared_prio
     features, words = table_features(table)[0]
     arms = priced_arms(table, {table.models[0]: 0.7})
     context = Context(features, arms, 20.0, "k", words)
-    for weight, narrower in ((None, False), (100.0, True)):
-        scores = build(PolicySpec("linucb", {"prior_weight": weight})).choose(context).scores
+    for params, narrower in (({}, False), ({"prior_weight": 100.0}, True)):
+        scores = build(PolicySpec("linucb", params)).choose(context).scores
         declared, other = scores[0].exploration_bonus, scores[1].exploration_bonus
         assert (declared < other) is narrower
     with pytest.raises(ValueError, match="prior_weight must be > 0"):
