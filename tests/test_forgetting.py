@@ -22,7 +22,10 @@ def _stream(length: int, seed: int) -> list[tuple[Context, str, Outcome]]:
     rng = random.Random(seed)
     learned = []
     for step in range(length):
-        features = {"task_type": rng.choice(TASKS), "tokens": rng.uniform(0, 3)}
+        features: dict[str, float | str] = {
+            "task_type": rng.choice(TASKS),
+            "tokens": rng.uniform(0, 3),
+        }
         context = Context(features, ARMS, 10.0, f"k{step}")
         outcome = Outcome(float(rng.random() < 0.6), rng.uniform(0, 0.005))
         learned.append((context, rng.choice("abc"), outcome))
