@@ -10,6 +10,7 @@ them in place, so a request that read the pool or the rules sees one consistent 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, cast
@@ -37,6 +38,29 @@ class Pool:
             by_name={model.name: model for model in models},
             rate_limited=tuple(model for model in models if model.rate_limited),
         )
+
+
+def price_tier(model: ModelSpec) -> int:
+    """The decade of a model's price per million tokens, input and output together; free
+    (self-hosted) models are a tier of their own."""
+    price = model.input_price_per_mtok + model.output_price_per_mtok
+    return math.floor(math.log10(price)) if price > 0 else -99
+
+
+def tier_prior(model: ModelSpec, pool: Sequence[ModelSpec]) -> float | None:
+    """A cold-start prior for a model added without one: the mean prior_quality of the pool's
+    models of its price tier that declare one, else of those of the nearest tier that has any
+    (a model costing what they cost is most likely of their class), else None."""
+    priced = [
+        (price_tier(other), other.prior_quality) for other in pool if other.name != model.name
+    ]
+    known = [(tier, prior) for tier, prior in priced if prior is not None]
+    if not known:
+        return None
+    tier = price_tier(model)
+    nearest = min(abs(other - tier) for other, _ in known)
+    peers = [prior for other, prior in known if abs(other - tier) == nearest]
+    return round(sum(peers) / len(peers), 4)
 
 
 class ServedPolicies(Protocol):
@@ -79,7 +103,10 @@ class Catalog:
         return found
 
     def add_model(self, model: ModelSpec) -> ModelSpec:
-        """Eligible from the next request on; every policy takes a model it has not seen."""
+        """Eligible from the next request on; every policy takes a model it has not seen.
+        Without a prior_quality it takes its price tier's (tier_prior), stored with it."""
+        if model.prior_quality is None:
+            model = replace(model, prior_quality=tier_prior(model, self.pool.models))
         if not self._store.insert_model(model):
             raise Conflict(f"model {model.name!r} exists; change it with PUT /models/{{name}}")
         self.reload_models()

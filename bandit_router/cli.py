@@ -220,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="attempts per cascade, ≥ 2 (default: the service's, 2); needs --grader-error",
     )
+    replay.add_argument(
+        "--scenario",
+        type=Path,
+        metavar="FILE",
+        help="a drift scenario (TOML): a seeded stream whose world changes part-way",
+    )
     replay.add_argument("--out", type=Path, default=Path("replay-report"))
     replay.set_defaults(handler=offline_cli.replay)
 

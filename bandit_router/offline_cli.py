@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bandit_router.core import PolicySpec
-from bandit_router.settings import ConfigError, load_config
+from bandit_router.settings import ConfigError, RouterConfig, load_config
 
 if TYPE_CHECKING:
     from bandit_router.storage.base import DecisionHistory, DecisionRecord
@@ -52,6 +52,8 @@ def replay(args: argparse.Namespace) -> int:
     )
 
     names = args.policy or default_policy_names()
+    if args.scenario is not None:
+        return replay_scenario(args, names)
     if args.max_attempts is not None and args.grader_error is None:
         print(
             "bandit-router replay: --max-attempts applies to cascades only; give --grader-error",
@@ -80,6 +82,7 @@ def replay(args: argparse.Namespace) -> int:
             grader_error=args.grader_error,
             max_attempts=args.max_attempts,
             policy_params=policy_params,
+            priors=configured_priors(None if args.config is None else load_config(args.config)),
         )
         progress.close()
     except (OutcomeTableError, ValueError, ConfigError) as error:
@@ -88,6 +91,63 @@ def replay(args: argparse.Namespace) -> int:
     written = write_report(result, args.out)
     print("wrote " + ", ".join(str(path) for path in written))
     return 0
+
+
+def replay_scenario(args: argparse.Namespace, names: Sequence[str]) -> int:
+    """`bandit-router replay --scenario FILE`: the policies through a drifting world, written
+    as report.json's `scenario`, report.md and scenario.png (docs/replay.md)."""
+    from bandit_router.simulator.outcomes import OutcomeTableError, load_outcomes
+    from bandit_router.simulator.progress import Progress
+    from bandit_router.simulator.scenario import ScenarioError, load_scenario
+    from bandit_router.simulator.scenario_replay import build_scenario, write_scenario_report
+
+    refused = [
+        option
+        for option, given in (
+            ("--test", args.test),
+            ("--holdout", args.holdout is not None),
+            ("--grader-error", args.grader_error is not None),
+            ("--max-attempts", args.max_attempts is not None),
+        )
+        if given
+    ]
+    if refused or len(args.cost_weight or []) > 1:
+        problem = f"{refused[0]} does not apply" if refused else "give one --cost-weight"
+        print(f"bandit-router replay: with --scenario, {problem}", file=sys.stderr)
+        return 2
+    try:
+        policy_params = configured_params(names, args.config)
+        config = None if args.config is None else load_config(args.config)
+        cost_weight = (args.cost_weight or [config.cost_weight if config else 20.0])[0]
+        priors = configured_priors(config)
+        train = load_outcomes(args.train)
+        scenario = load_scenario(args.scenario, train)
+        progress = Progress(len(names) * args.seeds)
+        result = build_scenario(
+            train,
+            scenario,
+            policy_names=names,
+            cost_weight=cost_weight,
+            seeds=args.seeds,
+            policy_params=policy_params,
+            priors=priors,
+            progress=progress,
+        )
+        progress.close()
+    except (OutcomeTableError, ScenarioError, ValueError, ConfigError) as error:
+        print(f"bandit-router replay: {error}", file=sys.stderr)
+        return 2
+    report = {"train": train.path, "models": list(train.models), "scenario": result.entry}
+    written = write_scenario_report(report, result.curves, args.out)
+    print("wrote " + ", ".join(str(path) for path in written))
+    return 0
+
+
+def configured_priors(config: RouterConfig | None) -> dict[str, float]:
+    """The prior_quality of each model of a configuration's pool that declares one."""
+    if config is None:
+        return {}
+    return {m.name: m.prior_quality for m in config.models if m.prior_quality is not None}
 
 
 def _chain_reward(store: DecisionHistory, decision: DecisionRecord) -> float | None:

@@ -83,6 +83,14 @@ class _LearningSection(BaseModel):
     default_reward: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
     aggregation: Literal["first", "last", "mean", "sum"] = "first"
     settle_s: float = Field(default=2.0, ge=0.0, le=3600.0, allow_inf_nan=False)
+    half_life: float | None = Field(default=None, ge=1.0, le=1e9, allow_inf_nan=False)
+    """Forgetting, in outcomes learned: see FORGETTING_POLICIES."""
+
+
+FORGETTING_POLICIES = ("linucb", "thompson")
+"""The policies that take [learning] half_life as their own `half_life` parameter (unless
+their [policies.NAME] section sets one): an outcome learned half_life outcomes ago weighs half
+as much as the newest (docs/policies.md, "Forgetting")."""
 
 
 class _TenantSection(BaseModel):
@@ -303,6 +311,11 @@ def config_from_mapping(
             "the alias must name no model, or the model could not be asked for"
         )
     router = parsed.router
+    if parsed.learning.half_life is not None:
+        for forgetting in FORGETTING_POLICIES:
+            parsed.policies.setdefault(forgetting, {}).setdefault(
+                "half_life", parsed.learning.half_life
+            )
     policy = PolicySpec.configured(router.policy, parsed.policies)
     for key, value in policy.params.items():
         if isinstance(value, float) and not math.isfinite(value):

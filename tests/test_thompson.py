@@ -128,7 +128,7 @@ def test_a_three_attempt_plan_matches_every_chain_tried_by_hand() -> None:
         alpha_beta = {
             arm.name: (1.0 + s, 1.0 + f)
             for arm in arms
-            for s, f in [policy._outcomes["qa"].get(arm.name, [0.0, 0.0])]
+            for s, f in [policy._outcomes["qa"].get(arm.name, [0.0, 0.0])[:2]]
         }
         quality = {name: a / (a + b) for name, (a, b) in alpha_beta.items()}
         cost = {arm.name: arm.prior_cost_usd for arm in arms}

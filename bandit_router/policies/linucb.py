@@ -58,28 +58,59 @@ class _Arms:
         self.b_quality = np.empty((0, dim))
         self.b_cost = np.empty((0, dim))
         self.n = np.empty(0, dtype=np.int64)
+        self.last = np.empty(0, dtype=np.int64)
+        """Per arm: the policy's count of outcomes learned when the arm was last updated."""
+        self.ridges = np.empty(0)
         self.theta_quality = np.empty((0, dim))
         self.theta_cost = np.empty((0, dim))
 
-    def row(self, name: str) -> int:
-        """The arm's row, appended with the ridge prior the first time the arm is learned."""
+    def row(self, name: str, ridge: float | None = None) -> int:
+        """The arm's row, appended with the ridge prior (``ridge``, else the policy's) the
+        first time the arm is learned."""
         found = self.index.get(name)
         if found is not None:
             return found
+        ridge = self.ridge if ridge is None else ridge
         eye = np.eye(self.dim)[None]
         zeros = np.zeros((1, self.dim))
-        self.a = np.concatenate([self.a, eye * self.ridge])
-        self.a_inv = np.concatenate([self.a_inv, eye / self.ridge])
+        self.a = np.concatenate([self.a, eye * ridge])
+        self.a_inv = np.concatenate([self.a_inv, eye / ridge])
         self.b_quality = np.concatenate([self.b_quality, zeros])
         self.b_cost = np.concatenate([self.b_cost, zeros])
         self.n = np.concatenate([self.n, [0]])
+        self.last = np.concatenate([self.last, [0]])
+        self.ridges = np.concatenate([self.ridges, [ridge]])
         self.theta_quality = np.concatenate([self.theta_quality, zeros])
         self.theta_cost = np.concatenate([self.theta_cost, zeros])
         self.index[name] = len(self.index)
         return self.index[name]
 
-    def update(self, name: str, x: Vector, quality: float, cost_residual: float) -> None:
-        i = self.row(name)
+    def forget(self, i: int, factor: float) -> None:
+        """Weighs arm i's outcomes learned so far by ``factor`` and gives the weight lost back
+        to its ridge prior: A ← f·A + (1 − f)·ridge·I, b ← f·b (discounted ridge regression,
+        with the prior kept whole so A stays invertible however long an arm waits)."""
+        self.a[i] *= factor
+        self.a[i] += (1.0 - factor) * self.ridges[i] * np.eye(self.dim)
+        self.b_quality[i] *= factor
+        self.b_cost[i] *= factor
+        self.a_inv[i] = np.linalg.inv(self.a[i])
+
+    def update(
+        self,
+        name: str,
+        x: Vector,
+        quality: float,
+        cost_residual: float,
+        ridge: float | None,
+        clock: int = 0,
+        half_life: float | None = None,
+    ) -> None:
+        """Learns one outcome at x; with a half-life, first forgets as many halvings of the
+        arm's earlier outcomes as the policy has learned outcomes (of any arm) since."""
+        i = self.row(name, ridge)
+        if half_life is not None and self.n[i] > 0:
+            self.forget(i, 0.5 ** ((clock - int(self.last[i])) / half_life))
+        self.last[i] = clock
         a_inv = self.a_inv[i]
         a_inv_x = a_inv @ x
         # Outer products by broadcasting: the same products as np.outer, without its
@@ -144,14 +175,24 @@ class LinUCB:
         ridge: float = 5.0,
         hashed_dim: int = 16,
         features: Sequence[str] | None = None,
+        prior_weight: float | None = None,
+        half_life: float | None = None,
         seed: int = 0,
     ) -> None:
         check_epsilon(epsilon)
         if alpha < 0.0 or ridge <= 0.0:
             raise ValueError("alpha must be ≥ 0 and ridge > 0")
+        if prior_weight is not None and not prior_weight > 0.0:
+            raise ValueError(f"prior_weight must be > 0, got {prior_weight}")
         self.alpha = alpha
         self.epsilon = epsilon
         self.ridge = ridge
+        self.prior_weight = prior_weight
+        if half_life is not None and not half_life >= 1.0:
+            raise ValueError(f"half_life must be ≥ 1 (outcomes learned), got {half_life}")
+        self.half_life = half_life
+        self._clock = 0
+        """Outcomes learned (replaced ones not counted): forgetting's clock."""
         self.seed = seed
         self._encoder = FeatureEncoder(hashed_dim=hashed_dim, features=features)
         self._arms = _Arms(self._encoder.dim, ridge)
@@ -168,6 +209,8 @@ class LinUCB:
             "ridge": self.ridge,
             "hashed_dim": self._encoder.hashed_dim,
             "features": self._encoder.features,
+            "prior_weight": self.prior_weight,
+            "half_life": self.half_life,
             "seed": self.seed,
         }
 
@@ -195,6 +238,8 @@ class LinUCB:
                     fresh_bonus = alpha * math.sqrt(float(x @ x) / self.ridge)
                 quality = _borrowed_quality(arm, context.arms, arms.index, known_quality)
                 cost_residual, bonus = 0.0, fresh_bonus
+                if arm.prior_quality is not None and self.prior_weight is not None:
+                    bonus = alpha * math.sqrt(float(x @ x) / self.prior_weight)
             else:
                 quality = (arm.prior_quality or 0.0) + known_quality[row]
                 cost_residual = known_cost[row]
@@ -239,15 +284,29 @@ class LinUCB:
             arm = next((arm for arm in context.arms if arm.name == model), None)
             prior_cost = arm.prior_cost_usd if arm is not None else 0.0
             prior_quality = (arm.prior_quality if arm is not None else None) or 0.0
+            # A declared prior counts as prior_weight observations (when set), the rest as ridge.
+            declared = arm is not None and arm.prior_quality is not None
             self._arms.update(
-                model, x, outcome.quality - prior_quality, outcome.cost_usd - prior_cost
+                model,
+                x,
+                outcome.quality - prior_quality,
+                outcome.cost_usd - prior_cost,
+                self.prior_weight if declared else None,
+                self._clock,
+                self.half_life,
             )
+            self._clock += 1
         self._version += 1
 
     def dumps(self) -> bytes:
         arms = self._arms
         names = sorted(arms.index, key=arms.index.__getitem__)
-        meta = {"params": self._params(), "version": self._version, "arms": names}
+        meta = {
+            "params": self._params(),
+            "version": self._version,
+            "clock": self._clock,
+            "arms": names,
+        }
         buffer = io.BytesIO()
         np.savez(
             buffer,
@@ -258,6 +317,8 @@ class LinUCB:
             b_quality=arms.b_quality,
             b_cost=arms.b_cost,
             n=arms.n,
+            last=arms.last,
+            ridges=arms.ridges,
         )
         return buffer.getvalue()
 
@@ -274,6 +335,11 @@ class LinUCB:
             arms.b_quality = saved["b_quality"].astype(np.float64)
             arms.b_cost = saved["b_cost"].astype(np.float64)
             arms.n = saved["n"].astype(np.int64)
+            # Snapshots written before forgetting have neither: no arm was forgotten.
+            count = len(arms.index)
+            arms.last = saved["last"] if "last" in saved else np.zeros(count, np.int64)
+            arms.ridges = saved["ridges"] if "ridges" in saved else np.full(count, arms.ridge)
+            policy._clock = int(meta.get("clock", 0))
         # Row by row, the same products as update() makes, so a restored policy is bit-equal.
         arms.theta_quality = np.array(
             [a @ b for a, b in zip(arms.a_inv, arms.b_quality, strict=True)]

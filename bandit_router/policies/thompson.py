@@ -130,9 +130,12 @@ class ThompsonCascade:
         plan_attempts: int = 1,
         grader_error: float = 0.1,
         draws: int = 32,
+        half_life: float | None = None,
         seed: int = 0,
     ) -> None:
         check_epsilon(epsilon)
+        if half_life is not None and not half_life >= 1.0:
+            raise ValueError(f"half_life must be ≥ 1 (outcomes learned), got {half_life}")
         if int(plan_attempts) != plan_attempts or plan_attempts < 1:
             raise ValueError(f"plan_attempts must be a whole number ≥ 1, got {plan_attempts}")
         if not 0.0 <= grader_error < 0.5:
@@ -144,8 +147,12 @@ class ThompsonCascade:
         self.grader_error = grader_error
         self.draws = int(draws)
         self.seed = seed
+        self.half_life = half_life
         self._outcomes: dict[str, dict[str, list[float]]] = {}
-        """Per task type and model: [successes, failures] learned (the prior not included)."""
+        """Per task type and model: [successes, failures, clock at the last update] learned
+        (the prior not included); with a half-life, the counts are as of that clock."""
+        self._clock = 0
+        """Outcomes learned (replaced ones not counted): forgetting's clock."""
         self._version = 0
 
     @property
@@ -159,10 +166,21 @@ class ThompsonCascade:
         for arm in context.arms:
             # Kept inside (0, 1): a prior of exactly 0 or 1 would leave a Beta parameter at 0.
             prior = 0.5 if arm.prior_quality is None else min(max(arm.prior_quality, 0.01), 0.99)
-            successes, failures = learned.get(arm.name, (0.0, 0.0))
+            successes, failures = self._counts(learned.get(arm.name))
             alpha.append(2.0 * prior + successes)
             beta.append(2.0 * (1.0 - prior) + failures)
         return np.array(alpha), np.array(beta)
+
+    def _counts(self, learned: list[float] | None) -> tuple[float, float]:
+        """Successes and failures as of now: each outcome weighs 2^(−age / half_life), its
+        age counted in outcomes learned since (discounted Beta counts)."""
+        if learned is None:
+            return 0.0, 0.0
+        successes, failures, at = learned
+        if self.half_life is None:
+            return successes, failures
+        factor = 0.5 ** ((self._clock - at) / self.half_life)
+        return successes * factor, failures * factor
 
     def choose(self, context: Context) -> Decision:
         if not context.arms:
@@ -202,9 +220,15 @@ class ThompsonCascade:
         replaces: Outcome | None = None,
     ) -> None:
         if replaces is None:  # a chain's return would double-count: see the module docstring
-            counts = self._outcomes.setdefault(_task(context), {}).setdefault(model, [0.0, 0.0])
-            counts[0] += outcome.quality
-            counts[1] += 1.0 - outcome.quality
+            models = self._outcomes.setdefault(_task(context), {})
+            self._clock += 1
+            successes, failures = self._counts(models.get(model))
+            # The counts are brought to the clock of this outcome, which then weighs 1.
+            models[model] = [
+                successes + outcome.quality,
+                failures + 1.0 - outcome.quality,
+                float(self._clock),
+            ]
         self._version += 1
 
     def _params(self) -> dict[str, Any]:
@@ -213,11 +237,17 @@ class ThompsonCascade:
             "plan_attempts": self.plan_attempts,
             "grader_error": self.grader_error,
             "draws": self.draws,
+            "half_life": self.half_life,
             "seed": self.seed,
         }
 
     def dumps(self) -> bytes:
-        state = {"params": self._params(), "version": self._version, "outcomes": self._outcomes}
+        state = {
+            "params": self._params(),
+            "version": self._version,
+            "clock": self._clock,
+            "outcomes": self._outcomes,
+        }
         return json.dumps(state, sort_keys=True).encode()
 
     @classmethod
@@ -225,8 +255,12 @@ class ThompsonCascade:
         state = json.loads(data)
         policy = cls(**state["params"])
         policy._version = int(state["version"])
+        policy._clock = int(state.get("clock", 0))
+        # A snapshot written before forgetting holds [successes, failures]: as of clock 0.
         policy._outcomes = {
-            task: {model: [float(s), float(f)] for model, (s, f) in models.items()}
+            task: {
+                model: [float(v) for v in (*counts, 0.0)[:3]] for model, counts in models.items()
+            }
             for task, models in state["outcomes"].items()
         }
         return policy

@@ -1,4 +1,4 @@
-"""PNG plots of a replay: the cost–quality frontier, and learning curves.
+"""PNG plots of a replay: the cost–quality frontier, learning curves, a drift scenario.
 
 matplotlib is an optional extra (`pip install 'bandit_router[plots]'`), imported only here and
 only when plots are drawn, with the headless Agg backend.
@@ -83,6 +83,30 @@ def plot_learning(curves: Mapping[str, Mapping[str, Any]], path: Path) -> None:
     regret_axes.set_xlabel("round")
     regret_axes.set_ylabel("cumulative regret against the oracle")
     reward_axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plot_scenario(
+    curves: Mapping[str, Any], boundaries: list[int], window: int, path: Path
+) -> None:
+    """Each policy's trailing mean reward over a drift scenario's stream, the best fixed
+    choice per task of each segment dashed, and the events as vertical lines."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(10, 4.5))
+    for name, curve in curves.items():
+        # Thinned to at most about 2,000 points: a line needs no more.
+        stride = max(1, len(curve) // 2000)
+        rounds = range(window, window + len(curve), stride)
+        style = {"linestyle": "--", "color": "black"} if name == "best fixed per task" else {}
+        axes.plot(rounds, curve[::stride], label=name, linewidth=1.0, **style)
+    for number, boundary in enumerate(boundaries):
+        axes.axvline(boundary, color="red", linestyle=":", label="event" if number == 0 else None)
+    axes.set_xlabel("decision")
+    axes.set_ylabel(f"mean reward over the last {window} decisions")
+    axes.set_title("Drift scenario: moving reward")
+    axes.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

@@ -5,6 +5,7 @@ policy classes, the same learn call).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -55,10 +56,15 @@ def table_features(table: OutcomeTable) -> list[Prompt]:
     ]
 
 
-def priced_arms(table: OutcomeTable) -> tuple[Arm, ...]:
-    """Every model priced at its mean cost on the table, the replay's stand-in for a price."""
+def priced_arms(table: OutcomeTable, priors: Mapping[str, float] | None = None) -> tuple[Arm, ...]:
+    """Every model priced at its mean cost on the table, the replay's stand-in for a price,
+    with its prior quality where ``priors`` (a configuration's pool) declares one."""
     means = table.cost.mean(axis=0)
-    return tuple(Arm(model, float(means[j])) for j, model in enumerate(table.models))
+    priors = priors or {}
+    return tuple(
+        Arm(model, float(means[j]), frozenset(), priors.get(model))
+        for j, model in enumerate(table.models)
+    )
 
 
 def oracle_reward(table: OutcomeTable, cost_weight: float) -> npt.NDArray[np.float64]:
@@ -127,12 +133,13 @@ def replay(
     seed: int,
     test: OutcomeTable | None = None,
     test_prompts: list[Prompt] | None = None,
+    priors: Mapping[str, float] | None = None,
 ) -> Run:
     """Streams the train prompts in a seeded order through choose and learn; then, when a test
     table is given, scores the frozen policy greedily on it (it learns nothing there; see
     frozen_model for the baselines)."""
     policy = policies.build(PolicySpec(spec.name, {**spec.params, "seed": seed}))
-    arms = priced_arms(train)
+    arms = priced_arms(train, priors)
     column = {model: j for j, model in enumerate(train.models)}
     order = np.random.default_rng(seed).permutation(len(train))
     online = OnlineTally(train, len(order), cost_weight)

@@ -116,6 +116,7 @@ def build_report(
     grader_error: float | None = None,
     max_attempts: int | None = None,
     policy_params: Mapping[str, Mapping[str, Any]] | None = None,
+    priors: Mapping[str, float] | None = None,
 ) -> Replay:
     """Replays each bandit policy at each λ and seed, and the full-information references.
 
@@ -123,7 +124,8 @@ def build_report(
     grader that errs with that probability (``NAME+escalate``), beside the fixed cascades that
     full information picks (see simulator/cascade.py), each chain at most ``max_attempts``
     long (default: the service's). ``policy_params`` holds each registered policy's
-    parameters by its registry name, as a service configuration's [policies.NAME] does."""
+    parameters by its registry name, as a service configuration's [policies.NAME] does, and
+    ``priors`` each model's prior quality, as its [[models]] prior_quality does."""
     specs = {name: PolicySpec.configured(name, policy_params or {}) for name in policy_names}
     if test is not None and test.models != train.models:
         raise ValueError(f"{test.path}: its models differ from {train.path}'s")
@@ -155,7 +157,7 @@ def build_report(
         def single_shot(cost_weight: float, seed: int, spec: PolicySpec = spec) -> Run:
             return replay(
                 spec, train, train_prompts, cost_weight=cost_weight, seed=seed,
-                test=test, test_prompts=test_prompts,
+                test=test, test_prompts=test_prompts, priors=priors,
             )  # fmt: skip
 
         points = _learned_points(
