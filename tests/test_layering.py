@@ -42,7 +42,9 @@ ALLOWED: dict[str, set[str]] = {
     "schemas": {"core"},
     # The config file's models and rules are the API's (schemas), so both accept the same;
     # a model entry's upstream is the gateway's part of the file.
-    "settings": {"core", "escalation", "keys", "schemas", "gateway.config", "gateway.options"},
+    "settings": {"core", "config_file", "escalation", "keys", "gateway.options"},
+    # The TOML file's schema: its sections, with the API's models and rules (schemas).
+    "config_file": {"escalation", "gateway.config", "keys", "schemas"},
     # A pinned decision's log row (the gateway's calls of a model named by the caller).
     "pinning": {"core", "storage.base"},
     # The OpenAI-compatible gateway: a client of the router's use case, as api is (no SQL,
