@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck unit tools bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,14 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
+# What the tests drive besides Python: kubectl renders deploy/k8s (tests/test_deploy.py).
+# Installed from Debian's packages when missing and apt-get can run; never skipped.
+tools:
+	@command -v kubectl >/dev/null || { command -v apt-get >/dev/null && \
+	  apt-get update -qq && apt-get install -y -qq kubernetes-client; } || true
+
 # The PostgreSQL tests need the server on 127.0.0.1:5432: start it when it is installed but down.
-unit: $(BIN)/.installed
+unit: $(BIN)/.installed tools
 	@pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null || \
 	  { command -v pg_ctlcluster >/dev/null && \
 	    pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start; } || true

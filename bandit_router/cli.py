@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import math
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,16 +80,33 @@ def _serve(args: argparse.Namespace) -> int:
     from bandit_router.migrations import upgrade
 
     upgrade(settings.database_url)
+    app = create_app(settings, config, learner_mode=args.learner)
+    _exit_cleanly_after_a_stop_signal()
     uvicorn.run(
-        create_app(settings, config, learner_mode=args.learner),
+        app,
         host=args.host,
         port=args.port,
         log_level=args.log_level,
         access_log=args.access_log,
         loop=args.loop,
         http=args.http,
+        timeout_graceful_shutdown=args.graceful_timeout,
     )
     return 0
+
+
+def _exit_cleanly_after_a_stop_signal() -> None:
+    """SIGTERM or SIGINT while serving: uvicorn stops accepting, lets the requests in flight
+    finish (at most ``--graceful-timeout`` seconds), runs the app's shutdown (the decision log
+    written, the last snapshot taken), then raises the signal again with the handlers it found
+    at start. These handlers make that last step an exit with status 0, since the stop was the
+    one asked for; a signal before uvicorn has taken over stops the start the same way."""
+
+    def stopped(_signum: int, _frame: object) -> None:
+        raise SystemExit(0)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stopped)
 
 
 def _learner(args: argparse.Namespace) -> int:
@@ -165,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, help="TOML file (default: the packaged pool)")
     serve.add_argument(
         "--insecure", action="store_true", help="allow a non-loopback bind without API keys"
+    )
+    serve.add_argument(
+        "--graceful-timeout",
+        type=_non_negative,
+        default=20.0,
+        metavar="S",
+        help="on SIGTERM, seconds the requests in flight may take to finish before they are "
+        "cancelled (default 20)",
     )
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)

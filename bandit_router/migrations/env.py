@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import text
 
 from bandit_router.storage.engine import make_engine
 from bandit_router.storage.tables import metadata
 
 target_metadata = metadata
+
+# The key of the PostgreSQL advisory lock that migrations take (the ASCII of "bmigrate").
+MIGRATION_LOCK_KEY = 0x626D696772617465
 
 
 def run_migrations_online() -> None:
@@ -23,6 +27,13 @@ def run_migrations_online() -> None:
                 render_as_batch=connection.dialect.name == "sqlite",
             )
             with context.begin_transaction():
+                if connection.dialect.name == "postgresql":
+                    # Processes that start at once on one database (replicas, a migration job)
+                    # take turns: the next one reads the version the first committed and has
+                    # nothing left to do, instead of failing on a table the first created.
+                    connection.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                    )
                 context.run_migrations()
     finally:
         engine.dispose()
