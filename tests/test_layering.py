@@ -15,6 +15,7 @@ SQL_ROLES = (
     "sql_catalog",
     "sql_counters",
     "sql_audit",
+    "sql_grading",
 )
 
 # What each module (or package) may import from the project; a module follows the most specific
