@@ -43,12 +43,29 @@ ALLOWED: dict[str, set[str]] = {
     "schemas": {"core"},
     # The config file's models and rules are the API's (schemas), so both accept the same;
     # a model entry's upstream is the gateway's part of the file.
-    "settings": {"core", "escalation", "keys", "schemas", "gateway.config", "gateway.options"},
+    "settings": {
+        "core",
+        "escalation",
+        "keys",
+        "schemas",
+        "gateway.config",
+        "gateway.grading",
+        "gateway.options",
+    },
     # A pinned decision's log row (the gateway's calls of a model named by the caller).
     "pinning": {"core", "storage.base"},
     # The OpenAI-compatible gateway: a client of the router's use case, as api is (no SQL,
-    # no policy); its options module is plain values.
-    "gateway": {"api_auth", "core", "eligibility", "features", "gateway", "router", "schemas"},
+    # no policy); its options module is plain values. Its grader's queue is a store role.
+    "gateway": {
+        "api_auth",
+        "core",
+        "eligibility",
+        "features",
+        "gateway",
+        "router",
+        "schemas",
+        "storage.base",
+    },
     # API keys, their roles and digests: values and a lookup, nothing of HTTP.
     "keys": set(),
     # Who may call what over HTTP: the bearer check and each endpoint's declared role.

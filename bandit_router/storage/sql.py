@@ -1,7 +1,8 @@
 """The Store on SQLAlchemy Core: SQLite (WAL) by default, PostgreSQL in production.
 
 One module per role holds its SQL (sql_decisions, sql_feedback, sql_history, sql_snapshots,
-sql_catalog, sql_counters, sql_audit, sql_grading); each role's class stands alone on a Database (engine.py).
+sql_catalog, sql_counters, sql_audit, sql_grading); each role's class stands alone on a
+Database (engine.py).
 SqlStore is all of them on one Database, each inherited one level deep, so the composition
 root builds, starts and closes one object, and a call costs what it costs on the role.
 """
