@@ -44,6 +44,8 @@ from bandit_router.gateway.wire import ChatCompletionIn, error_body
 from bandit_router.router import FeedbackRequest, Router, RouteRequest, RouteResult
 
 SOURCE = "gateway"
+IDLE_CONNECTIONS = 16
+"""Keep-alive connections the pooled client keeps idle, over every upstream."""
 Job = tuple[list[dict[str, str]], str]
 """What the grader grades: the prompt's messages and the answer's text."""
 _log = logging.getLogger(__name__)
@@ -78,8 +80,12 @@ class Gateway:
             name: self._environ.get(up.api_key_env) if up.api_key_env else None
             for name, up in self.upstreams.items()
         }
+        # httpcore checks every idle connection of the pool (a poll of its socket, through
+        # anyio's attribute lookup) on each request and each response's close: 100 idle
+        # connections cost 3 ms a call (bench/README.md), and a pool grown by a burst made
+        # the gateway slower the more it fell behind. Few idle connections stay open.
         self._http = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=IDLE_CONNECTIONS),
             follow_redirects=False,
         )
 
