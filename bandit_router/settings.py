@@ -371,8 +371,8 @@ def config_from_mapping(
     unknown_scopes = set(parsed.budgets) - scopes
     if unknown_scopes:
         raise ConfigError(
-            f"{source}: budgets: {sorted(unknown_scopes)} are neither tenants, 'default', "
-            "'experiment:NAME' of a configured experiment nor 'grader' (with a [grader])"
+            f"{source}: budgets: {sorted(unknown_scopes)} are neither tenants, 'default' nor "
+            "'experiment:NAME' of a configured experiment (nor 'grader', with a [grader])"
         )
     upstreams = {
         entry.name: upstream
