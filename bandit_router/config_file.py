@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bandit_router.escalation import DEFAULT_MAX_ATTEMPTS
-from bandit_router.gateway.config import GatewaySection, ModelEntry
+from bandit_router.gateway.config import GatewaySection, GraderSection, ModelEntry
 from bandit_router.keys import Role
 from bandit_router.schemas import RulesDoc
 
@@ -127,6 +127,7 @@ class ConfigFile(BaseModel):
 
     router: RouterSection = Field(default_factory=RouterSection)
     gateway: GatewaySection = Field(default_factory=GatewaySection)
+    grader: GraderSection | None = None
     learning: LearningSection = Field(default_factory=LearningSection)
     health: HealthSection = Field(default_factory=HealthSection)
     # The same models as POST /models and PUT /rules validate: the file and the API accept

@@ -108,6 +108,17 @@ class RouterCollector:
             answered.add_metric([endpoint, str(status)], count)
         yield answered
 
+        grading = CounterMetricFamily(
+            "bandit_router_grader_jobs",
+            "The grader's work by mode (queued: the worker; inline: a cascade's grade) and "
+            "outcome: graded, duplicate (graded before), unparseable and failed (dropped, never "
+            "learned), retried, over_budget (put off), unknown_decision.",
+            labels=["mode", "outcome"],
+        )
+        for (mode, outcome), count in sorted(counted.grading.items()):
+            grading.add_metric([mode, outcome], count)
+        yield grading
+
         state = GaugeMetricFamily(
             "bandit_router_model_state",
             "1 for the model's circuit-breaker state in this process, 0 for the others.",

@@ -22,6 +22,7 @@ from bandit_router.core import PolicySpec
 from bandit_router.eligibility import Rules, TenantTier
 from bandit_router.experiments import Experiment
 from bandit_router.gateway.endpoints import gateway_routes
+from bandit_router.gateway.grader import Grader
 from bandit_router.gateway.proxy import Gateway
 from bandit_router.health import BreakerSettings, HealthBoard
 from bandit_router.keys import KeyRing
@@ -121,7 +122,12 @@ def create_app(
     # The gateway records in the thread pool even on SQLite: on the event loop, each record
     # held up the proxied calls of other requests (bench/gateway_overhead.py: added p50
     # 3.9 → 2.7 ms, p99 12 → 6 ms at 100 req/s).
-    gateway = Gateway(router, config.upstreams, config.gateway, feedback_on_loop=False)
+    # The grader's workers run on this process's event loop, off the request path; its
+    # queue is in the database, so jobs outlive the process (gateway/grader.py).
+    grader = None if config.grader is None else Grader(router, store, config.grader)
+    gateway = Gateway(
+        router, config.upstreams, config.gateway, feedback_on_loop=False, grader=grader
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -144,6 +150,8 @@ def create_app(
             learner.start()
         pool_watch = Periodic(1.0, router.catalog.reload, "pool-watch")
         await gateway.start()  # its one pooled httpx client
+        if grader is not None:
+            await grader.start(gateway.http)
         # What start-up allocated lives as long as the process: moving it out of the
         # collector's generations keeps full collections short under load. A request makes
         # a few hundred short-lived objects and no cycles worth chasing, so the youngest
@@ -154,6 +162,8 @@ def create_app(
         try:
             yield
         finally:
+            if grader is not None:
+                await grader.stop()
             await gateway.close()
             pool_watch.stop()
             decision_log.stop()

@@ -56,6 +56,8 @@ class MetricsSnapshot:
     """(model, error kind) → new feedback reporting that the call failed so."""
     errors: dict[tuple[str, int], int]
     """(endpoint, HTTP status) → error answers."""
+    grading: dict[tuple[str, str], int]
+    """(mode: queued or inline, outcome) → the grader's jobs and inline grades, by outcome."""
 
 
 class Metrics:
@@ -71,6 +73,7 @@ class Metrics:
         self._call_errors: dict[tuple[str, str], int] = {}
         self._sources: set[str] = set()
         self._errors: dict[tuple[str, int], int] = {}
+        self._grading: dict[tuple[str, str], int] = {}
 
     def routed(self, policy: str, model: str, attempt: int, seconds: float) -> None:
         """A decision answered (and committed) after ``seconds`` in the router."""
@@ -119,6 +122,13 @@ class Metrics:
         with self._lock:
             self._errors[key] = self._errors.get(key, 0) + 1
 
+    def graded(self, mode: str, outcome: str) -> None:
+        """The grader's work: ``mode`` queued (the worker) or inline (a cascade), and one of
+        its few outcomes (graded, duplicate, unparseable, retried, failed, ...)."""
+        key = (mode, outcome)
+        with self._lock:
+            self._grading[key] = self._grading.get(key, 0) + 1
+
     def snapshot(self) -> MetricsSnapshot:
         with self._lock:
             return MetricsSnapshot(
@@ -129,4 +139,5 @@ class Metrics:
                 by_model=dict(self._by_model),
                 call_errors=dict(self._call_errors),
                 errors=dict(self._errors),
+                grading=dict(self._grading),
             )

@@ -16,6 +16,8 @@ from bandit_router.config_file import FORGETTING_POLICIES as FORGETTING_POLICIES
 from bandit_router.config_file import ConfigFile
 from bandit_router.core import ModelSpec, PolicySpec
 from bandit_router.escalation import DEFAULT_MAX_ATTEMPTS
+from bandit_router.gateway.config import grader_options
+from bandit_router.gateway.grading import GRADER_SOURCE, GraderOptions
 from bandit_router.gateway.options import GatewayOptions, Upstream
 from bandit_router.keys import ApiKey, MalformedKey, Role, digest_of
 
@@ -93,6 +95,8 @@ class RouterConfig:
     upstreams: Mapping[str, Upstream] = field(default_factory=dict)
     """Per pool model with a `base_url`: where the gateway calls it."""
     gateway: GatewayOptions = field(default_factory=GatewayOptions)
+    grader: GraderOptions | None = None
+    """The [grader] section, with its judge's upstream resolved; None: no grading."""
 
 
 def _default_config_text() -> str:
@@ -247,12 +251,25 @@ def config_from_mapping(
             f"[experiments] ({', '.join(sorted(parsed.experiments)) or 'none is configured'})"
         )
     scopes = {*parsed.tenants, "default", *(f"experiment:{name}" for name in parsed.experiments)}
+    scopes |= {GRADER_SOURCE} if parsed.grader is not None else set()
     unknown_scopes = set(parsed.budgets) - scopes
     if unknown_scopes:
         raise ConfigError(
             f"{source}: budgets: {sorted(unknown_scopes)} are neither tenants, 'default' nor "
-            "'experiment:NAME' of a configured experiment"
+            "'experiment:NAME' of a configured experiment (nor 'grader', with a [grader])"
         )
+    upstreams = {
+        entry.name: upstream
+        for entry in parsed.models
+        if (upstream := entry.upstream()) is not None
+    }
+    try:
+        grader = grader_options(
+            parsed.grader, parsed.gateway, upstreams, set(names),
+            budgeted=set(parsed.budgets), tenants=set(parsed.tenants),
+        )  # fmt: skip
+    except ValueError as error:
+        raise ConfigError(f"{source}: {error}") from error
     unknown_tenants = set(parsed.rules.tenants) - set(parsed.tenants)
     if unknown_tenants:
         raise ConfigError(f"{source}: rules.tenants: unknown tenants {sorted(unknown_tenants)}")
@@ -292,10 +309,7 @@ def config_from_mapping(
         max_attempts=router.max_attempts,
         default_experiment=router.experiment,
         policy_params=parsed.policies,
-        upstreams={
-            entry.name: upstream
-            for entry in parsed.models
-            if (upstream := entry.upstream()) is not None
-        },
+        upstreams=upstreams,
         gateway=parsed.gateway.options(),
+        grader=grader,
     )

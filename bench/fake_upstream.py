@@ -42,6 +42,11 @@ class Behaviour:
     completion_tokens: int = 7
     cost: float | None = None
     """Reported as ``usage.cost`` when set (as some providers do)."""
+    content: str | None = None
+    """The answer's text (default: ``answer from MODEL``); a judge's e.g. ``Score: 8``."""
+    replies: dict[str, str] = field(default_factory=dict)
+    """As a judge: the text to answer when the request's last message contains the key
+    (the first key found wins; ``content`` otherwise)."""
 
 
 @dataclass
@@ -73,6 +78,15 @@ def _usage(behaviour: Behaviour) -> dict[str, Any]:
     if behaviour.cost is not None:
         usage["cost"] = behaviour.cost
     return usage
+
+
+def _text(model: str, body: dict[str, Any], behaviour: Behaviour) -> str:
+    messages = body.get("messages") or [{}]
+    asked = str(messages[-1].get("content") or "") if isinstance(messages[-1], dict) else ""
+    for key, reply in behaviour.replies.items():
+        if key in asked:
+            return reply
+    return behaviour.content if behaviour.content is not None else f"answer from {model}"
 
 
 class FakeUpstream:
@@ -108,7 +122,7 @@ class FakeUpstream:
         if body.get("stream"):
             return StreamingResponse(self._stream(model, body, behaviour, call),
                                      media_type="text/event-stream")  # fmt: skip
-        message: dict[str, Any] = {"role": "assistant", "content": f"answer from {model}"}
+        message: dict[str, Any] = {"role": "assistant", "content": _text(model, body, behaviour)}
         if behaviour.refuse:
             message = {"role": "assistant", "content": None, "refusal": "I can't help with that"}
         document = {

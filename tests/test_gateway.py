@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
@@ -256,3 +257,11 @@ def test_the_gateway_s_feedback_shows_in_the_metrics(served: tuple[ServerProcess
     assert gateway_rows[0]["n"] > 0
     metrics = httpx.get(f"{server.base_url}/metrics").text
     assert 'source="gateway"' in metrics
+
+
+def test_a_cascade_without_a_grader_is_a_400(served: tuple[ServerProcess, str]) -> None:
+    server, _ = served
+    with pytest.raises(openai.BadRequestError, match=r"configure a \[grader\]"):
+        sdk(server).chat.completions.create(
+            model="router", messages=HELLO, extra_body={"bandit": {"cascade": {"accept": 0.5}}}
+        )

@@ -15,6 +15,7 @@ SQL_ROLES = (
     "sql_catalog",
     "sql_counters",
     "sql_audit",
+    "sql_grading",
 )
 
 # What each module (or package) may import from the project; a module follows the most specific
@@ -42,14 +43,31 @@ ALLOWED: dict[str, set[str]] = {
     "schemas": {"core"},
     # The config file's models and rules are the API's (schemas), so both accept the same;
     # a model entry's upstream is the gateway's part of the file.
-    "settings": {"core", "config_file", "escalation", "keys", "gateway.options"},
+    "settings": {
+        "core",
+        "config_file",
+        "escalation",
+        "keys",
+        "gateway.config",
+        "gateway.grading",
+        "gateway.options",
+    },
     # The TOML file's schema: its sections, with the API's models and rules (schemas).
     "config_file": {"escalation", "gateway.config", "keys", "schemas"},
     # A pinned decision's log row (the gateway's calls of a model named by the caller).
     "pinning": {"core", "storage.base"},
     # The OpenAI-compatible gateway: a client of the router's use case, as api is (no SQL,
-    # no policy); its options module is plain values.
-    "gateway": {"api_auth", "core", "eligibility", "features", "gateway", "router", "schemas"},
+    # no policy); its options module is plain values. Its grader's queue is a store role.
+    "gateway": {
+        "api_auth",
+        "core",
+        "eligibility",
+        "features",
+        "gateway",
+        "router",
+        "schemas",
+        "storage.base",
+    },
     # API keys, their roles and digests: values and a lookup, nothing of HTTP.
     "keys": set(),
     # Who may call what over HTTP: the bearer check and each endpoint's declared role.

@@ -25,7 +25,8 @@ from bandit_router.core import (
     NotFound,
     StorageUnavailable,
 )
-from bandit_router.gateway.proxy import Answer, Gateway
+from bandit_router.gateway.answer import Answer
+from bandit_router.gateway.proxy import Gateway
 from bandit_router.gateway.wire import ChatCompletionIn, error_body, model_entry
 
 

@@ -34,3 +34,6 @@ class GatewayOptions:
     """The `model` a request names to be routed; any other must be a pool model's name."""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     """Largest request body accepted (images travel inline, base64-encoded)."""
+    cascade_accept: float | None = None
+    """When set, every routed non-streaming request is a cascade with this threshold (the
+    request's ``bandit.cascade.accept`` overrides it)."""

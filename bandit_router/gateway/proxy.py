@@ -16,15 +16,18 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Coroutine, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import orjson
 
-from bandit_router.core import ErrorKind, NotFound
+from bandit_router.core import DomainError, ErrorKind, NotFound
 from bandit_router.eligibility import Constraints
 from bandit_router.features import text_of_messages
+from bandit_router.gateway.answer import Answer, delta_text, failed_answer
+from bandit_router.gateway.cascade import cascade_threshold, grade_now
+from bandit_router.gateway.grader import Grader, answer_text
 from bandit_router.gateway.options import GatewayOptions, Upstream
 from bandit_router.gateway.upstream import (
     EventStream,
@@ -41,29 +44,11 @@ from bandit_router.gateway.wire import ChatCompletionIn, error_body
 from bandit_router.router import FeedbackRequest, Router, RouteRequest, RouteResult
 
 SOURCE = "gateway"
+IDLE_CONNECTIONS = 16
+"""Keep-alive connections the pooled client keeps idle, over every upstream."""
+Job = tuple[list[dict[str, str]], str]
+"""What the grader grades: the prompt's messages and the answer's text."""
 _log = logging.getLogger(__name__)
-
-
-@dataclass
-class Answer:
-    """What the endpoint sends: a body or an event stream, and the decision it came from."""
-
-    decision: RouteResult | None
-    attempts: int
-    overhead_ms: float
-    status: int = 200
-    body: bytes = b""
-    stream: AsyncIterator[bytes] | None = None
-
-    def headers(self) -> dict[str, str]:
-        if self.decision is None:
-            return {}
-        return {
-            "x-bandit-decision-id": self.decision.decision_id,
-            "x-bandit-model": self.decision.model,
-            "x-bandit-attempts": str(self.attempts),
-            "x-bandit-overhead-ms": f"{self.overhead_ms:.3f}",
-        }
 
 
 class Gateway:
@@ -77,8 +62,10 @@ class Gateway:
         *,
         feedback_on_loop: bool = False,
         environ: Mapping[str, str] = os.environ,
+        grader: Grader | None = None,
     ) -> None:
         self.router = router
+        self.grader = grader
         self.upstreams = dict(upstreams)
         self.options = options
         self._feedback_on_loop = feedback_on_loop
@@ -93,10 +80,19 @@ class Gateway:
             name: self._environ.get(up.api_key_env) if up.api_key_env else None
             for name, up in self.upstreams.items()
         }
+        # httpcore checks every idle connection of the pool (a poll of its socket, through
+        # anyio's attribute lookup) on each request and each response's close: 100 idle
+        # connections cost 3 ms a call (bench/README.md), and a pool grown by a burst made
+        # the gateway slower the more it fell behind. Few idle connections stay open.
         self._http = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=IDLE_CONNECTIONS),
             follow_redirects=False,
         )
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The one pooled client (the grader's judge calls share it)."""
+        return self._client()
 
     async def close(self) -> None:
         if self._pending:
@@ -154,6 +150,7 @@ class Gateway:
         started = time.perf_counter()
         request = self._route_request(chat, tenant)
         pinned = chat.model != self.options.model_alias
+        accept = cascade_threshold(chat, pinned, self.options, self.grader)
         if pinned:
             if chat.model not in self.upstreams:
                 raise NotFound(f"The model '{chat.model}' does not exist or has no upstream")
@@ -162,6 +159,7 @@ class Gateway:
             decision = await self.router.route(request)
         upstream_s = 0.0
         previous: list[str] = []
+        best: tuple[float, RouteResult, bytes] | None = None  # a cascade's best graded answer
         while True:
             call_started = time.perf_counter()
             body = self._upstream_body(raw, chat, decision.model)
@@ -178,21 +176,52 @@ class Gateway:
                 upstream_s += elapsed
                 await self._record_failure(decision, failure, elapsed)
                 attempts = len(previous) + 1
+                if best is not None and (not failure.outage or attempts >= decision.max_attempts):
+                    return Answer(best[1], attempts, _ms(started, upstream_s), body=best[2])
                 if pinned or not failure.outage or attempts >= decision.max_attempts:
-                    return self._failed(decision, failure, attempts, started, upstream_s)
+                    return failed_answer(decision, failure, attempts, _ms(started, upstream_s))
                 previous.append(decision.decision_id)
                 try:
                     decision = await self.router.route(replace(request, previous=tuple(previous)))
                 except Exception:  # noqa: BLE001 - no model left: the last failure is the answer
-                    return self._failed(decision, failure, attempts, started, upstream_s)
+                    if best is not None:
+                        return Answer(best[1], attempts, _ms(started, upstream_s), body=best[2])
+                    return failed_answer(decision, failure, attempts, _ms(started, upstream_s))
                 continue
             upstream_s += time.perf_counter() - call_started
             attempts = len(previous) + 1
             overhead_ms = (time.perf_counter() - started - upstream_s) * 1000
+            graded = (
+                accept is None
+                and self.grader is not None
+                and self.grader.wants(decision.decision_id)
+            )
+            prompt = chat.prompt() if graded or accept is not None else []
             if chat.stream:
-                relay = self._relay(decision, events, first, chat.wants_usage, call_started)
+                relay = self._relay(decision, events, first, chat.wants_usage, call_started,
+                                    prompt if graded else None)  # fmt: skip
                 return Answer(decision, attempts, overhead_ms, stream=relay)
-            self._later(self._record_answer(decision, answer, time.perf_counter() - call_started))
+            elapsed = time.perf_counter() - call_started
+            self._later(self._record_answer(decision, answer, elapsed, prompt if graded else None))
+            if accept is not None:
+                grading_started = time.perf_counter()
+                assert self.grader is not None
+                quality = await grade_now(self.router, self.grader, decision, prompt, answer)
+                upstream_s += time.perf_counter() - grading_started
+                if quality is not None:
+                    if best is None or quality >= best[0]:
+                        best = (quality, decision, answer)
+                    if quality < accept and attempts < decision.max_attempts:
+                        previous.append(decision.decision_id)
+                        try:
+                            decision = await self.router.route(
+                                replace(request, previous=tuple(previous))
+                            )
+                            continue
+                        except DomainError:  # no model left to escalate to
+                            pass
+                    _, decision, answer = best
+            overhead_ms = (time.perf_counter() - started - upstream_s) * 1000
             return Answer(decision, attempts, overhead_ms, body=answer)
 
     def _client(self) -> httpx.AsyncClient:
@@ -219,26 +248,6 @@ class Gateway:
             raise UpstreamFailed("server_error", 502, "the model's server sent an empty stream")
         return first
 
-    def _failed(
-        self,
-        decision: RouteResult,
-        failure: UpstreamFailed,
-        attempts: int,
-        started: float,
-        upstream_s: float,
-    ) -> Answer:
-        overhead_ms = (time.perf_counter() - started - upstream_s) * 1000
-        status, error_type = {
-            "rate_limited": (429, "rate_limit_error"),
-            "timeout": (504, "timeout"),
-            "server_error": (502, "upstream_error"),
-        }.get(failure.kind or "", (failure.status, "invalid_request_error"))
-        if failure.kind is None and isinstance(failure.body, dict) and "error" in failure.body:
-            body = failure.body  # the upstream's own refusal of the request, as it sent it
-        else:
-            body = error_body(failure.message, error_type, failure.kind)
-        return Answer(decision, attempts, overhead_ms, status=status, body=orjson.dumps(body))
-
     async def _relay(
         self,
         decision: RouteResult,
@@ -246,8 +255,11 @@ class Gateway:
         first: bytes,
         wants_usage: bool,
         call_started: float,
+        prompt: list[dict[str, str]] | None,
     ) -> AsyncIterator[bytes]:
-        """The upstream's events to the client, each as soon as it is complete."""
+        """The upstream's events to the client, each as soon as it is complete (with the
+        text kept for the grader when ``prompt`` is given)."""
+        texts: list[str] = []
         usage: Usage | None = None
         error: ErrorKind | None = None
         event: bytes | None = first
@@ -255,9 +267,14 @@ class Gateway:
             while event is not None:
                 data = (
                     event_data(event)
-                    if b'"usage"' in event or b"refusal" in event or (b"content_filter" in event)
+                    if prompt is not None
+                    or b'"usage"' in event
+                    or b"refusal" in event
+                    or (b"content_filter" in event)
                     else None
                 )
+                if prompt is not None:
+                    texts.append(delta_text(data))
                 keep = True
                 if isinstance(data, dict):
                     usage = usage_of(data) or usage
@@ -276,9 +293,18 @@ class Gateway:
             await events.aclose()
             elapsed = time.perf_counter() - call_started
             failed_call = error is not None and error != "refused"
-            self._later(self._record(decision, usage, elapsed, error, 0.0 if failed_call else None))
+            job = (prompt, "".join(texts)) if prompt is not None and error is None else None
+            self._later(
+                self._record(decision, usage, elapsed, error, 0.0 if failed_call else None, job)
+            )
 
-    async def _record_answer(self, decision: RouteResult, answer: bytes, elapsed: float) -> None:
+    async def _record_answer(
+        self,
+        decision: RouteResult,
+        answer: bytes,
+        elapsed: float,
+        prompt: list[dict[str, str]] | None,
+    ) -> None:
         try:
             document = orjson.loads(answer)
         except orjson.JSONDecodeError:
@@ -287,7 +313,9 @@ class Gateway:
         error: ErrorKind | None = (
             "refused" if isinstance(document, dict) and refused(document) else None
         )
-        await self._record(decision, usage, elapsed, error, None)
+        text = answer_text(document) if prompt is not None and error is None else None
+        job = (prompt, text) if prompt is not None and text else None
+        await self._record(decision, usage, elapsed, error, None, job)
 
     async def _record_failure(
         self, decision: RouteResult, failure: UpstreamFailed, elapsed: float
@@ -302,7 +330,9 @@ class Gateway:
         elapsed_s: float,
         error: ErrorKind | None,
         quality: float | None,
+        job: Job | None = None,
     ) -> None:
+        """The gateway's feedback, and the grader's job when the decision is to be graded."""
         request = FeedbackRequest(
             decision_id=decision.decision_id,
             quality=quality,
@@ -314,10 +344,19 @@ class Gateway:
             source=SOURCE,
             every_tenant=True,
         )
-        if self._feedback_on_loop:
+        if self._feedback_on_loop and job is None:
             self.router.feedback(request)
         else:
-            await asyncio.to_thread(self.router.feedback, request)
+            await asyncio.to_thread(self._report, request, job)
+        if job is not None and self.grader is not None:
+            self.grader.wake()
+
+    def _report(self, request: FeedbackRequest, job: Job | None) -> None:
+        try:
+            self.router.feedback(request)
+        finally:
+            if job is not None and job[1] and self.grader is not None:
+                self.grader.enqueue(request.decision_id, *job)
 
     def _later(self, work: Coroutine[Any, Any, None]) -> None:
         """Runs ``work`` after the answer left, kept until done (close() waits for it)."""
@@ -331,3 +370,8 @@ class Gateway:
         task = asyncio.get_running_loop().create_task(logged())
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
+
+def _ms(started: float, upstream_s: float) -> float:
+    """The gateway's own time since ``started``, the upstream's calls excluded."""
+    return (time.perf_counter() - started - upstream_s) * 1000

@@ -51,6 +51,15 @@ class StreamOptions(_Open):
     include_usage: bool | None = None
 
 
+class CascadeOptions(BaseModel):
+    """Grade each answer with the grader's judge before answering; below ``accept``, escalate
+    to the next model the router picks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    accept: float = Field(ge=0.0, le=1.0)
+
+
 class BanditOptions(BaseModel):
     """The router's options, in the body's extra field ``bandit`` (the SDK's ``extra_body``).
     Unknown fields are refused, so a misspelt option is not silently ignored."""
@@ -63,6 +72,7 @@ class BanditOptions(BaseModel):
     features: dict[FeatureKey, Finite | FeatureText] = Field(default_factory=dict, max_length=200)
     unit_id: Name | None = None
     experiment: Name | None = None
+    cascade: CascadeOptions | None = None
 
 
 class ChatCompletionIn(_Open):
@@ -78,6 +88,10 @@ class ChatCompletionIn(_Open):
 
     def images(self) -> int:
         return sum(message.images() for message in self.messages)
+
+    def prompt(self) -> list[dict[str, str]]:
+        """The messages' text, as the grader's judge reads them (images left out)."""
+        return [{"role": m.role, "content": m.text()} for m in self.messages]
 
 
 def error_body(

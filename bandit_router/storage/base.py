@@ -267,6 +267,49 @@ class AuditLog(Protocol):
     def newest(self, limit: int) -> list[AuditEntry]: ...
 
 
+@dataclass(frozen=True)
+class GradingJob:
+    """A decision's answer waiting for the grader, as a worker claimed it."""
+
+    id: int
+    decision_id: str
+    prompt: Any
+    """The chat messages the answer replied to, as the gateway received them."""
+    answer: str
+    tries: int
+    """Claims so far, this one included."""
+    claim: str
+    """This claim's token: only its holder may finish or release the job."""
+
+
+class GradingQueue(Protocol):
+    """The grader's durable queue: the gateway adds jobs, workers of any process claim them
+    for a lease (a killed worker's jobs are retaken once it ends), and a graded or dropped
+    job is deleted."""
+
+    def enqueue_grading(self, decision_id: str, prompt: Any, answer: str) -> bool:
+        """False when the decision already has a job (a decision is graded once)."""
+        ...
+
+    def claim_grading(self, limit: int, lease_s: float) -> list[GradingJob]:
+        """Up to ``limit`` jobs that no live claim holds, oldest first, each claimed for
+        ``lease_s`` seconds; two claimers never get the same job while a lease lasts."""
+        ...
+
+    def finish_grading(self, job: GradingJob) -> None:
+        """Deletes the job, if this claim still holds it."""
+        ...
+
+    def release_grading(self, job: GradingJob, retry_in_s: float, *, count_try: bool) -> None:
+        """Gives the job back, to be claimed again after ``retry_in_s``; ``count_try=False``
+        refunds the try this claim counted (the job was not tried, e.g. over its budget)."""
+        ...
+
+    def grading_backlog(self) -> int:
+        """Jobs waiting or claimed."""
+        ...
+
+
 class Store(
     DecisionStore,
     FeedbackStore,
@@ -275,6 +318,7 @@ class Store(
     CatalogStore,
     CounterStore,
     AuditLog,
+    GradingQueue,
     Protocol,
 ):
     """Every role at once, as SqlStore plays them."""

@@ -16,6 +16,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 
@@ -194,4 +195,22 @@ audit_log = Table(
     Column("method", String(10), nullable=False),
     Column("path", String(2000), nullable=False),
     Column("change", JSON, nullable=True),
+)
+
+# The grader's queue (gateway/grader.py): one job per sampled decision, the prompt and answer
+# to grade. A worker claims a job until ``claimed_until`` (a lease that a killed worker's
+# jobs outlive, then are retaken); a graded or dropped job is deleted.
+grading_jobs = Table(
+    "grading_jobs",
+    metadata,
+    Column("id", _SERIAL, primary_key=True, autoincrement=True),
+    Column("decision_id", String(36), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("prompt", JSON, nullable=False),
+    Column("answer", Text, nullable=False),
+    Column("tries", Integer, nullable=False, default=0),
+    Column("claimed_until", DateTime(timezone=True), nullable=True),
+    Column("claim", String(36), nullable=True),
+    UniqueConstraint("decision_id"),
+    Index("ix_grading_jobs_claimed_until", "claimed_until"),
 )

@@ -1,0 +1,181 @@
+"""The grader, served: with share 1.0 every decision gets exactly one grader feedback (also
+across a kill -9 of the service mid-queue), a judge that fails or says no grade is counted and
+never learned, a hanging judge never holds up a user's request, share 0.5 grades the decisions
+the sample names, and the grader's budget puts its jobs off when spent."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from openai.types.chat import ChatCompletionMessageParam
+
+from bandit_router.client import decision_id_of
+from bandit_router.gateway.grading import sampled
+from bench.fake_upstream import Behaviour, FakeUpstream
+from tests.gateway_support import KEY_ENV, UPSTREAM_KEY, eventually, gateway, rows, sdk
+from tests.support import ServerProcess
+
+Served = tuple[ServerProcess, str]
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeUpstream]:
+    fake = FakeUpstream().start()
+    yield fake
+    fake.stop()
+
+
+def grader_section(upstream: FakeUpstream, judge: str, **values: object) -> str:
+    """A [grader] with its own upstream (the fake, as model `judge`)."""
+    lines = ["[grader]", 'model = "judge"', f'base_url = "{upstream.base_url}"',
+             f'upstream_model = "{judge}"', f'api_key_env = "{KEY_ENV}"']  # fmt: skip
+    lines += [f"{key} = {value}" for key, value in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def ask(server: ServerProcess, text: str, *, stream: bool = False) -> str:
+    """One routed call; the decision id."""
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": text}]
+    completions = sdk(server).chat.completions
+    if stream:
+        with completions.with_streaming_response.create(
+            model="router", messages=messages, stream=True
+        ) as response:
+            for _ in response.iter_lines():
+                pass
+            return response.headers["x-bandit-decision-id"]
+    return decision_id_of(completions.with_raw_response.create(model="router", messages=messages))
+
+
+def grades(url: str) -> dict[str, list[float]]:
+    found: dict[str, list[float]] = {}
+    for row in rows(url, "SELECT decision_id, quality FROM feedback WHERE source = 'grader'"):
+        found.setdefault(row["decision_id"], []).append(row["quality"])
+    return found
+
+
+def backlog(url: str) -> int:
+    return int(rows(url, "SELECT COUNT(*) AS n FROM grading_jobs")[0]["n"])
+
+
+def counted(server: ServerProcess, outcome: str, mode: str = "queued") -> float:
+    text = httpx.get(f"{server.base_url}/metrics").text
+    found = re.search(
+        rf'bandit_router_grader_jobs_total\{{mode="{mode}",outcome="{outcome}"\}} (\S+)', text
+    )
+    return float(found.group(1)) if found else 0.0
+
+
+def test_with_share_1_every_decision_gets_exactly_one_grade(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    upstream.behaviours["judge-8"] = Behaviour(content="Score: 8")
+    with gateway(tmp_path, upstream, extra=grader_section(upstream, "judge-8", share=1.0)) as (
+        server,
+        url,
+    ):
+        ids = [ask(server, f"question {i}", stream=i % 2 == 1) for i in range(20)]
+        graded = eventually(lambda: grades(url), lambda g: len(g) == 20, timeout_s=20)
+        assert graded == {decision_id: [pytest.approx(7 / 9)] for decision_id in ids}
+        assert backlog(url) == 0
+        assert counted(server, "graded") == 20
+        # The judge read the question and the answer (streamed answers too), with its key.
+        judged = upstream.calls_for("judge-8")
+        assert len(judged) == 20
+        prompts = {c.body["messages"][0]["content"] for c in judged}
+        [plain] = [p for p in prompts if "user: question 18\n" in p]
+        assert "answer from" in plain
+        [streamed] = [p for p in prompts if "user: question 19\n" in p]
+        assert "part0 part1 part2" in streamed
+        assert judged[0].authorization == f"Bearer {UPSTREAM_KEY}"
+
+
+def test_a_kill_9_mid_queue_loses_no_job_and_grades_none_twice(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    upstream.behaviours["judge-slow"] = Behaviour(content="Score: 10", latency_s=0.3)
+    section = grader_section(upstream, "judge-slow", share=1.0, concurrency=1, timeout_s=1.0,
+                             lease_s=2.0, poll_s=0.2)  # fmt: skip
+    with gateway(tmp_path, upstream, extra=section) as (server, url):
+        ids = [ask(server, f"question {i}") for i in range(15)]
+        eventually(lambda: grades(url), lambda g: len(g) >= 2, timeout_s=20)
+        server.kill()  # SIGKILL, a judge call in flight
+        done_before = grades(url)
+        assert 0 < len(done_before) < 15
+        assert backlog(url) == 15 - len(done_before)
+        restarted = ServerProcess(url, tmp_path / "config.toml", tmp_path / "restarted.log",
+                                  extra_env={KEY_ENV: UPSTREAM_KEY})  # fmt: skip
+        try:
+            graded = eventually(lambda: grades(url), lambda g: len(g) == 15, timeout_s=30)
+            assert graded == {decision_id: [1.0] for decision_id in ids}
+            assert backlog(url) == 0
+        finally:
+            restarted.stop()
+
+
+def test_judge_failures_are_counted_never_learned_and_never_hold_up_a_request(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    upstream.behaviours["judge-odd"] = Behaviour(
+        content="Score: 8", replies={"say-nothing": "I would rather not grade this."}
+    )
+    section = grader_section(upstream, "judge-odd", share=1.0, concurrency=8, timeout_s=1.0,
+                             lease_s=3.0, max_tries=2, retry_backoff_s=0.05)  # fmt: skip
+    with gateway(tmp_path, upstream, extra=section) as (server, url):
+        # An answer the judge gives no number for: dropped, counted.
+        unparsed = ask(server, "say-nothing please")
+        eventually(lambda: counted(server, "unparseable"), lambda n: n == 1)
+        # A judge that answers 500: retried once, then given up, counted.
+        upstream.behaviours["judge-odd"] = Behaviour(status=500)
+        failed = [ask(server, f"outage {i}") for i in range(3)]
+        eventually(lambda: counted(server, "failed"), lambda n: n == 3)
+        assert counted(server, "retried") == 3
+        # A judge that hangs past its timeout: the requests answer at once all the same.
+        upstream.behaviours["judge-odd"] = Behaviour(latency_s=3.0, content="Score: 8")
+        slow = []
+        for i in range(6):
+            started = time.monotonic()
+            slow.append(ask(server, f"hanging judge {i}", stream=i % 2 == 0))
+            assert time.monotonic() - started < 1.0  # the judge's timeout alone is 1 s
+        eventually(lambda: counted(server, "failed"), lambda n: n == 9, timeout_s=15)
+        graded = grades(url)
+        assert not set(graded) & {unparsed, *failed, *slow}
+        assert backlog(url) == 0
+
+
+def test_share_half_grades_the_decisions_its_sample_names(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    upstream.behaviours["judge-half"] = Behaviour(content="Score: 5")
+    with gateway(tmp_path, upstream, extra=grader_section(upstream, "judge-half", share=0.5)) as (
+        server,
+        url,
+    ):
+        ids = [ask(server, f"question {i}") for i in range(40)]
+        chosen = {decision_id for decision_id in ids if sampled(decision_id, 0.5)}
+        assert 8 <= len(chosen) <= 32  # the sample is a fair coin per decision
+        graded = eventually(lambda: grades(url), lambda g: len(g) >= len(chosen), timeout_s=20)
+        time.sleep(0.5)  # no late grade of a decision outside the sample either
+        assert set(grades(url)) == chosen == set(graded)
+
+
+def test_the_grader_s_budget_puts_its_jobs_off_once_spent(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    upstream.behaviours["judge-dear"] = Behaviour(content="Score: 8", cost=0.6)
+    section = grader_section(upstream, "judge-dear", share=1.0, concurrency=1)
+    budget = "[budgets.grader]\nusd = 1.0\nperiod_s = 86400\n"
+    with gateway(tmp_path, upstream, extra=section + budget) as (server, url):
+        for i in range(4):
+            ask(server, f"question {i}")
+        eventually(lambda: counted(server, "over_budget"), lambda n: n >= 1)
+        # Two calls at $0.60 spent the $1.00: the other jobs wait in the queue, ungraded.
+        assert len(grades(url)) == 2
+        assert backlog(url) == 2
+        budgets = httpx.get(f"{server.base_url}/budgets").json()
+        assert [b["spend_usd"] for b in budgets if b["scope"] == "grader"] == [pytest.approx(1.2)]
