@@ -15,6 +15,7 @@ SQL_ROLES = (
     "sql_catalog",
     "sql_counters",
     "sql_audit",
+    "sql_report",
 )
 
 # What each module (or package) may import from the project; a module follows the most specific
@@ -95,6 +96,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "api": {
         "admin_api",
+        "report_api",
         "api_auth",
         "keys",
         "storage.base",
@@ -114,6 +116,20 @@ ALLOWED: dict[str, set[str]] = {
         "eligibility",
         "experiments",
         "health",
+        "router",
+        "schemas",
+        "storage.base",
+    },
+    # The savings report: sums of the log (a store role), priced and estimated off-policy.
+    "report": {"core", "ope", "storage.base"},
+    # The report and the dashboard's state as HTML with inline SVG.
+    "report_html": {"budget", "health"},
+    # GET /report, /profiles and the dashboard, which api.create_app includes.
+    "report_api": {
+        "api_auth",
+        "budget",
+        "report",
+        "report_html",
         "router",
         "schemas",
         "storage.base",
