@@ -151,6 +151,8 @@ ALLOWED: dict[str, set[str]] = {
     "cli": {"settings", "main", "migrations", "simulator", "policies", "offline_cli"},
     # replay, export-log and ope: the commands that read files or a database and serve nothing.
     "offline_cli": {
+        "report",
+        "report_html",
         "settings",
         "simulator",
         "policies",
