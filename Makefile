@@ -25,7 +25,11 @@ typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
 # The PostgreSQL tests need the server on 127.0.0.1:5432: start it when it is installed but down.
+# The dashboard's browser test needs Debian's chromium: install it when it is missing.
 unit: $(BIN)/.installed
+	@command -v chromium >/dev/null || \
+	  { $$(test "$$(id -u)" = 0 || echo sudo) apt-get update -qq && \
+	    $$(test "$$(id -u)" = 0 || echo sudo) apt-get install -y -qq chromium; }
 	@pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null || \
 	  { command -v pg_ctlcluster >/dev/null && \
 	    pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start; } || true
