@@ -24,11 +24,14 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
-# What the tests drive besides Python: kubectl renders deploy/k8s (tests/test_deploy.py).
-# Installed from Debian's packages when missing and apt-get can run; never skipped.
+# What the tests drive besides Python, from Debian's packages when missing; never skipped:
+# kubectl renders deploy/k8s (tests/test_deploy.py), chromium runs the dashboard's browser test.
 tools:
 	@command -v kubectl >/dev/null || { command -v apt-get >/dev/null && \
 	  apt-get update -qq && apt-get install -y -qq kubernetes-client; } || true
+	@command -v chromium >/dev/null || \
+	  { $$(test "$$(id -u)" = 0 || echo sudo) apt-get update -qq && \
+	    $$(test "$$(id -u)" = 0 || echo sudo) apt-get install -y -qq chromium; }
 
 # The PostgreSQL tests need the server on 127.0.0.1:5432: start it when it is installed but down.
 unit: $(BIN)/.installed tools

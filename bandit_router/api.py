@@ -34,6 +34,7 @@ from bandit_router.exposition import CONTENT_TYPE, registry_for, render
 from bandit_router.features import text_of_messages
 from bandit_router.keys import KeyRing
 from bandit_router.metrics import UNAUTHENTICATED, UNMATCHED
+from bandit_router.report_api import report_routes
 from bandit_router.router import FeedbackRequest, Router, RouteRequest, RouteResult
 from bandit_router.schemas import (
     INVALID_INPUT,
@@ -43,7 +44,7 @@ from bandit_router.schemas import (
     RouteIn,
     RouteOut,
 )
-from bandit_router.storage.base import AuditLog
+from bandit_router.storage.base import AuditLog, ReportSource
 
 ResponseT = TypeVar("ResponseT", bound=Response)
 
@@ -188,6 +189,8 @@ def create_app(
     audit: AuditLog | None = None,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
     feedback_on_loop: bool = False,
+    report: ReportSource | None = None,
+    expected_output_tokens: int = 500,
 ) -> FastAPI:
     """``feedback_on_loop``: take each feedback on the event loop's thread, not in the thread
     pool. For SQLite, where the decision log commits on that thread too: a feedback's work is
@@ -320,4 +323,6 @@ def create_app(
         )
 
     app.include_router(admin_routes(router, audit))
+    if report is not None:
+        app.include_router(report_routes(router, report, expected_output_tokens))
     return app

@@ -21,7 +21,8 @@ from bandit_router.core import Forbidden
 from bandit_router.keys import OPEN_ACCESS, KeyRing, Principal, RequiredRole
 
 ROLE_KEY = "x-required-role"
-OPEN_PATHS = frozenset({"/healthz"})
+# The dashboard's page holds no data: it asks for a key and sends it with what it fetches.
+OPEN_PATHS = frozenset({"/healthz", "/dashboard"})
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 

@@ -137,6 +137,12 @@ def _export_log(args: argparse.Namespace) -> int:
     return offline_cli.export_log(_settings(args).database_url, args.out)
 
 
+def _report(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    args.database_url, args.config = settings.database_url, settings.config
+    return offline_cli.report(args)
+
+
 def _non_negative(text: str) -> float:
     value = float(text)
     if not math.isfinite(value) or value < 0:
@@ -281,6 +287,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate learning policies (linucb, vw) as their latest snapshot there",
     )
     ope.set_defaults(handler=offline_cli.ope)
+
+    report = commands.add_parser(
+        "report", help="the savings report (GET /report) from a database, as JSON or HTML"
+    )
+    report.add_argument("--database-url", help="default: BANDIT_ROUTER_DATABASE_URL or SQLite")
+    report.add_argument("--config", type=Path, help="TOML file (default: the packaged pool)")
+    report.add_argument("--since", help="ISO 8601 or a duration before now (7d); default 7d")
+    report.add_argument("--until", help="ISO 8601 or a duration before now; default now")
+    report.add_argument("--baseline", help="a model (default: the most expensive)")
+    report.add_argument("--bucket", help="the timeline's bucket (15m, 1h, 1d); default: auto")
+    for name in ("--tenant", "--task-type", "--experiment"):
+        report.add_argument(name, help="only these decisions")
+    report.add_argument("--out", type=Path, help="report.html or report.json (default: stdout)")
+    report.set_defaults(handler=_report)
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)

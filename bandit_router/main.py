@@ -176,6 +176,8 @@ def create_app(
         audit=store,
         lifespan=lifespan,
         feedback_on_loop=store.is_sqlite,
+        report=store,
+        expected_output_tokens=config.expected_output_tokens,
     )
     app.include_router(gateway_routes(gateway))
     return app

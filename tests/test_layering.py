@@ -16,6 +16,7 @@ SQL_ROLES = (
     "sql_counters",
     "sql_audit",
     "sql_grading",
+    "sql_report",
 )
 
 # What each module (or package) may import from the project; a module follows the most specific
@@ -122,6 +123,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "api": {
         "admin_api",
+        "report_api",
         "api_auth",
         "keys",
         "storage.base",
@@ -145,6 +147,20 @@ ALLOWED: dict[str, set[str]] = {
         "schemas",
         "storage.base",
     },
+    # The savings report: sums of the log (a store role), priced and estimated off-policy.
+    "report": {"core", "ope", "storage.base"},
+    # The report and the dashboard's state as HTML with inline SVG.
+    "report_html": {"budget", "health"},
+    # GET /report, /profiles and the dashboard, which api.create_app includes.
+    "report_api": {
+        "api_auth",
+        "budget",
+        "report",
+        "report_html",
+        "router",
+        "schemas",
+        "storage.base",
+    },
     "main": {
         "api",
         "gateway",
@@ -163,6 +179,8 @@ ALLOWED: dict[str, set[str]] = {
     "cli": {"settings", "main", "migrations", "simulator", "policies", "offline_cli"},
     # replay, export-log and ope: the commands that read files or a database and serve nothing.
     "offline_cli": {
+        "report",
+        "report_html",
         "settings",
         "simulator",
         "policies",

@@ -101,6 +101,14 @@ def _expected(acme_decision: str) -> dict[tuple[str, str], tuple[Call, tuple[int
             (401, 400, 403, 400, 400),
         ),
         ("GET", "/v1/models"): (("/v1/models", None), CLIENT),
+        # A tenant's key reads its own tenant's report only; the page's shell holds no data.
+        ("GET", "/report"): (("/report?tenant=acme", None), (401, 403, 403, 200, 200)),
+        ("GET", "/profiles"): (("/profiles", None), CLIENT),
+        ("GET", "/dashboard"): (("/dashboard", None), OPEN),
+        ("GET", "/dashboard/panel"): (
+            ("/dashboard/panel?tenant=globex", None),
+            (401, 200, 403, 403, 200),
+        ),
     }
 
 
@@ -277,6 +285,36 @@ def test_a_client_key_sees_only_its_own_budget(client: TestClient) -> None:
     assert scopes("acme-secret") == ["acme"]
     assert scopes("globex-secret") == ["globex"]
     assert scopes(ADMIN_KEY) == ["acme", "default", "globex"]
+
+
+def test_a_tenant_s_report_covers_its_own_decisions_only(migrated_url: str) -> None:
+    """A tenant's client key reads its tenant's figures (with or without naming it); a client
+    key bound to no tenant reads no report; the admin reads every tenant's, or one's."""
+    config = config_from_mapping(
+        {**CONFIG, "keys": {**CONFIG["keys"], "untenanted": {"key": "plain-secret"}}}
+    )
+    app = create_app(Settings(database_url=migrated_url), config)
+    with TestClient(app) as client:
+        for key in ("acme-secret", "acme-secret", "globex-secret"):
+            _route(client, key)
+
+        def decisions(key: str, query: str = "") -> Any:
+            response = _call(client, key)("GET", "/report" + query)
+            return response.status_code, response.json().get("decisions")
+
+        assert decisions("acme-secret") == (200, 2)
+        assert decisions("acme-secret", "?tenant=acme") == (200, 2)
+        assert decisions("globex-secret") == (200, 1)
+        assert decisions(ADMIN_KEY) == (200, 3)
+        assert decisions(ADMIN_KEY, "?tenant=globex") == (200, 1)
+        refused = _call(client, "plain-secret")("GET", "/report")
+        assert refused.status_code == 403
+        assert refused.json()["detail"] == (
+            "the report needs an admin key or a tenant's client key"
+        )
+        foreign = _call(client, "globex-secret")("GET", "/profiles?tenant=acme")
+        assert foreign.status_code == 403
+        assert foreign.json()["detail"] == "this key reports on tenant 'globex' only"
 
 
 def test_the_audit_log_shows_admin_changes_by_key_name_newest_first(client: TestClient) -> None:

@@ -246,6 +246,74 @@ class LearnerStore(FeedbackStore, DecisionHistory, SnapshotStore, Protocol):
 
 
 @dataclass(frozen=True)
+class ReportQuery:
+    """Which served decisions a report reads: created in [since, until), optionally one
+    tenant's, one task type's, one experiment's; counted per time bucket of ``bucket_s``
+    seconds from ``since``."""
+
+    since: datetime
+    until: datetime
+    bucket_s: float
+    tenant: str | None = None
+    task_type: str | None = None
+    experiment: str | None = None
+
+
+@dataclass(frozen=True)
+class ReportCell:
+    """The served decisions of one model, task type and time bucket, summed.
+
+    A decision's quality is the mean of its graded reports; its spend is the cost its
+    feedback reported, else priced from reported usage, else predicted (the cost it was
+    priced at when routed, for a decision without feedback). Its tokens are the reported
+    usage, else the prompt's estimated tokens; output tokens are summed where reported
+    (``output_reported`` decisions), the others priced at the expected output."""
+
+    model: str
+    task_type: str
+    bucket: int
+    decisions: int
+    graded: int
+    errors: int
+    spend_usd: float
+    quality_sum: float
+    quality_squares: float
+    input_tokens: float
+    output_tokens: float
+    output_reported: int
+
+
+@dataclass(frozen=True)
+class QualityGroup:
+    """Graded decisions of one model and task type with the same logged probability and the
+    same quality: what an off-policy estimate of always choosing that model reads."""
+
+    task_type: str
+    probability: float
+    quality: float
+    count: int
+
+
+@dataclass(frozen=True)
+class ReportLog:
+    cells: list[ReportCell]
+    latency: dict[tuple[str, str | None], tuple[float, float]]
+    """Per (model, task type) and per (model, None): the p50 and p95 of reported latencies."""
+    chosen: list[QualityGroup]
+    """The graded decisions that chose the model asked for, grouped."""
+
+
+class ReportSource(Protocol):
+    """Read-only sums of the decision log for reports (report.py): aggregated in the
+    database, so a report over a million decisions reads a few hundred rows."""
+
+    def report_log(self, query: ReportQuery, model: str) -> ReportLog:
+        """The cells and latencies of the window, and the graded decisions that chose
+        ``model``."""
+        ...
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     id: int
     at: datetime
@@ -319,6 +387,7 @@ class Store(
     CounterStore,
     AuditLog,
     GradingQueue,
+    ReportSource,
     Protocol,
 ):
     """Every role at once, as SqlStore plays them."""

@@ -1,8 +1,8 @@
 """The Store on SQLAlchemy Core: SQLite (WAL) by default, PostgreSQL in production.
 
 One module per role holds its SQL (sql_decisions, sql_feedback, sql_history, sql_snapshots,
-sql_catalog, sql_counters, sql_audit, sql_grading); each role's class stands alone on a
-Database (engine.py).
+sql_catalog, sql_counters, sql_audit, sql_grading, sql_report); each role's class stands alone
+on a Database (engine.py).
 SqlStore is all of them on one Database, each inherited one level deep, so the composition
 root builds, starts and closes one object, and a call costs what it costs on the role.
 """
@@ -17,6 +17,7 @@ from bandit_router.storage.sql_decisions import SqlDecisions
 from bandit_router.storage.sql_feedback import SqlFeedback
 from bandit_router.storage.sql_grading import SqlGradingQueue
 from bandit_router.storage.sql_history import SqlHistory
+from bandit_router.storage.sql_report import SqlReport
 from bandit_router.storage.sql_snapshots import SqlSnapshots
 
 
@@ -29,9 +30,10 @@ class SqlStore(
     SqlCounters,
     SqlAuditLog,
     SqlGradingQueue,
+    SqlReport,
 ):
     """Durable decision and feedback logs, policy snapshots, the catalog, the counters, the
-    audit log and the grader's queue."""
+    audit log, the grader's queue and the reports' read."""
 
     def __init__(self, url: str) -> None:
         db = Database(url)
@@ -46,6 +48,7 @@ class SqlStore(
         SqlCounters.__init__(self, db)
         SqlAuditLog.__init__(self, db)
         SqlGradingQueue.__init__(self, db)
+        SqlReport.__init__(self, db)
 
     def start_maintenance(self, interval_s: float = 1.0) -> None:
         """SQLite: checkpoints the write-ahead log every interval (Database.start_maintenance)."""
