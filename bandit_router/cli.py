@@ -75,12 +75,19 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     import uvicorn
 
-    from bandit_router.main import create_app
+    from bandit_router.main import LearnerLeaseTaken, create_app, embedded_lease
     from bandit_router.migrations import upgrade
 
     upgrade(settings.database_url)
+    lease = None
+    if args.learner == "embedded":
+        try:
+            lease = embedded_lease(settings.database_url)
+        except LearnerLeaseTaken as error:
+            print(f"bandit-router: {error}", file=sys.stderr)
+            return 2
     uvicorn.run(
-        create_app(settings, config, learner_mode=args.learner),
+        create_app(settings, config, learner_mode=args.learner, lease=lease),
         host=args.host,
         port=args.port,
         log_level=args.log_level,

@@ -23,19 +23,20 @@ from bandit_router.eligibility import Rules, TenantTier
 from bandit_router.experiments import Experiment
 from bandit_router.health import BreakerSettings, HealthBoard
 from bandit_router.keys import KeyRing
+from bandit_router.leadership import run_learner
 from bandit_router.learner import (
     Aggregation,
     Learner,
     Periodic,
     RewardRules,
     SnapshotFollower,
-    run_learner,
 )
 from bandit_router.router import Router, RouterOptions
 from bandit_router.settings import ConfigError, RouterConfig, Settings, load_config
 from bandit_router.storage.base import LearnerStore
 from bandit_router.storage.log_writer import GroupCommitLog, TickCommitLog
 from bandit_router.storage.sql import SqlStore
+from bandit_router.storage.sql_lease import SqlLearnerLease, process_name
 
 LearnerMode = Literal["embedded", "none"]
 
@@ -63,16 +64,39 @@ def _learner(store: LearnerStore, config: RouterConfig) -> Learner:
     )
 
 
+class LearnerLeaseTaken(RuntimeError):
+    """An embedded learner's database already has a learner."""
+
+
+def embedded_lease(database_url: str) -> SqlLearnerLease:
+    """The lease an embedded learner (``serve --learner embedded``) needs before it learns;
+    LearnerLeaseTaken, saying who holds it and what to do, when another learner does."""
+    lease = SqlLearnerLease(database_url, process_name("serve"))
+    if not lease.acquire():
+        holder = lease.holder() or "another learner"
+        lease.close()
+        raise LearnerLeaseTaken(
+            f"{holder} already learns from this database (it holds the learner lease): an "
+            "embedded learner would learn every outcome a second time. Serve with "
+            "--learner none to serve that learner's snapshots, or stop it first"
+        )
+    return lease
+
+
 def create_app(
     settings: Settings | None = None,
     config: RouterConfig | None = None,
     *,
     learner_mode: LearnerMode = "embedded",
+    lease: SqlLearnerLease | None = None,
 ) -> FastAPI:
     """Nothing touches the database until the app starts (its lifespan).
 
     ``learner_mode="none"``: this process only routes and records; it serves the snapshots a
     separate ``bandit-router learner`` publishes, loading each new one as it appears.
+    ``"embedded"`` learns in this process, once it holds the database's learner ``lease``
+    (taken at start when none is given): on PostgreSQL, the start fails when another
+    learner holds it (embedded_lease).
     """
     settings = settings or Settings()
     config = config or load_config(settings.config, environment_keys=settings.keys_by_role())
@@ -128,11 +152,14 @@ def create_app(
             if not store.save_experiment(experiment.to_document(), create=True):
                 store.save_experiment(experiment.to_document(), create=False)
         router.catalog.reload()
+        held = lease
+        if isinstance(learner, Learner) and held is None:
+            held = embedded_lease(settings.database_url)
         learner.restore()
         decision_log.start()
         store.start_maintenance()
         if isinstance(learner, Learner):
-            learner.start(snapshot_interval_s=config.snapshot_interval_s)
+            learner.start(snapshot_interval_s=config.snapshot_interval_s, lease=held)
         else:
             learner.start()
         pool_watch = Periodic(1.0, router.catalog.reload, "pool-watch")
@@ -149,6 +176,8 @@ def create_app(
             pool_watch.stop()
             decision_log.stop()
             learner.stop()
+            if held is not None:
+                held.close()
             store.close()
 
     return api.create_app(
@@ -162,14 +191,17 @@ def create_app(
 
 def run_learner_process(settings: Settings, config: RouterConfig) -> None:
     """``bandit-router learner``: learns from the shared logs and publishes snapshots until
-    SIGINT or SIGTERM."""
+    SIGINT or SIGTERM, while it holds the database's learner lease (leadership.py); it
+    stands by while another learner does."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     store = SqlStore(settings.database_url)
+    lease = SqlLearnerLease(settings.database_url, process_name("learner"))
     learner = _learner(store, config)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        run_learner(learner, stop)
+        run_learner(learner, stop, lease)
     finally:
+        lease.close()
         store.close()

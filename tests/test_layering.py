@@ -66,8 +66,12 @@ ALLOWED: dict[str, set[str]] = {
     },
     # The store that plays every role: the roles on one engine.
     "storage.sql": {"storage.engine", *(f"storage.{role}" for role in SQL_ROLES)},
+    # The learner's lease: an advisory lock on a session of its own, apart from the store.
+    "storage.sql_lease": set(),
     "migrations": {"storage", "settings", "migrations"},
     "learner": {"core", "escalation", "policies", "policy_host", "reward_window", "storage.base"},
+    # The learner command's loop: lead while holding the lease, stand by otherwise.
+    "leadership": {"learner", "storage.base"},
     # The policies a serving process hosts, and the follower that loads a learner's snapshots.
     "policy_host": {"core", "policies", "reward_window", "storage.base"},
     # When a decision's outcome is learned, and what it is.
@@ -126,6 +130,7 @@ ALLOWED: dict[str, set[str]] = {
         "eligibility",
         "health",
         "learner",
+        "leadership",
         "router",
         "settings",
         "storage",

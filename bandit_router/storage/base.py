@@ -284,3 +284,28 @@ class DecisionLog(Protocol):
     """Where /route writes its decision; returns once the decision is durable."""
 
     async def append(self, record: DecisionRecord) -> None: ...
+
+
+class LearnerLease(Protocol):
+    """Which one process of a database learns: the one that holds the lease. A shared
+    database (PostgreSQL) gives it to one process at a time and takes it back when that
+    process's session ends; a local one (SQLite) gives it to every process."""
+
+    name: str
+    """How the holder names itself to other processes."""
+    shared: bool
+    """Whether other processes compete for the lease."""
+
+    def acquire(self) -> bool:
+        """Takes the lease when it is free; True when this process holds it."""
+        ...
+
+    def held(self) -> bool:
+        """Whether this process still holds it."""
+        ...
+
+    def holder(self) -> str | None:
+        """Who holds it, as it named itself; None when free or not known."""
+        ...
+
+    def release(self) -> None: ...
