@@ -16,7 +16,7 @@ from typing import Literal, cast
 
 from fastapi import FastAPI
 
-from bandit_router import api
+from bandit_router import api, retention
 from bandit_router.budget import Budget, Pacer
 from bandit_router.core import PolicySpec
 from bandit_router.eligibility import Rules, TenantTier
@@ -30,7 +30,9 @@ from bandit_router.learner import (
     Periodic,
     RewardRules,
     SnapshotFollower,
+    utc_now,
 )
+from bandit_router.retention import Pruner
 from bandit_router.router import Router, RouterOptions
 from bandit_router.settings import ConfigError, RouterConfig, Settings, load_config
 from bandit_router.storage.base import LearnerStore
@@ -52,6 +54,14 @@ def reward_rules(config: RouterConfig) -> RewardRules:
 
 def _served(config: RouterConfig) -> list[PolicySpec]:
     return [config.policy, *config.extra_policies]
+
+
+def _pruning(store: SqlStore, config: RouterConfig, lease: SqlLearnerLease | None) -> Pruner | None:
+    """The background prune of the process that learns (it runs while it holds the lease)."""
+    rules = retention.rules_of(config)
+    if rules is None:
+        return None
+    return Pruner(store, _served(config), rules, clock=utc_now, lease=lease)
 
 
 def _learner(store: LearnerStore, config: RouterConfig) -> Learner:
@@ -158,10 +168,17 @@ def create_app(
         learner.restore()
         decision_log.start()
         store.start_maintenance()
+        pruner = None
         if isinstance(learner, Learner):
             learner.start(snapshot_interval_s=config.snapshot_interval_s, lease=held)
+            pruner = _pruning(store, config, held)
         else:
             learner.start()
+        pruning = (
+            None
+            if pruner is None
+            else Periodic(config.retention_interval_s, pruner.run_once, "retention")
+        )
         pool_watch = Periodic(1.0, router.catalog.reload, "pool-watch")
         # What start-up allocated lives as long as the process: moving it out of the
         # collector's generations keeps full collections short under load. A request makes
@@ -173,6 +190,9 @@ def create_app(
         try:
             yield
         finally:
+            if pruner is not None and pruning is not None:
+                pruner.stop()
+                pruning.stop()
             pool_watch.stop()
             decision_log.stop()
             learner.stop()
@@ -200,8 +220,17 @@ def run_learner_process(settings: Settings, config: RouterConfig) -> None:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    pruner = _pruning(store, config, lease)
+    pruning = (
+        None
+        if pruner is None
+        else Periodic(config.retention_interval_s, pruner.run_once, "retention")
+    )
     try:
         run_learner(learner, stop, lease)
     finally:
+        if pruner is not None and pruning is not None:
+            pruner.stop()
+            pruning.stop()
         lease.close()
         store.close()

@@ -83,6 +83,16 @@ class _LearningSection(BaseModel):
     settle_s: float = Field(default=2.0, ge=0.0, le=3600.0, allow_inf_nan=False)
 
 
+class _RetentionSection(BaseModel):
+    """How long the decision log (and each decision's feedback) is kept; see retention.py."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decisions_days: float | None = Field(default=None, gt=0.0, le=36500, allow_inf_nan=False)
+    batch_size: int = Field(default=500, gt=0, le=100_000)
+    interval_s: float = Field(default=60.0, gt=0.0, le=86400.0, allow_inf_nan=False)
+
+
 class _TenantSection(BaseModel):
     """A tenant is whoever holds one of its API keys; rules and budgets can name it."""
 
@@ -154,6 +164,7 @@ class _ConfigFile(BaseModel):
     router: _RouterSection = Field(default_factory=_RouterSection)
     learning: _LearningSection = Field(default_factory=_LearningSection)
     health: _HealthSection = Field(default_factory=_HealthSection)
+    retention: _RetentionSection = Field(default_factory=_RetentionSection)
     # The same models as POST /models and PUT /rules validate: the file and the API accept
     # and refuse the same entries.
     rules: RulesDoc = Field(default_factory=RulesDoc)
@@ -203,6 +214,10 @@ class RouterConfig:
         default_factory=dict
     )
     """Every [policies.NAME] section, served or not (the replay takes them from here)."""
+    retention_days: float | None = None
+    """[retention] decisions_days: None keeps the logs for ever."""
+    retention_batch: int = 500
+    retention_interval_s: float = 60.0
 
 
 def _default_config_text() -> str:
@@ -392,4 +407,7 @@ def config_from_mapping(
         max_attempts=router.max_attempts,
         default_experiment=router.experiment,
         policy_params=parsed.policies,
+        retention_days=parsed.retention.decisions_days,
+        retention_batch=parsed.retention.batch_size,
+        retention_interval_s=parsed.retention.interval_s,
     )

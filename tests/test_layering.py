@@ -15,6 +15,7 @@ SQL_ROLES = (
     "sql_catalog",
     "sql_counters",
     "sql_audit",
+    "sql_retention",
 )
 
 # What each module (or package) may import from the project; a module follows the most specific
@@ -70,6 +71,8 @@ ALLOWED: dict[str, set[str]] = {
     "storage.sql_lease": set(),
     "migrations": {"storage", "settings", "migrations"},
     "learner": {"core", "escalation", "policies", "policy_host", "reward_window", "storage.base"},
+    # How long the logs are kept, and the prune that holds to it.
+    "retention": {"core", "settings", "storage.base"},
     # The learner command's loop: lead while holding the lease, stand by otherwise.
     "leadership": {"learner", "storage.base"},
     # The policies a serving process hosts, and the follower that loads a learner's snapshots.
@@ -131,6 +134,7 @@ ALLOWED: dict[str, set[str]] = {
         "health",
         "learner",
         "leadership",
+        "retention",
         "router",
         "settings",
         "storage",
@@ -140,6 +144,7 @@ ALLOWED: dict[str, set[str]] = {
     "cli": {"settings", "main", "migrations", "simulator", "policies", "offline_cli"},
     # replay, export-log and ope: the commands that read files or a database and serve nothing.
     "offline_cli": {
+        "retention",
         "settings",
         "simulator",
         "policies",

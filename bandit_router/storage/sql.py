@@ -1,7 +1,8 @@
 """The Store on SQLAlchemy Core: SQLite (WAL) by default, PostgreSQL in production.
 
 One module per role holds its SQL (sql_decisions, sql_feedback, sql_history, sql_snapshots,
-sql_catalog, sql_counters, sql_audit); each role's class stands alone on a Database (engine.py).
+sql_catalog, sql_counters, sql_audit, sql_retention); each role's class stands alone on a
+Database (engine.py).
 SqlStore is all of them on one Database, each inherited one level deep, so the composition
 root builds, starts and closes one object, and a call costs what it costs on the role.
 """
@@ -15,11 +16,19 @@ from bandit_router.storage.sql_counters import SqlCounters
 from bandit_router.storage.sql_decisions import SqlDecisions
 from bandit_router.storage.sql_feedback import SqlFeedback
 from bandit_router.storage.sql_history import SqlHistory
+from bandit_router.storage.sql_retention import SqlRetention
 from bandit_router.storage.sql_snapshots import SqlSnapshots
 
 
 class SqlStore(
-    SqlDecisions, SqlFeedback, SqlHistory, SqlSnapshots, SqlCatalog, SqlCounters, SqlAuditLog
+    SqlDecisions,
+    SqlFeedback,
+    SqlHistory,
+    SqlSnapshots,
+    SqlCatalog,
+    SqlCounters,
+    SqlAuditLog,
+    SqlRetention,
 ):
     """Durable decision and feedback logs, policy snapshots, the catalog, the counters and
     the audit log."""
@@ -36,6 +45,7 @@ class SqlStore(
         SqlCatalog.__init__(self, db)
         SqlCounters.__init__(self, db)
         SqlAuditLog.__init__(self, db)
+        SqlRetention.__init__(self, db)
 
     def start_maintenance(self, interval_s: float = 1.0) -> None:
         """SQLite: checkpoints the write-ahead log every interval (Database.start_maintenance)."""
