@@ -76,11 +76,18 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     import uvicorn
 
-    from bandit_router.main import create_app
+    from bandit_router.main import LearnerLeaseTaken, create_app, embedded_lease
     from bandit_router.migrations import upgrade
 
     upgrade(settings.database_url)
-    app = create_app(settings, config, learner_mode=args.learner)
+    lease = None
+    if args.learner == "embedded":
+        try:
+            lease = embedded_lease(settings.database_url)
+        except LearnerLeaseTaken as error:
+            print(f"bandit-router: {error}", file=sys.stderr)
+            return 2
+    app = create_app(settings, config, learner_mode=args.learner, lease=lease)
     _exit_cleanly_after_a_stop_signal()
     uvicorn.run(
         app,
@@ -133,6 +140,16 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db_prune(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    try:
+        config = _config(settings)
+    except ConfigError as error:
+        print(f"bandit-router: {error}", file=sys.stderr)
+        return 2
+    return offline_cli.prune_log(settings.database_url, config, args.days, dry_run=args.dry_run)
+
+
 def _export_log(args: argparse.Namespace) -> int:
     return offline_cli.export_log(_settings(args).database_url, args.out)
 
@@ -147,6 +164,16 @@ def _non_negative(text: str) -> float:
     value = float(text)
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number ≥ 0")
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number > 0")
     return value
 
 
@@ -308,6 +335,20 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.add_argument("--database-url")
     upgrade.add_argument("--revision", default="head")
     upgrade.set_defaults(handler=_db_upgrade)
+    prune = db_commands.add_parser(
+        "prune",
+        help="remove the decisions (with their feedback) older than [retention] decisions_days "
+        "that no learner still needs",
+    )
+    prune.add_argument("--database-url", help="default: BANDIT_ROUTER_DATABASE_URL or SQLite")
+    prune.add_argument("--config", type=Path, help="TOML file (default: the packaged pool)")
+    prune.add_argument(
+        "--days", type=_positive, help="the period kept (default: [retention] decisions_days)"
+    )
+    prune.add_argument(
+        "--dry-run", action="store_true", help="print what would be removed, remove nothing"
+    )
+    prune.set_defaults(handler=_db_prune)
     return parser
 
 

@@ -57,6 +57,16 @@ their [policies.NAME] section sets one): an outcome learned half_life outcomes a
 as much as the newest (docs/policies.md, "Forgetting")."""
 
 
+class RetentionSection(BaseModel):
+    """How long the decision log (and each decision's feedback) is kept; see retention.py."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decisions_days: float | None = Field(default=None, gt=0.0, le=36500, allow_inf_nan=False)
+    batch_size: int = Field(default=500, gt=0, le=100_000)
+    interval_s: float = Field(default=60.0, gt=0.0, le=86400.0, allow_inf_nan=False)
+
+
 class TenantSection(BaseModel):
     """A tenant is whoever holds one of its API keys; rules and budgets can name it."""
 
@@ -130,6 +140,7 @@ class ConfigFile(BaseModel):
     grader: GraderSection | None = None
     learning: LearningSection = Field(default_factory=LearningSection)
     health: HealthSection = Field(default_factory=HealthSection)
+    retention: RetentionSection = Field(default_factory=RetentionSection)
     # The same models as POST /models and PUT /rules validate: the file and the API accept
     # and refuse the same entries.
     rules: RulesDoc = Field(default_factory=RulesDoc)

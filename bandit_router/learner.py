@@ -40,6 +40,7 @@ from bandit_router.reward_window import (
 from bandit_router.storage.base import (
     DecisionRecord,
     FeedbackRecord,
+    LearnerLease,
     LearnerStore,
     Snapshot,
     StoredFeedback,
@@ -55,7 +56,6 @@ __all__ = [
     "RewardRules",
     "SnapshotFollower",
     "context_of",
-    "run_learner",
     "utc_now",
 ]
 
@@ -123,6 +123,8 @@ class Learner(ServedPolicies):
         self._cursors: dict[str, int] = {}
         self._window_cursors: dict[str, str | None] = {}
         self._learned_since_snapshot = 0
+        self._lease: LearnerLease | None = None
+        self._lease_lost = False
         self.learned = 0
         """Outcomes applied to policies by this process (for tests and metrics)."""
 
@@ -286,14 +288,24 @@ class Learner(ServedPolicies):
         for snapshot in snapshots:
             self._store.save_snapshot(snapshot)
 
-    def start(self, *, snapshot_interval_s: float, poll_s: float = 1.0) -> None:
+    def start(
+        self, *, snapshot_interval_s: float, poll_s: float = 1.0, lease: LearnerLease | None = None
+    ) -> None:
         """A background thread that learns what other processes logged (and closes reward
         windows) every ``poll_s``, and snapshots every ``snapshot_interval_s`` when anything
-        was learned since the last snapshot."""
+        was learned since the last snapshot.
+
+        With a lease (an embedded learner on a shared database), it learns only while it
+        holds it: a lost lease stops the learning (the process goes on serving), and one
+        taken back restores the newest snapshot first, since another learner may have
+        learned meanwhile."""
         last_snapshot = time.monotonic()
+        self._lease = lease
 
         def step() -> None:
             nonlocal last_snapshot
+            if not self._leading():
+                return
             self.catch_up()
             if time.monotonic() - last_snapshot >= snapshot_interval_s:
                 last_snapshot = time.monotonic()
@@ -304,37 +316,26 @@ class Learner(ServedPolicies):
 
         self._run_every(poll_s, "learner", step)
 
+    def _leading(self) -> bool:
+        lease = self._lease
+        if lease is None or lease.held():
+            return True
+        if not lease.acquire():
+            if not self._lease_lost:
+                log.error(
+                    "learner lease lost (%s holds it): this process serves without learning "
+                    "until it can take the lease back",
+                    lease.holder() or "nobody",
+                )
+            self._lease_lost = True
+            return False
+        log.warning("learner lease taken back: restoring the newest snapshot")
+        self._lease_lost = False
+        self.restore()
+        return True
+
     def stop(self) -> None:
-        """Stops the background thread and takes a last snapshot."""
+        """Stops the background thread and takes a last snapshot (while it holds the lease)."""
         self._join()
-        self.snapshot()
-
-
-def run_learner(
-    learner: Learner,
-    stop: threading.Event,
-    *,
-    poll_s: float = 0.1,
-    publish_s: float = 0.5,
-) -> None:
-    """The ``bandit-router learner`` loop: learn what arrived, publish a snapshot at most every
-    ``publish_s`` when anything was learned, so serving replicas see it within about a second."""
-    learner.restore()
-    log.info("learner running: %d outcomes learned from the logs at start", learner.learned)
-    published = 0  # what restore() learned counts as unpublished too
-    last_publish = time.monotonic()
-    while not stop.is_set():
-        try:
-            applied = learner.catch_up()
-        except Exception:
-            log.exception("learning from the logs failed; retrying")
-            applied = 0
-        pending = learner.learned - published
-        if pending and time.monotonic() - last_publish >= publish_s:
-            learner.snapshot()
-            log.info("learned %d outcomes; published a snapshot", pending)
-            published += pending
-            last_publish = time.monotonic()
-        if not applied:
-            stop.wait(poll_s)
-    learner.snapshot()
+        if self._lease is None or self._lease.held():
+            self.snapshot()

@@ -16,7 +16,7 @@ from typing import Literal, cast
 
 from fastapi import FastAPI
 
-from bandit_router import api
+from bandit_router import api, retention
 from bandit_router.budget import Budget, Pacer
 from bandit_router.core import PolicySpec
 from bandit_router.eligibility import Rules, TenantTier
@@ -26,19 +26,22 @@ from bandit_router.gateway.grader import Grader
 from bandit_router.gateway.proxy import Gateway
 from bandit_router.health import BreakerSettings, HealthBoard
 from bandit_router.keys import KeyRing
+from bandit_router.leadership import run_learner
 from bandit_router.learner import (
     Aggregation,
     Learner,
     Periodic,
     RewardRules,
     SnapshotFollower,
-    run_learner,
+    utc_now,
 )
+from bandit_router.retention import Pruner
 from bandit_router.router import Router, RouterOptions
 from bandit_router.settings import ConfigError, RouterConfig, Settings, load_config
 from bandit_router.storage.base import LearnerStore
 from bandit_router.storage.log_writer import GroupCommitLog, TickCommitLog
 from bandit_router.storage.sql import SqlStore
+from bandit_router.storage.sql_lease import SqlLearnerLease, process_name
 
 LearnerMode = Literal["embedded", "none"]
 
@@ -56,6 +59,14 @@ def _served(config: RouterConfig) -> list[PolicySpec]:
     return [config.policy, *config.extra_policies]
 
 
+def _pruning(store: SqlStore, config: RouterConfig, lease: SqlLearnerLease | None) -> Pruner | None:
+    """The background prune of the process that learns (it runs while it holds the lease)."""
+    rules = retention.rules_of(config)
+    if rules is None:
+        return None
+    return Pruner(store, _served(config), rules, clock=utc_now, lease=lease)
+
+
 def _learner(store: LearnerStore, config: RouterConfig) -> Learner:
     rules = reward_rules(config)
     return Learner(
@@ -66,16 +77,39 @@ def _learner(store: LearnerStore, config: RouterConfig) -> Learner:
     )
 
 
+class LearnerLeaseTaken(RuntimeError):
+    """An embedded learner's database already has a learner."""
+
+
+def embedded_lease(database_url: str) -> SqlLearnerLease:
+    """The lease an embedded learner (``serve --learner embedded``) needs before it learns;
+    LearnerLeaseTaken, saying who holds it and what to do, when another learner does."""
+    lease = SqlLearnerLease(database_url, process_name("serve"))
+    if not lease.acquire():
+        holder = lease.holder() or "another learner"
+        lease.close()
+        raise LearnerLeaseTaken(
+            f"{holder} already learns from this database (it holds the learner lease): an "
+            "embedded learner would learn every outcome a second time. Serve with "
+            "--learner none to serve that learner's snapshots, or stop it first"
+        )
+    return lease
+
+
 def create_app(
     settings: Settings | None = None,
     config: RouterConfig | None = None,
     *,
     learner_mode: LearnerMode = "embedded",
+    lease: SqlLearnerLease | None = None,
 ) -> FastAPI:
     """Nothing touches the database until the app starts (its lifespan).
 
     ``learner_mode="none"``: this process only routes and records; it serves the snapshots a
     separate ``bandit-router learner`` publishes, loading each new one as it appears.
+    ``"embedded"`` learns in this process, once it holds the database's learner ``lease``
+    (taken at start when none is given): on PostgreSQL, the start fails when another
+    learner holds it (embedded_lease).
     """
     settings = settings or Settings()
     config = config or load_config(settings.config, environment_keys=settings.keys_by_role())
@@ -141,13 +175,23 @@ def create_app(
             if not store.save_experiment(experiment.to_document(), create=True):
                 store.save_experiment(experiment.to_document(), create=False)
         router.catalog.reload()
+        held = lease
+        if isinstance(learner, Learner) and held is None:
+            held = embedded_lease(settings.database_url)
         learner.restore()
         decision_log.start()
         store.start_maintenance()
+        pruner = None
         if isinstance(learner, Learner):
-            learner.start(snapshot_interval_s=config.snapshot_interval_s)
+            learner.start(snapshot_interval_s=config.snapshot_interval_s, lease=held)
+            pruner = _pruning(store, config, held)
         else:
             learner.start()
+        pruning = (
+            None
+            if pruner is None
+            else Periodic(config.retention_interval_s, pruner.run_once, "retention")
+        )
         pool_watch = Periodic(1.0, router.catalog.reload, "pool-watch")
         await gateway.start()  # its one pooled httpx client
         if grader is not None:
@@ -165,9 +209,14 @@ def create_app(
             if grader is not None:
                 await grader.stop()
             await gateway.close()
+            if pruner is not None and pruning is not None:
+                pruner.stop()
+                pruning.stop()
             pool_watch.stop()
             decision_log.stop()
             learner.stop()
+            if held is not None:
+                held.close()
             store.close()
 
     app = api.create_app(
@@ -185,14 +234,26 @@ def create_app(
 
 def run_learner_process(settings: Settings, config: RouterConfig) -> None:
     """``bandit-router learner``: learns from the shared logs and publishes snapshots until
-    SIGINT or SIGTERM."""
+    SIGINT or SIGTERM, while it holds the database's learner lease (leadership.py); it
+    stands by while another learner does."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     store = SqlStore(settings.database_url)
+    lease = SqlLearnerLease(settings.database_url, process_name("learner"))
     learner = _learner(store, config)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    pruner = _pruning(store, config, lease)
+    pruning = (
+        None
+        if pruner is None
+        else Periodic(config.retention_interval_s, pruner.run_once, "retention")
+    )
     try:
-        run_learner(learner, stop)
+        run_learner(learner, stop, lease)
     finally:
+        if pruner is not None and pruning is not None:
+            pruner.stop()
+            pruning.stop()
+        lease.close()
         store.close()

@@ -17,7 +17,55 @@ from bandit_router.core import PolicySpec
 from bandit_router.settings import ConfigError, RouterConfig, load_config
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from bandit_router.settings import RouterConfig
     from bandit_router.storage.base import DecisionHistory, DecisionRecord
+
+
+def period_of(oldest: datetime | None, newest: datetime | None) -> dict[str, str | None]:
+    """The period a log covers, as the commands print it: its first and last decision's time."""
+    return {
+        "from": None if oldest is None else oldest.isoformat(),
+        "to": None if newest is None else newest.isoformat(),
+    }
+
+
+def prune_log(database_url: str, config: RouterConfig, days: float | None, *, dry_run: bool) -> int:
+    """`bandit-router db prune`: the background prune's plan (retention.py), run on demand;
+    with ``dry_run``, what it would remove, counted."""
+    from datetime import UTC, datetime
+
+    from bandit_router import retention
+    from bandit_router.storage.sql import SqlStore
+
+    rules = retention.rules_of(config, days)
+    if rules is None:
+        print(
+            "bandit-router db prune: no period to keep: set [retention] decisions_days in the "
+            "configuration, or give --days",
+            file=sys.stderr,
+        )
+        return 2
+    store = SqlStore(database_url)
+    try:
+        plan = retention.plan(store, retention.served(config), rules, datetime.now(UTC))
+        if isinstance(plan, str):
+            print(f"nothing to prune: {plan}")
+            return 0
+        count = store.prunable(plan) if dry_run else retention.prune(store, plan, rules)
+    finally:
+        store.close()
+    verb = "would remove" if dry_run else "removed"
+    created = ""
+    if count.oldest is not None and count.newest is not None:
+        created = f", created {count.oldest.isoformat()} to {count.newest.isoformat()}"
+    print(
+        f"{verb} {count.decisions} decisions and {count.feedback} feedback rows{created}; "
+        f"kept: decisions created since {plan.created_before.isoformat()} and any a learner "
+        "still needs"
+    )
+    return 0
 
 
 def configured_params(
@@ -177,6 +225,8 @@ def export_log(database_url: str, out_path: Path) -> int:
 
     store = SqlStore(database_url)
     written = 0
+    first: datetime | None = None
+    last: datetime | None = None
     try:
         with open(out_path, "wb") as out:
             cursor = None
@@ -219,10 +269,14 @@ def export_log(database_url: str, out_path: Path) -> int:
                     }
                     out.write(orjson.dumps(line) + b"\n")
                     written += 1
+                    first = first or decision.created_at
+                    last = decision.created_at
                 cursor = window_cursor_of(batch[-1][0])
     finally:
         store.close()
-    print(f"wrote {written} decisions to {out_path}", file=sys.stderr)
+    period = period_of(first, last)
+    covers = f", created {period['from']} to {period['to']}," if written else ""
+    print(f"wrote {written} decisions{covers} to {out_path}", file=sys.stderr)
     return 0
 
 
@@ -274,8 +328,11 @@ def ope(args: argparse.Namespace) -> int:
         policy_params = configured_params(names, args.config)
         specs = [PolicySpec.configured(name, policy_params) for name in names]
         predicted = reward_model(logs)
+        times = [row.ts for row in logs.rows if row.ts is not None]
         report = {
             "n": len(logs),
+            # The period of the evaluated decisions (null when the log carries no ts).
+            "period": period_of(min(times, default=None), max(times, default=None)),
             "policies": {
                 spec.name: estimate(
                     logs,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,8 @@ class LoggedDecision:
     probability: float
     reward: float
     prior_costs: Mapping[str, float]
+    ts: datetime | None = None
+    """When the decision was made, when the log says."""
 
 
 @dataclass(frozen=True)
@@ -270,6 +273,11 @@ def parse_log_line(line: bytes, where: str) -> LoggedDecision | None:
             raise LogError(f"{where}: feedback.chain_reward must be finite")
         reward = chain_reward
     prior_costs = entry.get("prior_costs") or {}
+    ts = entry.get("ts")
+    try:
+        at = None if ts is None else datetime.fromisoformat(ts)
+    except (TypeError, ValueError):
+        raise LogError(f"{where}: ts must be an ISO 8601 time, got {ts!r}") from None
     return LoggedDecision(
         features=entry["features"],
         eligible=tuple(eligible),
@@ -277,6 +285,7 @@ def parse_log_line(line: bytes, where: str) -> LoggedDecision | None:
         probability=float(probability),
         reward=float(reward),
         prior_costs=prior_costs if isinstance(prior_costs, dict) else {},
+        ts=at,
     )
 
 

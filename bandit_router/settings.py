@@ -97,6 +97,10 @@ class RouterConfig:
     gateway: GatewayOptions = field(default_factory=GatewayOptions)
     grader: GraderOptions | None = None
     """The [grader] section, with its judge's upstream resolved; None: no grading."""
+    retention_days: float | None = None
+    """[retention] decisions_days: None keeps the logs for ever."""
+    retention_batch: int = 500
+    retention_interval_s: float = 60.0
 
 
 def _default_config_text() -> str:
@@ -312,4 +316,7 @@ def config_from_mapping(
         upstreams=upstreams,
         gateway=parsed.gateway.options(),
         grader=grader,
+        retention_days=parsed.retention.decisions_days,
+        retention_batch=parsed.retention.batch_size,
+        retention_interval_s=parsed.retention.interval_s,
     )

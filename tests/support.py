@@ -159,7 +159,15 @@ class ServerProcess(_ChildProcess):
 class LearnerProcess(_ChildProcess):
     """`bandit-router learner` in a child process, with its output in a log file."""
 
-    def __init__(self, database_url: str, config: Path | None, log_path: Path) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        config: Path | None,
+        log_path: Path,
+        *,
+        ready: str = "learner running",
+    ) -> None:
+        """``ready``: the log line it waits for (a standby says "standing by")."""
         command = [
             sys.executable,
             "-m",
@@ -171,16 +179,17 @@ class LearnerProcess(_ChildProcess):
         if config is not None:
             command += ["--config", str(config)]
         self._start(command, log_path, dict(os.environ))
-        self._wait_ready()
+        self._wait_ready(ready)
 
-    def _wait_ready(self, timeout_s: float = 30.0) -> None:
-        """Until the learner has restored its policies and polls the logs: a test that times
-        how fast feedback reaches the replicas must not time the learner's start-up."""
+    def _wait_ready(self, ready: str, timeout_s: float = 30.0) -> None:
+        """Until the learner has restored its policies and polls the logs (or stands by): a
+        test that times how fast feedback reaches the replicas must not time the learner's
+        start-up."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"learner exited: {self.log_path.read_text()[-3000:]}")
-            if "learner running" in self.log_path.read_text():
+            if ready in self.log_path.read_text():
                 return
             time.sleep(0.05)
         tail = self.log_path.read_text()[-3000:]

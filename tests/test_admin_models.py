@@ -157,7 +157,7 @@ def test_bad_admin_input_is_422_naming_the_field_and_changes_nothing(
 
 
 def test_another_process_sees_an_admin_change_within_seconds(migrated_url: str) -> None:
-    with _client(migrated_url) as first, _client(migrated_url) as second:
+    with _client(migrated_url) as first, _client(migrated_url, learner_mode="none") as second:
         assert first.put("/models/cloud-mini", json={"enabled": False}).status_code == 200
         assert first.post("/models", json=NEW_MODEL).status_code == 201
         deadline = time.monotonic() + 5.0

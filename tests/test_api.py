@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from bandit_router.main import create_app
+from bandit_router.main import LearnerMode, create_app
 from bandit_router.settings import Settings, config_from_mapping, load_config
 from bandit_router.storage.sql import SqlStore
 
@@ -24,9 +24,13 @@ POOL = [
 ]  # fmt: skip
 
 
-def _client(url: str, router: dict[str, object] | None = None) -> TestClient:
+def _client(
+    url: str, router: dict[str, object] | None = None, *, learner_mode: LearnerMode = "embedded"
+) -> TestClient:
+    """``learner_mode="none"`` for a second process on the database: on PostgreSQL the first
+    one's embedded learner holds the learner lease."""
     config = config_from_mapping({"router": router or {}, "models": POOL})
-    return TestClient(create_app(Settings(database_url=url), config))
+    return TestClient(create_app(Settings(database_url=url), config, learner_mode=learner_mode))
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ SQL_ROLES = (
     "sql_audit",
     "sql_grading",
     "sql_report",
+    "sql_retention",
 )
 
 # What each module (or package) may import from the project; a module follows the most specific
@@ -93,8 +94,14 @@ ALLOWED: dict[str, set[str]] = {
     },
     # The store that plays every role: the roles on one engine.
     "storage.sql": {"storage.engine", *(f"storage.{role}" for role in SQL_ROLES)},
+    # The learner's lease: an advisory lock on a session of its own, apart from the store.
+    "storage.sql_lease": set(),
     "migrations": {"storage", "settings", "migrations"},
     "learner": {"core", "escalation", "policies", "policy_host", "reward_window", "storage.base"},
+    # How long the logs are kept, and the prune that holds to it.
+    "retention": {"core", "settings", "storage.base"},
+    # The learner command's loop: lead while holding the lease, stand by otherwise.
+    "leadership": {"learner", "storage.base"},
     # The policies a serving process hosts, and the follower that loads a learner's snapshots.
     "policy_host": {"core", "policies", "reward_window", "storage.base"},
     # When a decision's outcome is learned, and what it is.
@@ -170,6 +177,8 @@ ALLOWED: dict[str, set[str]] = {
         "eligibility",
         "health",
         "learner",
+        "leadership",
+        "retention",
         "router",
         "settings",
         "storage",
@@ -181,6 +190,7 @@ ALLOWED: dict[str, set[str]] = {
     "offline_cli": {
         "report",
         "report_html",
+        "retention",
         "settings",
         "simulator",
         "policies",

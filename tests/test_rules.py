@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from bandit_router.core import ModelSpec
 from bandit_router.eligibility import Constraints, Rules, split_eligible
-from bandit_router.main import create_app
+from bandit_router.main import LearnerMode, create_app
 from bandit_router.settings import ConfigError, Settings, config_from_mapping
 from tests.test_api import POOL
 
@@ -89,8 +89,15 @@ TENANT_CONFIG = {
 }
 
 
-def _client(url: str, raw: dict[str, Any] = TENANT_CONFIG) -> TestClient:
-    return TestClient(create_app(Settings(database_url=url), config_from_mapping(raw)))
+def _client(
+    url: str, raw: dict[str, Any] = TENANT_CONFIG, *, learner_mode: LearnerMode = "embedded"
+) -> TestClient:
+    """``learner_mode="none"`` for a second process on the database: on PostgreSQL the first
+    one's embedded learner holds the learner lease."""
+    app = create_app(
+        Settings(database_url=url), config_from_mapping(raw), learner_mode=learner_mode
+    )
+    return TestClient(app)
 
 
 @pytest.fixture
@@ -164,7 +171,7 @@ def test_bad_rules_are_422_naming_the_field_and_change_nothing(
 
 def test_another_process_applies_new_rules_within_seconds(migrated_url: str) -> None:
     admin = {"Authorization": "Bearer admin-key"}
-    with _client(migrated_url) as first, _client(migrated_url) as second:
+    with _client(migrated_url) as first, _client(migrated_url, learner_mode="none") as second:
         rules = {"tasks": {"qa": {"deny": ["cloud-mini"]}}}
         assert first.put("/rules", json=rules, headers=admin).status_code == 200
         deadline = time.monotonic() + 5.0

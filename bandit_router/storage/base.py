@@ -397,3 +397,79 @@ class DecisionLog(Protocol):
     """Where /route writes its decision; returns once the decision is durable."""
 
     async def append(self, record: DecisionRecord) -> None: ...
+
+
+class LearnerLease(Protocol):
+    """Which one process of a database learns: the one that holds the lease. A shared
+    database (PostgreSQL) gives it to one process at a time and takes it back when that
+    process's session ends; a local one (SQLite) gives it to every process."""
+
+    name: str
+    """How the holder names itself to other processes."""
+    shared: bool
+    """Whether other processes compete for the lease."""
+
+    def acquire(self) -> bool:
+        """Takes the lease when it is free; True when this process holds it."""
+        ...
+
+    def held(self) -> bool:
+        """Whether this process still holds it."""
+        ...
+
+    def holder(self) -> str | None:
+        """Who holds it, as it named itself; None when free or not known."""
+        ...
+
+    def release(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    """Which decisions a prune may remove (retention.py computes it from the snapshots)."""
+
+    created_before: datetime
+    """Only decisions created before this."""
+    feedback_through: int | None
+    """Only decisions all of whose feedback has an id at most this (every learner's cursor
+    is past it); None when no learner walks the feedback log by id."""
+    keep_snapshots: tuple[tuple[str, str], ...]
+    """The (policy, spec) pairs whose newest snapshot a restore takes: a prune that removes
+    rows removes every other snapshot, which could need a removed row."""
+
+
+@dataclass(frozen=True)
+class PruneCount:
+    decisions: int = 0
+    feedback: int = 0
+    oldest: datetime | None = None
+    newest: datetime | None = None
+    """The creation times of the first and last decision counted."""
+
+    def __add__(self, other: PruneCount) -> PruneCount:
+        oldest = [t for t in (self.oldest, other.oldest) if t is not None]
+        newest = [t for t in (self.newest, other.newest) if t is not None]
+        return PruneCount(
+            self.decisions + other.decisions,
+            self.feedback + other.feedback,
+            min(oldest, default=None),
+            max(newest, default=None),
+        )
+
+
+class RetentionStore(SnapshotStore, Protocol):
+    """Removes old decisions with their feedback, in batches, as a PrunePlan allows."""
+
+    def prunable(self, plan: PrunePlan) -> PruneCount:
+        """What a prune by the plan would remove, counted without removing it."""
+        ...
+
+    def prune_batch(self, plan: PrunePlan, limit: int) -> PruneCount:
+        """Removes at most ``limit`` of the oldest prunable decisions and their feedback in
+        one short transaction (and, when it removed any, the snapshots the plan does not
+        keep)."""
+        ...
+
+    def log_period(self) -> tuple[datetime, datetime] | None:
+        """The creation times of the oldest and the newest decision logged (None if none)."""
+        ...

@@ -1,8 +1,8 @@
 """The Store on SQLAlchemy Core: SQLite (WAL) by default, PostgreSQL in production.
 
 One module per role holds its SQL (sql_decisions, sql_feedback, sql_history, sql_snapshots,
-sql_catalog, sql_counters, sql_audit, sql_grading, sql_report); each role's class stands alone
-on a Database (engine.py).
+sql_catalog, sql_counters, sql_audit, sql_grading, sql_report, sql_retention); each role's
+class stands alone on a Database (engine.py).
 SqlStore is all of them on one Database, each inherited one level deep, so the composition
 root builds, starts and closes one object, and a call costs what it costs on the role.
 """
@@ -18,6 +18,7 @@ from bandit_router.storage.sql_feedback import SqlFeedback
 from bandit_router.storage.sql_grading import SqlGradingQueue
 from bandit_router.storage.sql_history import SqlHistory
 from bandit_router.storage.sql_report import SqlReport
+from bandit_router.storage.sql_retention import SqlRetention
 from bandit_router.storage.sql_snapshots import SqlSnapshots
 
 
@@ -31,6 +32,7 @@ class SqlStore(
     SqlAuditLog,
     SqlGradingQueue,
     SqlReport,
+    SqlRetention,
 ):
     """Durable decision and feedback logs, policy snapshots, the catalog, the counters, the
     audit log, the grader's queue and the reports' read."""
@@ -49,6 +51,7 @@ class SqlStore(
         SqlAuditLog.__init__(self, db)
         SqlGradingQueue.__init__(self, db)
         SqlReport.__init__(self, db)
+        SqlRetention.__init__(self, db)
 
     def start_maintenance(self, interval_s: float = 1.0) -> None:
         """SQLite: checkpoints the write-ahead log every interval (Database.start_maintenance)."""
