@@ -25,6 +25,7 @@ from bandit_router.schemas import (
     INVALID_INPUT,
     AuditOut,
     BudgetOut,
+    DriftOut,
     ErrorOut,
     ExperimentIn,
     ExperimentOut,
@@ -55,11 +56,26 @@ def admin_routes(router: Router, audit: AuditLog | None) -> APIRouter:
                 change=change,
             )
 
-    def health_out(health: Health) -> HealthOut:
-        return HealthOut(state=health.state, reason=health.reason, until=health.until)
+    def health_out(name: str, health: Health) -> HealthOut:
+        drift = router.policy_drift().get(name)
+        last = drift.last if drift is not None else None
+        return HealthOut(
+            state=health.state,
+            reason=health.reason,
+            until=health.until,
+            drift=None
+            if drift is None or last is None
+            else DriftOut(
+                alarms=drift.alarms,
+                task=last.task,
+                direction="up" if last.direction == "up" else "down",
+                at_outcome=last.at,
+                exploring_for=drift.boost_left,
+            ),
+        )
 
     def model_out(model: ModelSpec) -> ModelOut:
-        return ModelOut.from_spec(model, health_out(router.health.health(model.name)))
+        return ModelOut.from_spec(model, health_out(model.name, router.health.health(model.name)))
 
     @routes.get("/models", response_model=list[ModelOut], openapi_extra=CLIENT)
     async def models() -> list[ModelOut]:
@@ -192,8 +208,9 @@ def admin_routes(router: Router, audit: AuditLog | None) -> APIRouter:
         responses={404: {"model": ErrorOut, "description": "unknown model"}},
     )
     async def model_health(name: str) -> HealthOut:
-        """The model's circuit breaker: its state, why, and until when it stays open."""
-        return health_out(router.model_health(name))
+        """The model's circuit breaker: its state, why, and until when it stays open; and
+        the last change of its rewards the policy flagged (``drift``)."""
+        return health_out(name, router.model_health(name))
 
     @routes.get("/audit", response_model=list[AuditOut], openapi_extra=ADMIN)
     async def audit_log(

@@ -49,12 +49,18 @@ class LearningSection(BaseModel):
     settle_s: float = Field(default=2.0, ge=0.0, le=3600.0, allow_inf_nan=False)
     half_life: float | None = Field(default=None, ge=1.0, le=1e9, allow_inf_nan=False)
     """Forgetting, in outcomes learned: see FORGETTING_POLICIES."""
+    change_detection: bool | None = None
+    """Change detection (docs/policies.md): see DETECTING_POLICIES."""
 
 
 FORGETTING_POLICIES = ("linucb", "thompson")
 """The policies that take [learning] half_life as their own `half_life` parameter (unless
 their [policies.NAME] section sets one): an outcome learned half_life outcomes ago weighs half
 as much as the newest (docs/policies.md, "Forgetting")."""
+
+DETECTING_POLICIES = ("linucb",)
+"""The policies that take [learning] change_detection as their own `detect_changes` parameter
+(unless their [policies.NAME] section sets one)."""
 
 
 class RetentionSection(BaseModel):

@@ -164,6 +164,31 @@ def reward(quality: float, cost_usd: float, cost_weight: float) -> float:
     return quality - cost_weight * cost_usd
 
 
+@dataclass(frozen=True)
+class Alarm:
+    """A change of a model's rewards flagged by a policy's change detection
+    (policies/drift.py): the task type whose stream flagged it ("*": the model's whole
+    traffic), whether rewards went "down" or "up", and the policy's outcomes learned then."""
+
+    model: str
+    task: str
+    direction: str
+    at: int
+
+    def entry(self) -> dict[str, str | int]:
+        return {"model": self.model, "task": self.task, "direction": self.direction, "at": self.at}
+
+
+@dataclass(frozen=True)
+class DriftStatus:
+    """What a policy knows of a model's changes: how many were flagged, the last one, and for
+    how many more outcomes learned the model's exploration stays raised (0: none)."""
+
+    alarms: int
+    last: Alarm | None
+    boost_left: int
+
+
 class Policy(Protocol):
     """Chooses an arm among the eligible ones and learns from the outcome of its choice."""
 

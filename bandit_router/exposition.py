@@ -153,6 +153,22 @@ class RouterCollector:
             versions.add_metric([policy], version)
         yield versions
 
+        alarms = CounterMetricFamily(
+            "bandit_router_model_drift_alarms",
+            "Changes of the model's rewards the serving policy's change detection flagged "
+            "(from the policy's state: the same in every process that serves it).",
+            labels=["model"],
+        )
+        exploring = GaugeMetricFamily(
+            "bandit_router_model_drift_exploring",
+            "1 while the model's exploration is raised after a flagged change.",
+            labels=["model"],
+        )
+        for model, drift in sorted(router.policy_drift().items()):
+            alarms.add_metric([model], drift.alarms)
+            exploring.add_metric([model], 1.0 if drift.boost_left > 0 else 0.0)
+        yield from (alarms, exploring)
+
         budget_gauges = {
             name: GaugeMetricFamily(f"bandit_router_budget_{name}", text, labels=["scope"])
             for name, text in (

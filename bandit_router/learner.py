@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeAlias
 
 from bandit_router import policies
-from bandit_router.core import Arm, Context, Outcome, PolicySpec, make_tuple
+from bandit_router.core import Alarm, Arm, Context, Outcome, PolicySpec, make_tuple
 from bandit_router.escalation import corrections
 from bandit_router.policy_host import Periodic, ServedPolicies, SnapshotFollower
 from bandit_router.reward_window import (
@@ -182,9 +182,17 @@ class Learner(ServedPolicies):
         corrected: Sequence[Correction] = (),
     ) -> None:
         policy = self._policies[name]
+        alarms: list[Alarm] = getattr(policy, "alarms", [])
+        seen = len(alarms)
         policy.learn(
             context_of(decision), decision.model, outcome, probability=decision.probability
         )
+        for alarm in alarms[seen:]:
+            log.warning(
+                "policy %s: change detected for model %s (task %s): rewards went %s; its "
+                "exploration is raised for a while",
+                name, alarm.model, alarm.task, alarm.direction,
+            )  # fmt: skip
         for earlier, old, new in corrected:
             policy.learn(
                 context_of(earlier),

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from bandit_router import policies
-from bandit_router.core import Context, Decision, Policy, PolicySpec
+from bandit_router.core import Context, Decision, DriftStatus, Policy, PolicySpec
 from bandit_router.reward_window import RewardRules
 from bandit_router.storage.base import DecisionRecord, SnapshotStore
 
@@ -82,6 +82,13 @@ class ServedPolicies:
     def versions(self) -> dict[str, int]:
         with self._lock:
             return {name: policy.version for name, policy in self._policies.items()}
+
+    def drift(self, policy_name: str) -> dict[str, DriftStatus]:
+        """The changes the policy's change detection flagged, per model (none when the policy
+        detects none): part of its state, so a follower sees them with the snapshot."""
+        with self._lock:
+            found = getattr(self._policies.get(policy_name), "drift", None)
+            return found() if callable(found) else {}
 
     def is_late(self, decision: DecisionRecord, at: datetime) -> bool:
         rules = self._rules.get(decision.policy)

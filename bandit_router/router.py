@@ -13,6 +13,7 @@ from bandit_router.core import (
     Conflict,
     Context,
     Decision,
+    DriftStatus,
     FeatureValue,
     InvalidInput,
     ModelNotAllowed,
@@ -447,3 +448,7 @@ class Router:
 
     def policy_versions(self) -> dict[str, int]:
         return self._policies.versions()
+
+    def policy_drift(self) -> Mapping[str, DriftStatus]:
+        """Per model, the default policy's change detection (empty when it detects none)."""
+        return self._policies.drift(self._options.policy)

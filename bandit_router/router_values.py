@@ -11,6 +11,7 @@ from typing import Protocol
 from bandit_router.core import (
     Context,
     Decision,
+    DriftStatus,
     FeatureValue,
     InvalidInput,
     ModelSpec,
@@ -144,6 +145,10 @@ class PolicyHost(Protocol):
 
     def versions(self) -> dict[str, int]:
         """Each served policy's version: how many outcomes it has learned."""
+        ...
+
+    def drift(self, policy_name: str) -> Mapping[str, DriftStatus]:
+        """Per model, the changes the policy's change detection flagged (docs/policies.md)."""
         ...
 
 

@@ -168,10 +168,27 @@ class FeedbackOut(BaseModel):
     )
 
 
+class DriftOut(BaseModel):
+    """What the serving policy's change detection flagged of a model (docs/policies.md)."""
+
+    alarms: int = Field(description="changes flagged since the policy started learning")
+    task: str = Field(description='the task type whose rewards changed; "*" for all traffic')
+    direction: Literal["down", "up"]
+    at_outcome: int = Field(description="the policy's count of outcomes learned at the alarm")
+    exploring_for: int = Field(
+        description="outcomes learned during which the model's exploration stays raised"
+    )
+
+
 class HealthOut(BaseModel):
     state: Literal["closed", "open", "half_open"]
     reason: str
     until: datetime | None = Field(description="open: when probing may start")
+    drift: DriftOut | None = Field(
+        default=None,
+        description="the last change of the model's rewards the policy flagged; null when "
+        "none was (or change detection is off)",
+    )
 
 
 class ModelOut(BaseModel):

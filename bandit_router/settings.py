@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bandit_router.config_file import DETECTING_POLICIES as DETECTING_POLICIES
 from bandit_router.config_file import FORGETTING_POLICIES as FORGETTING_POLICIES
 from bandit_router.config_file import ConfigFile
 from bandit_router.core import ModelSpec, PolicySpec
@@ -199,6 +200,11 @@ def config_from_mapping(
         for forgetting in FORGETTING_POLICIES:
             parsed.policies.setdefault(forgetting, {}).setdefault(
                 "half_life", parsed.learning.half_life
+            )
+    if parsed.learning.change_detection is not None:
+        for detecting in DETECTING_POLICIES:
+            parsed.policies.setdefault(detecting, {}).setdefault(
+                "detect_changes", parsed.learning.change_detection
             )
     policy = PolicySpec.configured(router.policy, parsed.policies)
     for key, value in policy.params.items():

@@ -1,13 +1,13 @@
 """Forgetting after a change: recovery (docs/replay.md, "Drift scenarios") of a policy with
-`half_life` against the same policy without, on the three scenarios of
-data/routerbench/scenarios/, at λ = 20.
+`half_life` (and, with `--detect`, change detection) against the same policy without, on the
+three scenarios of data/routerbench/scenarios/, at λ = 20.
 
 Targets: recovery within 1,000 decisions after every event, and at least 3× faster than
 without forgetting (or where that one never recovers). `--stationary` also prints the AIQ of
 the held-out replay (split 2026, the default λ grid) with and without forgetting: forgetting
 should cost ≤ 0.005 AIQ where nothing changes.
 
-    python -m bench.drift [--policy linucb] [--half-life H]... [--seeds N] [--stationary]
+    python -m bench.drift [--policy linucb] [--half-life H]... [--seeds N] [--stationary] [--detect]
 """
 
 from __future__ import annotations
@@ -25,8 +25,22 @@ TABLE = ROOT / "data" / "routerbench" / "train.csv.gz"
 SCENARIOS = ("quality-drop", "price-cut", "new-model")
 
 
-def _label(half_life: float | None) -> str:
-    return "no forgetting" if half_life is None else f"half_life {half_life:g}"
+Variant = tuple[float | None, bool]
+"""A half-life (None: no forgetting) and whether change detection is on."""
+
+
+def _label(variant: Variant) -> str:
+    life, detect = variant
+    text = "no forgetting" if life is None else f"half_life {life:g}"
+    return text + (" + detection" if detect else "")
+
+
+def _params(policy: str, variant: Variant) -> dict[str, dict[str, object]]:
+    life, detect = variant
+    params: dict[str, object] = {} if life is None else {"half_life": life}
+    if detect:
+        params["detect_changes"] = True
+    return {policy: params}
 
 
 def main() -> None:
@@ -35,14 +49,19 @@ def main() -> None:
     parser.add_argument("--half-life", type=float, action="append")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--stationary", action="store_true")
+    parser.add_argument(
+        "--detect", action="store_true", help="also each variant with change detection on"
+    )
     args = parser.parse_args()
     table = load_outcomes(TABLE)
-    lives: list[float | None] = [None, *(args.half_life or [2000.0])]
+    lives: list[Variant] = [(None, False), *((h, False) for h in args.half_life or [2000.0])]
+    if args.detect:
+        lives += [(life, True) for life, _ in lives]
     for name in SCENARIOS:
         scenario = load_scenario(ROOT / "data/routerbench/scenarios" / f"{name}.toml", table)
         found = {}
         for life in lives:
-            params = {} if life is None else {args.policy: {"half_life": life}}
+            params = _params(args.policy, life)
             entry = build_scenario(
                 table, scenario, policy_names=[args.policy], cost_weight=20.0,
                 seeds=args.seeds, policy_params=params,
@@ -52,7 +71,7 @@ def main() -> None:
                 f"{name:13s} {_label(life):17s} reward {entry['reward']:.4f} "
                 f"recovery {entry['recovery']} by seed {entry['recovery_by_seed']}"
             )
-        base = found[None]["recovery"][0]
+        base = found[(None, False)]["recovery"][0]
         for life in lives[1:]:
             mine = found[life]["recovery"][0]
             if mine is None:
@@ -65,7 +84,7 @@ def main() -> None:
     if args.stationary:
         train, test = holdout_split(table, 0.3, 2026)
         for life in lives:
-            params = {} if life is None else {args.policy: {"half_life": life}}
+            params = _params(args.policy, life)
             report = build_report(
                 train, test, policy_names=[args.policy], seeds=args.seeds, policy_params=params
             ).report

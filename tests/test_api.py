@@ -262,7 +262,7 @@ def test_models_lists_the_pool(client: TestClient) -> None:
         "name": "local-small", "provider": "local", "input_price_per_mtok": 0.0,
         "output_price_per_mtok": 0.0, "context_window": 4000, "tags": ["local"], "enabled": True,
         "requests_per_minute": None, "tokens_per_minute": None, "prior_quality": None,
-        "health": {"state": "closed", "reason": "no failures", "until": None},
+        "health": {"state": "closed", "reason": "no failures", "until": None, "drift": None},
     }  # fmt: skip
 
 

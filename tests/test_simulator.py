@@ -293,7 +293,12 @@ def test_replay_takes_the_policies_parameters_from_a_service_configuration(
         assert main([*argv, *extra, "--out", str(out)]) == 0
         runs[name] = json.loads((out / "report.json").read_text())["policies"]["linucb"]
     assert "params" not in runs["defaults"]
-    assert runs["configured"]["params"] == {"epsilon": 1.0}
+    # The packaged [learning] section's forgetting and change detection reach LinUCB too.
+    assert runs["configured"]["params"] == {
+        "epsilon": 1.0,
+        "half_life": 1000.0,
+        "detect_changes": True,
+    }
     assert runs["configured"]["points"][0]["online_quality"] == pytest.approx(0.6, abs=0.06)
     assert runs["defaults"]["points"][0]["online_quality"] > 0.8
 

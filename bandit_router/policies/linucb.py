@@ -25,20 +25,22 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from bandit_router.core import Arm, Context, Decision, Outcome
+from bandit_router.core import Alarm, Context, Decision, DriftStatus, Outcome
 from bandit_router.features import FeatureEncoder
+from bandit_router.policies.borrowing import borrowed_quality
 from bandit_router.policies.common import (
     argmax_first,
     check_epsilon,
     draw_decision,
     floored_probabilities,
 )
+from bandit_router.policies.drift import ChangeDetector, boost_probabilities
 
 Vector = npt.NDArray[np.float64]
 
@@ -58,6 +60,8 @@ class _Arms:
         self.b_quality = np.empty((0, dim))
         self.b_cost = np.empty((0, dim))
         self.n = np.empty(0, dtype=np.int64)
+        self.weight = np.empty(0)
+        """Per arm: its outcomes' total weight after forgetting."""
         self.last = np.empty(0, dtype=np.int64)
         """Per arm: the policy's count of outcomes learned when the arm was last updated."""
         self.ridges = np.empty(0)
@@ -78,6 +82,7 @@ class _Arms:
         self.b_quality = np.concatenate([self.b_quality, zeros])
         self.b_cost = np.concatenate([self.b_cost, zeros])
         self.n = np.concatenate([self.n, [0]])
+        self.weight = np.concatenate([self.weight, [0.0]])
         self.last = np.concatenate([self.last, [0]])
         self.ridges = np.concatenate([self.ridges, [ridge]])
         self.theta_quality = np.concatenate([self.theta_quality, zeros])
@@ -93,6 +98,7 @@ class _Arms:
         self.a[i] += (1.0 - factor) * self.ridges[i] * np.eye(self.dim)
         self.b_quality[i] *= factor
         self.b_cost[i] *= factor
+        self.weight[i] *= factor
         self.a_inv[i] = np.linalg.inv(self.a[i])
 
     def update(
@@ -123,6 +129,7 @@ class _Arms:
         b_quality += quality * x
         b_cost += cost_residual * x
         self.n[i] += 1
+        self.weight[i] += 1.0
         self.theta_quality[i] = a_inv @ b_quality
         self.theta_cost[i] = a_inv @ b_cost
 
@@ -135,30 +142,9 @@ class _Arms:
         self.theta_cost[i] = self.a_inv[i] @ self.b_cost[i]
 
 
-def _tier(cost_usd: float) -> int:
-    return math.floor(math.log10(cost_usd)) if cost_usd > 0 else -99
-
-
-def _borrowed_quality(
-    arm: Arm,
-    arms: Sequence[Arm],
-    rows: Mapping[str, int],
-    known_quality: Sequence[float],
-) -> float:
-    """What a model with no outcomes yet is expected to achieve: its declared prior, else
-    what the known models of its price tier (decade of the priced cost) or with one of its
-    tags are expected to achieve here, else 0."""
-    if arm.prior_quality is not None:
-        return arm.prior_quality
-    if not rows:  # nothing learned yet: no peer to borrow from
-        return 0.0
-    peers = [
-        (other.prior_quality or 0.0) + known_quality[rows[other.name]]
-        for other in arms
-        if other.name in rows
-        and (_tier(other.prior_cost_usd) == _tier(arm.prior_cost_usd) or other.tags & arm.tags)
-    ]
-    return sum(peers) / len(peers) if peers else 0.0
+KEPT_AFTER_CHANGE = 20.0
+"""Outcomes' worth of an arm's statistics kept when a change of the model is flagged: enough
+to start from, little enough that the new outcomes outweigh the old within a few dozen."""
 
 
 class LinUCB:
@@ -177,6 +163,9 @@ class LinUCB:
         features: Sequence[str] | None = None,
         prior_weight: float | None = None,
         half_life: float | None = None,
+        detect_changes: bool = False,
+        change_slack: float = 0.5,
+        change_threshold: float = 40.0,
         seed: int = 0,
     ) -> None:
         check_epsilon(epsilon)
@@ -193,6 +182,14 @@ class LinUCB:
         self.half_life = half_life
         self._clock = 0
         """Outcomes learned (replaced ones not counted): forgetting's clock."""
+        self.detector = (
+            ChangeDetector(slack=change_slack, threshold=change_threshold)
+            if detect_changes
+            else None
+        )
+        """Page–Hinkley on reward residuals (policies/drift.py), when ``detect_changes``."""
+        self.alarms: list[Alarm] = []
+        """The changes flagged while this object learned (not restored: for logging)."""
         self.seed = seed
         self._encoder = FeatureEncoder(hashed_dim=hashed_dim, features=features)
         self._arms = _Arms(self._encoder.dim, ridge)
@@ -211,8 +208,43 @@ class LinUCB:
             "features": self._encoder.features,
             "prior_weight": self.prior_weight,
             "half_life": self.half_life,
+            "detect_changes": self.detector is not None,
+            "change_slack": self.detector.slack if self.detector else 0.5,
+            "change_threshold": self.detector.threshold if self.detector else 40.0,
             "seed": self.seed,
         }
+
+    def drift(self) -> dict[str, DriftStatus]:
+        """Each model's changes flagged so far (none when detection is off)."""
+        if self.detector is None:
+            return {}
+        return self.detector.statuses(self._clock)
+
+    def _watch(self, context: Context, model: str, x: Vector, outcome: Outcome) -> None:
+        """Tests the outcome's residual against what the arm predicted just before; after an
+        alarm, the arm keeps only ``KEPT_AFTER_CHANGE`` outcomes' worth of its statistics."""
+        arms, detector = self._arms, self.detector
+        i = arms.index.get(model)
+        if detector is None or i is None:
+            return  # a first outcome tests nothing: there was no prediction of the arm's own
+        arm = next((arm for arm in context.arms if arm.name == model), None)
+        prior_quality = (arm.prior_quality if arm is not None else None) or 0.0
+        prior_cost = arm.prior_cost_usd if arm is not None else 0.0
+        weight = context.cost_weight
+        predicted = (prior_quality + float(arms.theta_quality[i] @ x)) - weight * max(
+            prior_cost + float(arms.theta_cost[i] @ x), 0.0
+        )
+        task = context.features.get("task_type")
+        alarm = detector.observe(
+            model, task if isinstance(task, str) else None, outcome.reward(weight) - predicted,
+            self._clock + 1,  # outcomes learned, this one included
+        )  # fmt: skip
+        if alarm is not None:
+            self.alarms.append(alarm)
+            if arms.weight[i] > KEPT_AFTER_CHANGE:
+                arms.forget(i, KEPT_AFTER_CHANGE / float(arms.weight[i]))
+                arms.theta_quality[i] = arms.a_inv[i] @ arms.b_quality[i]
+                arms.theta_cost[i] = arms.a_inv[i] @ arms.b_cost[i]
 
     def choose(self, context: Context) -> Decision:
         if not context.arms:
@@ -236,7 +268,7 @@ class LinUCB:
             if row is None:
                 if fresh_bonus < 0.0:
                     fresh_bonus = alpha * math.sqrt(float(x @ x) / self.ridge)
-                quality = _borrowed_quality(arm, context.arms, arms.index, known_quality)
+                quality = borrowed_quality(arm, context.arms, arms.index, known_quality)
                 cost_residual, bonus = 0.0, fresh_bonus
                 if arm.prior_quality is not None and self.prior_weight is not None:
                     bonus = alpha * math.sqrt(float(x @ x) / self.prior_weight)
@@ -251,6 +283,9 @@ class LinUCB:
             scores.append(quality + bonus - context.cost_weight * cost)
         greedy = argmax_first(scores)
         probabilities = floored_probabilities(len(context.arms), greedy, self.epsilon)
+        if self.detector is not None:
+            boosted = self.detector.boosted(context.arm_names, self._clock)
+            probabilities = boost_probabilities(probabilities, boosted)
         return draw_decision(
             context,
             probabilities,
@@ -281,6 +316,7 @@ class LinUCB:
                 outcome.cost_usd - replaces.cost_usd,
             )
         else:
+            self._watch(context, model, x, outcome)
             arm = next((arm for arm in context.arms if arm.name == model), None)
             prior_cost = arm.prior_cost_usd if arm is not None else 0.0
             prior_quality = (arm.prior_quality if arm is not None else None) or 0.0
@@ -306,6 +342,7 @@ class LinUCB:
             "version": self._version,
             "clock": self._clock,
             "arms": names,
+            "detector": None if self.detector is None else self.detector.state(),
         }
         buffer = io.BytesIO()
         np.savez(
@@ -317,6 +354,7 @@ class LinUCB:
             b_quality=arms.b_quality,
             b_cost=arms.b_cost,
             n=arms.n,
+            weight=arms.weight,
             last=arms.last,
             ridges=arms.ridges,
         )
@@ -338,6 +376,9 @@ class LinUCB:
             # Snapshots written before forgetting have neither: no arm was forgotten.
             count = len(arms.index)
             arms.last = saved["last"] if "last" in saved else np.zeros(count, np.int64)
+            arms.weight = saved.get("weight", arms.n).astype(np.float64)
+            if meta.get("detector") is not None:
+                policy.detector = ChangeDetector.from_state(meta["detector"])
             arms.ridges = saved["ridges"] if "ridges" in saved else np.full(count, arms.ridge)
             policy._clock = int(meta.get("clock", 0))
         # Row by row, the same products as update() makes, so a restored policy is bit-equal.

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bandit_router import policies
-from bandit_router.core import Arm, Context, Outcome, PolicySpec
+from bandit_router.core import Arm, Context, Outcome, Policy, PolicySpec
 from bandit_router.simulator.outcomes import OutcomeTable
 from bandit_router.simulator.progress import Progress
 from bandit_router.simulator.replay import Prompt, table_features
@@ -69,6 +69,22 @@ def replay_scenario(
 ) -> Vector:
     """Each decision's reward for a fresh policy streamed through the world: it sees the
     present models at their current prices, and learns only the chosen model's outcome."""
+    rewards, _ = stream_scenario(
+        spec, world, prompts, cost_weight=cost_weight, seed=seed, priors=priors
+    )
+    return rewards
+
+
+def stream_scenario(
+    spec: PolicySpec,
+    world: World,
+    prompts: Sequence[Prompt],
+    *,
+    cost_weight: float,
+    seed: int,
+    priors: Mapping[str, float] | None = None,
+) -> tuple[Vector, Policy]:
+    """replay_scenario's rewards, and the policy as the stream left it."""
     policy = policies.build(PolicySpec(spec.name, {**spec.params, "seed": seed}))
     priors = priors or {}
     rewards = np.empty(len(world.rows))
@@ -89,7 +105,7 @@ def replay_scenario(
             outcome = Outcome(float(segment.quality[row, j]), float(segment.cost[row, j]))
             policy.learn(context, decision.model, outcome, probability=decision.probability)
             rewards[step] = outcome.reward(cost_weight)
-    return rewards
+    return rewards, policy
 
 
 def _moving(values: Vector, window: int) -> Vector:
@@ -156,13 +172,14 @@ def build_scenario(
     curves = {"best fixed per task": _moving(worlds[0].reference, window)}
     entries: dict[str, Any] = {}
     for spec in specs:
-        runs = []
+        runs, alarms = [], []
         for seed, world in enumerate(worlds):
-            runs.append(
-                replay_scenario(
-                    spec, world, prompts, cost_weight=cost_weight, seed=seed, priors=priors
-                )
+            rewards, policy = stream_scenario(
+                spec, world, prompts, cost_weight=cost_weight, seed=seed, priors=priors
             )
+            runs.append(rewards)
+            # Policies that detect changes keep the alarms they raised (policies/drift.py).
+            alarms.append([alarm.entry() for alarm in getattr(policy, "alarms", [])])
             if progress is not None:
                 progress.advance(1)
         by_seed = [recovery(r, w.reference, scenario) for r, w in zip(runs, worlds, strict=True)]
@@ -174,6 +191,7 @@ def build_scenario(
             ),
             "recovery": [_median(list(values)) for values in zip(*by_seed, strict=True)],
             "recovery_by_seed": by_seed,
+            "alarms_by_seed": alarms,
         }
     entry = {
         "file": scenario.path,
