@@ -1,5 +1,6 @@
-"""The feedback log on SQL (FeedbackStore): inserted once per (decision, source), with ids
-that become visible in id order, and tailed by the learner from its cursor."""
+"""The feedback log on SQL (FeedbackStore): inserted once per (decision, source) without any
+lock, given its position in the learner's order once committed, and tailed by the learner from
+its cursor (docs/development.md, "Exactly-once learning on PostgreSQL")."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ from bandit_router.storage.base import (
 from bandit_router.storage.engine import Database, utc
 from bandit_router.storage.rows import check_row_orders, decision_from
 
-# Any constant works: it names the lock that makes feedback ids commit in id order.
-_FEEDBACK_LOCK_KEY = 0x62616E64
+# Any constant works: it names the lock that makes the stamps of two learners take turns
+# (a learner that lost its lease may still be stamping when the next one starts).
+_STAMP_LOCK_KEY = 0x62616E64
 
 
 def _feedback_since_query() -> Select[Any]:
@@ -37,7 +39,7 @@ def _feedback_since_query() -> Select[Any]:
         .where(
             earlier.c.decision_id == f.c.decision_id,
             earlier.c.quality.is_not(None),
-            earlier.c.id < f.c.id,
+            earlier.c.position < f.c.position,
         )
         .exists()
     )
@@ -64,8 +66,8 @@ def _feedback_since_query() -> Select[Any]:
             d.c.chain_id,
         )
         .join(d, d.c.id == f.c.decision_id)
-        .where(f.c.id > bindparam("cursor"))
-        .order_by(f.c.id)
+        .where(f.c.position > bindparam("cursor"))
+        .order_by(f.c.position)
         .limit(bindparam("limit"))
     )
 
@@ -73,7 +75,34 @@ def _feedback_since_query() -> Select[Any]:
 # Built once: building a statement costs about as much as running it on SQLite.
 _FEEDBACK_SINCE = _feedback_since_query()
 _INSERT_FEEDBACK = insert(tables.feedback)
-_FEEDBACK_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+_PENDING = select(tables.feedback.c.id).where(tables.feedback.c.position.is_(None)).limit(1)
+_STAMP_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+# The committed rows without a position take the next ones, in id order. Rows still being
+# inserted are invisible here and are stamped by a later call, after these; a row locked by
+# a prune that is deleting it is skipped.
+_STAMP_POSTGRES = text(
+    """
+    UPDATE feedback SET position = stamped.position
+    FROM (
+        SELECT id, nextval('feedback_position_seq') AS position
+        FROM (
+            SELECT id FROM feedback WHERE position IS NULL
+            ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED
+        ) AS pending
+        ORDER BY id
+    ) AS stamped
+    WHERE feedback.id = stamped.id
+    """
+)
+# SQLite has one writer at a time, so its ids become visible in id order: the id is the
+# position (as it was for rows written before positions existed, on either database).
+_STAMP_SQLITE = text(
+    """
+    UPDATE feedback SET position = id WHERE id IN (
+        SELECT id FROM feedback WHERE position IS NULL ORDER BY id LIMIT :limit
+    )
+    """
+)
 
 
 class SqlFeedback:
@@ -106,9 +135,8 @@ class SqlFeedback:
     def insert_feedback(self, record: FeedbackRecord) -> FeedbackInsert:
         """Inserts once per (decision, source); a repeat returns the first row's reward.
 
-        On PostgreSQL a transaction-scoped advisory lock serialises the inserts, so feedback ids
-        become visible in id order and a learner's cursor can never step over a row that commits
-        late. SQLite has a single writer, which gives the same order by itself.
+        The row has no position yet: it is not in the learner's order until the learner
+        stamps it, once it is committed (feedback_since), so inserts never wait on each other.
         """
         row = {
             "decision_id": record.decision_id,
@@ -125,8 +153,6 @@ class SqlFeedback:
         }
         try:
             with self._db.writing() as connection:
-                if self._db.postgres:
-                    connection.execute(_FEEDBACK_LOCK, {"key": _FEEDBACK_LOCK_KEY})
                 connection.execute(_INSERT_FEEDBACK, row)
                 if record.quality is not None:
                     self._count_outcome(connection, record.decision_id)
@@ -141,17 +167,33 @@ class SqlFeedback:
         """One more scored outcome for the decision's model, in the feedback's transaction."""
         connection.execute(self._count_outcome_statement, {"decision_id": decision_id})
 
+    def stamp_feedback(self, limit: int) -> int:
+        """Gives up to ``limit`` committed rows without a position the next positions; returns
+        how many. Positions become visible in their order: each stamp commits before the next
+        begins (one learner stamps, and two stamping at once take turns on a lock)."""
+        with self._db.reads.connect() as connection:
+            if connection.execute(_PENDING).first() is None:
+                return 0  # the usual case of an idle learner: no write transaction
+        with self._db.writing() as connection:
+            if self._db.postgres:
+                connection.execute(_STAMP_LOCK, {"key": _STAMP_LOCK_KEY})
+            stamp = _STAMP_POSTGRES if self._db.postgres else _STAMP_SQLITE
+            return connection.execute(stamp, {"limit": limit}).rowcount
+
     def feedback_since(
         self, cursor: int, limit: int
     ) -> list[tuple[StoredFeedback, DecisionRecord]]:
-        """The learner's read (_FEEDBACK_SINCE). Rows are built by position, not by name:
-        this read is most of what a learner spends per feedback."""
+        """The learner's read (_FEEDBACK_SINCE): stamps what was committed since its last
+        read, then reads up to ``limit`` rows after the cursor in position order. Rows are
+        built by position, not by name: this read is most of what a learner spends per
+        feedback."""
+        self.stamp_feedback(limit)
         with self._db.reads.connect() as connection:
             rows = connection.execute(_FEEDBACK_SINCE, {"cursor": cursor, "limit": limit}).all()
         found = []
         for (
-            feedback_id, decision_id, source, created_at, quality, cost_usd, cost_source,
-            input_tokens, output_tokens, latency_ms, error, reward, is_first,
+            _id, decision_id, source, created_at, quality, cost_usd, cost_source,
+            input_tokens, output_tokens, latency_ms, error, reward, position, is_first,
             decided_at, policy, policy_version, experiment, variant, unit_id, features,
             eligible, prior_costs, model, probability, cost_weight, words, arm_tags,
             prior_qualities, attempt, chain_id,
@@ -168,6 +210,6 @@ class SqlFeedback:
                     words, arm_tags, prior_qualities, None, attempt, None, chain_id, None,
                 )
             )  # fmt: skip
-            stored = StoredFeedback(feedback_id, feedback, bool(is_first) and quality is not None)
+            stored = StoredFeedback(position, feedback, bool(is_first) and quality is not None)
             found.append((stored, decision))
         return found
