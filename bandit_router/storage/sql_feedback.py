@@ -4,12 +4,11 @@ its cursor (docs/development.md, "Exactly-once learning on PostgreSQL")."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
-from sqlalchemy import bindparam, insert, literal, select, text
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy import bindparam, insert, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
 
@@ -76,22 +75,40 @@ def _feedback_since_query() -> Select[Any]:
 _FEEDBACK_SINCE = _feedback_since_query()
 _INSERT_FEEDBACK = insert(tables.feedback)
 _PENDING = select(tables.feedback.c.id).where(tables.feedback.c.position.is_(None)).limit(1)
-_STAMP_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
-# The committed rows without a position take the next ones, in id order. Rows still being
-# inserted are invisible here and are stamped by a later call, after these; a row locked by
-# a prune that is deleting it is skipped.
+# A stamp's commit need not wait for its flush: a snapshot whose cursor is past a position is
+# committed (and flushed) after that position's stamp, and the WAL is flushed in order, so a
+# crash can lose only stamps that no snapshot counts on; their rows are stamped again. One
+# statement with the lock: each round trip of a busy process also waits for the interpreter.
+_STAMP_LOCK = text(
+    "SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock(:key)"
+)
+# The committed rows without a position take the next ones, in id order, and each scored one
+# counts one outcome for its decision's model. Rows still being inserted are invisible here and
+# are stamped by a later call, after these; a row locked by a prune deleting it is skipped.
 _STAMP_POSTGRES = text(
     """
-    UPDATE feedback SET position = stamped.position
-    FROM (
-        SELECT id, nextval('feedback_position_seq') AS position
+    WITH stamped AS (
+        UPDATE feedback SET position = numbered.position
         FROM (
-            SELECT id FROM feedback WHERE position IS NULL
-            ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED
-        ) AS pending
-        ORDER BY id
-    ) AS stamped
-    WHERE feedback.id = stamped.id
+            SELECT id, nextval('feedback_position_seq') AS position
+            FROM (
+                SELECT id FROM feedback WHERE position IS NULL
+                ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED
+            ) AS pending
+            ORDER BY id
+        ) AS numbered
+        WHERE feedback.id = numbered.id
+        RETURNING feedback.decision_id, feedback.quality
+    ), counted AS (
+        INSERT INTO model_outcomes (model, outcomes)
+        SELECT decisions.model, count(*) FROM stamped
+        JOIN decisions ON decisions.id = stamped.decision_id
+        WHERE stamped.quality IS NOT NULL
+        GROUP BY decisions.model
+        ON CONFLICT (model) DO UPDATE SET outcomes = model_outcomes.outcomes + excluded.outcomes
+        RETURNING 1
+    )
+    SELECT count(*) FROM stamped
     """
 )
 # SQLite has one writer at a time, so its ids become visible in id order: the id is the
@@ -100,26 +117,25 @@ _STAMP_SQLITE = text(
     """
     UPDATE feedback SET position = id WHERE id IN (
         SELECT id FROM feedback WHERE position IS NULL ORDER BY id LIMIT :limit
-    )
+    ) RETURNING decision_id, quality
     """
+)
+_MODELS_OF = select(tables.decisions.c.id, tables.decisions.c.model).where(
+    tables.decisions.c.id.in_(bindparam("ids", expanding=True))
 )
 
 
 class SqlFeedback:
     """FeedbackStore. A scored feedback also counts one outcome for its decision's model
-    (model_outcomes, which the catalog reads), in the same transaction."""
+    (model_outcomes, which the catalog reads), when the learner stamps it."""
 
     def __init__(self, db: Database) -> None:
         check_row_orders()
         self._db = db
-        o, d = tables.model_outcomes, tables.decisions
-        dialect_insert = postgresql_insert if db.postgres else sqlite_insert
-        count = dialect_insert(o).from_select(
-            ["model", "outcomes"],
-            select(d.c.model, literal(1)).where(d.c.id == bindparam("decision_id")),
-        )
-        self._count_outcome_statement = count.on_conflict_do_update(
-            index_elements=[o.c.model], set_={"outcomes": o.c.outcomes + 1}
+        o = tables.model_outcomes
+        count = sqlite_insert(o).values(model=bindparam("model"), outcomes=bindparam("outcomes"))
+        self._count_outcomes_sqlite = count.on_conflict_do_update(
+            index_elements=[o.c.model], set_={"outcomes": o.c.outcomes + count.excluded.outcomes}
         )
 
     def _existing_feedback(self, record: FeedbackRecord) -> FeedbackInsert | None:
@@ -154,8 +170,6 @@ class SqlFeedback:
         try:
             with self._db.writing() as connection:
                 connection.execute(_INSERT_FEEDBACK, row)
-                if record.quality is not None:
-                    self._count_outcome(connection, record.decision_id)
         except IntegrityError:
             existing = self._existing_feedback(record)
             if existing is None:  # not a repeat: an unknown decision, for one
@@ -163,22 +177,32 @@ class SqlFeedback:
             return existing
         return FeedbackInsert(duplicate=False, reward=record.reward)
 
-    def _count_outcome(self, connection: Connection, decision_id: str) -> None:
-        """One more scored outcome for the decision's model, in the feedback's transaction."""
-        connection.execute(self._count_outcome_statement, {"decision_id": decision_id})
-
     def stamp_feedback(self, limit: int) -> int:
         """Gives up to ``limit`` committed rows without a position the next positions; returns
         how many. Positions become visible in their order: each stamp commits before the next
         begins (one learner stamps, and two stamping at once take turns on a lock)."""
+        if self._db.postgres:
+            # With nothing to stamp, the transaction writes nothing and its commit is cheap.
+            with self._db.writing() as connection:
+                connection.execute(_STAMP_LOCK, {"key": _STAMP_LOCK_KEY})
+                stamped: int = connection.execute(_STAMP_POSTGRES, {"limit": limit}).scalar_one()
+                return stamped
         with self._db.reads.connect() as connection:
             if connection.execute(_PENDING).first() is None:
-                return 0  # the usual case of an idle learner: no write transaction
+                return 0  # an idle learner takes no turn of SQLite's single writer
         with self._db.writing() as connection:
-            if self._db.postgres:
-                connection.execute(_STAMP_LOCK, {"key": _STAMP_LOCK_KEY})
-            stamp = _STAMP_POSTGRES if self._db.postgres else _STAMP_SQLITE
-            return connection.execute(stamp, {"limit": limit}).rowcount
+            rows = connection.execute(_STAMP_SQLITE, {"limit": limit}).all()
+            graded = [decision_id for decision_id, quality in rows if quality is not None]
+            if graded:
+                model_of = {
+                    row.id: row.model for row in connection.execute(_MODELS_OF, {"ids": graded})
+                }
+                models = Counter(model_of[decision_id] for decision_id in graded)
+                connection.execute(
+                    self._count_outcomes_sqlite,
+                    [{"model": model, "outcomes": n} for model, n in models.items()],
+                )
+            return len(rows)
 
     def feedback_since(
         self, cursor: int, limit: int
