@@ -8,8 +8,9 @@ When a decision is learned follows Azure Personalizer's delayed rewards (``Rewar
 reward_window.py):
 
 - ``wait_s = 0`` (the default): at its first feedback that carries a quality. The learner walks
-  the feedback log by id (ids become visible in id order, see SqlStore.insert_feedback); later
-  feedback on the same decision is stored, never learned.
+  the feedback log by position (given to each row once committed, in the order the learner
+  reads them; see FeedbackStore.feedback_since); later feedback on the same decision is
+  stored, never learned.
 - ``wait_s > 0``: when its window [created_at, created_at + wait_s] has closed. The learner walks
   the decisions in (created_at, id) order once their window closed ``settle_s`` ago (so feedback
   committed at the boundary is in), combines the feedback created inside the window by
@@ -20,6 +21,7 @@ reward_window.py):
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import threading
 import time
@@ -120,6 +122,8 @@ class Learner(ServedPolicies):
         self._batch_size = batch_size
         self._clock = clock
         self._catch_up_lock = threading.Lock()
+        self._calls = itertools.count(1)
+        self._covered = 0  # when the last catch-up that finished began (a call number)
         self._cursors: dict[str, int] = {}
         self._window_cursors: dict[str, str | None] = {}
         self._learned_since_snapshot = 0
@@ -149,10 +153,16 @@ class Learner(ServedPolicies):
 
         One catch-up runs at a time (so no row is read twice before its cursor moves), and
         the policies are locked only while rows are applied: a /route never waits on the
-        database read.
+        database read. A call that waited while a catch-up that began after it ran returns at
+        once: that one learned every row committed before the call (the many /feedback of a
+        busy process share one read).
         """
         applied = 0
+        call = next(self._calls)
         with self._catch_up_lock:
+            if self._covered > call:
+                return 0
+            started = next(self._calls)
             immediate = [name for name, rules in self._rules.items() if not rules.windowed]
             while immediate:
                 with self._lock:
@@ -172,6 +182,7 @@ class Learner(ServedPolicies):
                 due = self._learned_since_snapshot >= self._snapshot_every
             if due:
                 self.snapshot()
+            self._covered = started
         return applied
 
     def _learn(
@@ -228,7 +239,9 @@ class Learner(ServedPolicies):
     ) -> dict[int, list[Correction]]:
         """For each row that is an escalation's first scored feedback, its corrections."""
         return {
-            stored.id: self._chain(decision, outcome_of(stored.feedback), first_graded_outcome)
+            stored.position: self._chain(
+                decision, outcome_of(stored.feedback), first_graded_outcome
+            )
             for stored, decision in rows
             if stored.first and stored.feedback.quality is not None and decision.attempt > 1
         }
@@ -245,14 +258,14 @@ class Learner(ServedPolicies):
         learned = 0
         for stored, decision in rows:
             feedback = stored.feedback
-            behind = [name for name in names if stored.id > self._cursors[name]]
+            behind = [name for name in names if stored.position > self._cursors[name]]
             if stored.first and feedback.quality is not None:
                 outcome = outcome_of(feedback)
                 for name in behind:
-                    self._learn(name, decision, outcome, chains.get(stored.id, ()))
+                    self._learn(name, decision, outcome, chains.get(stored.position, ()))
                     learned += 1
             for name in behind:
-                self._cursors[name] = stored.id
+                self._cursors[name] = stored.position
         return learned
 
     def _close_windows(self, name: str, rules: RewardRules) -> int:

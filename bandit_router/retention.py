@@ -5,8 +5,9 @@ never one that a learner may still need:
 
 - one created less than ``decisions_days`` ago, or whose reward window (``wait_s + settle_s``)
   may still be open;
-- one with a feedback row after the feedback cursor of the newest snapshot of a served policy
-  (a learner restores that snapshot and learns the rows after its cursor), or, with reward
+- one with a feedback row after the feedback cursor of the newest snapshot of a served policy,
+  or not yet in the learner's order (a learner restores that snapshot and learns the rows
+  after its cursor), or, with reward
   windows, one created at or after the window cursor of such a snapshot; a served policy with
   no snapshot yet keeps everything;
 - one whose escalation chain has an attempt that is kept.
@@ -39,7 +40,7 @@ class RetentionRules:
     window_s: float = 0.0
     """The reward window with its settling time (wait_s + settle_s)."""
     windowed: bool = False
-    """Whether the learners walk decisions by reward window rather than feedback by id."""
+    """Whether the learners walk decisions by reward window rather than feedback by position."""
     batch_size: int = 500
     pause_s: float = 0.02
     """Between batches: what the routes' writes get to themselves (SQLite's one writer)."""

@@ -104,7 +104,7 @@ def _read_all(store: FeedbackStore, batch: int) -> int:
         read += len(rows)
         if len(rows) < batch:
             return read
-        cursor = rows[-1][0].id
+        cursor = rows[-1][0].position
 
 
 def main() -> int:

@@ -172,7 +172,7 @@ def test_feedback_since_walks_the_log_in_order_with_its_decision(store: SqlStore
         store.insert_feedback(feedback(record.id))
     rows = store.feedback_since(0, 100)
     assert [d.id for _, d in rows] == [r.id for r in records]
-    ids = [stored.id for stored, _ in rows]
+    ids = [stored.position for stored, _ in rows]
     assert ids == sorted(ids)
     assert [d.id for _, d in store.feedback_since(ids[0], 100)] == [r.id for r in records[1:]]
     assert len(store.feedback_since(0, 2)) == 2
@@ -187,7 +187,7 @@ def test_concurrent_feedback_ids_are_visible_in_order(store: SqlStore) -> None:
 
     def reader() -> None:
         while not stop.is_set():
-            ids = [stored.id for stored, _ in store.feedback_since(0, 1000)]
+            ids = [stored.position for stored, _ in store.feedback_since(0, 1000)]
             if ids and ids != list(range(ids[0], ids[0] + len(ids))):
                 seen_gaps.append((len(ids), ids))
 

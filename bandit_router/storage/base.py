@@ -69,8 +69,9 @@ class FeedbackRecord:
 
 
 def first_graded(feedback: Sequence[FeedbackRecord]) -> FeedbackRecord | None:
-    """A decision's first feedback that carries a quality (feedback in id order): the one
-    learned without a reward window, and the grade an escalation reads."""
+    """A decision's first feedback that carries a quality (feedback in the log's order,
+    FEEDBACK_ORDER): the one learned without a reward window, and the grade an escalation
+    reads."""
     return next((f for f in feedback if f.quality is not None), None)
 
 
@@ -78,7 +79,7 @@ def first_graded(feedback: Sequence[FeedbackRecord]) -> FeedbackRecord | None:
 class StoredFeedback:
     """A feedback row with its position in the feedback log (the learner's cursor)."""
 
-    id: int
+    position: int
     feedback: FeedbackRecord
     first: bool = True
     """Whether this is the first row of its decision that carries a quality."""
@@ -131,16 +132,19 @@ class DecisionStore(Protocol):
 
 
 class FeedbackStore(Protocol):
-    """The feedback log: /feedback appends, the learner tails it by id. The two go together:
-    ids become visible in id order, which is what makes the learner's cursor safe."""
+    """The feedback log: /feedback appends, the learner tails it by position. A row gets its
+    position once committed, from the learner's own read, so positions become visible in
+    position order, which is what makes the learner's cursor safe."""
 
     def insert_feedback(self, record: FeedbackRecord) -> FeedbackInsert: ...
 
     def feedback_since(
         self, cursor: int, limit: int
     ) -> list[tuple[StoredFeedback, DecisionRecord]]:
-        """Feedback rows after the cursor in id order, each with its decision as a learner
-        needs it: the decision's ``scores`` and ``excluded`` are left empty."""
+        """Gives the rows committed since the last call their positions, then returns the rows
+        after the cursor in position order, each with its decision as a learner needs it: the
+        decision's ``scores`` and ``excluded`` are left empty. The learner's read only: one
+        caller at a time keeps positions in commit order (two stamping at once take turns)."""
         ...
 
 
@@ -153,14 +157,15 @@ class DecisionHistory(Protocol):
         self, after: str | None, created_before: datetime, limit: int
     ) -> list[tuple[DecisionRecord, list[FeedbackRecord]]]:
         """Decisions created before the bound, in (created_at, id) order after the cursor
-        (``window_cursor_of`` of the last one seen), each with all its feedback in id order."""
+        (``window_cursor_of`` of the last one seen), each with all its feedback in the log's
+        order."""
         ...
 
     def chain_attempts(
         self, chain_id: str, before_attempt: int | None = None
     ) -> list[tuple[DecisionRecord, list[FeedbackRecord]]]:
         """The attempts of a chain (those numbered below ``before_attempt``, when given), in
-        attempt order, each with all its feedback in id order (scores and exclusions left
+        attempt order, each with all its feedback in the log's order (scores and exclusions left
         empty)."""
         ...
 
@@ -431,8 +436,9 @@ class PrunePlan:
     created_before: datetime
     """Only decisions created before this."""
     feedback_through: int | None
-    """Only decisions all of whose feedback has an id at most this (every learner's cursor
-    is past it); None when no learner walks the feedback log by id."""
+    """Only decisions all of whose feedback has a position at most this (every learner's
+    cursor is past it; a row without a position is not learned yet); None when no learner
+    walks the feedback log."""
     keep_snapshots: tuple[tuple[str, str], ...]
     """The (policy, spec) pairs whose newest snapshot a restore takes: a prune that removes
     rows removes every other snapshot, which could need a removed row."""

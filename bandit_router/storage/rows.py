@@ -24,7 +24,7 @@ DECISION_ROW_ORDER = (
 
 FEEDBACK_ROW_ORDER = (
     "id", "decision_id", "source", "created_at", "quality", "cost_usd", "cost_source",
-    "input_tokens", "output_tokens", "latency_ms", "error", "reward",
+    "input_tokens", "output_tokens", "latency_ms", "error", "reward", "position",
 )  # fmt: skip
 
 
@@ -75,7 +75,7 @@ def feedback_from(row: Sequence[Any]) -> FeedbackRecord:
     """A row of ``select(feedback)``, by position (in FEEDBACK_ROW_ORDER)."""
     (
         _id, decision_id, source, created_at, quality, cost_usd, cost_source, input_tokens,
-        output_tokens, latency_ms, error, reward,
+        output_tokens, latency_ms, error, reward, _position,
     ) = row  # fmt: skip
     return FeedbackRecord(
         decision_id=decision_id,

@@ -33,7 +33,7 @@ _GRADES_OF = (
         tables.feedback.c.decision_id.in_(bindparam("ids", expanding=True)),
         tables.feedback.c.quality.is_not(None),
     )
-    .order_by(tables.feedback.c.id)
+    .order_by(*tables.FEEDBACK_ORDER)
 )
 
 

@@ -1,14 +1,14 @@
-"""The feedback log on SQL (FeedbackStore): inserted once per (decision, source), with ids
-that become visible in id order, and tailed by the learner from its cursor."""
+"""The feedback log on SQL (FeedbackStore): inserted once per (decision, source) without any
+lock, given its position in the learner's order once committed, and tailed by the learner from
+its cursor (docs/development.md, "Exactly-once learning on PostgreSQL")."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
-from sqlalchemy import bindparam, insert, literal, select, text
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy import bindparam, insert, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
 
@@ -22,8 +22,9 @@ from bandit_router.storage.base import (
 from bandit_router.storage.engine import Database, utc
 from bandit_router.storage.rows import check_row_orders, decision_from
 
-# Any constant works: it names the lock that makes feedback ids commit in id order.
-_FEEDBACK_LOCK_KEY = 0x62616E64
+# Any constant works: it names the lock that makes the stamps of two learners take turns
+# (a learner that lost its lease may still be stamping when the next one starts).
+_STAMP_LOCK_KEY = 0x62616E64
 
 
 def _feedback_since_query() -> Select[Any]:
@@ -37,7 +38,7 @@ def _feedback_since_query() -> Select[Any]:
         .where(
             earlier.c.decision_id == f.c.decision_id,
             earlier.c.quality.is_not(None),
-            earlier.c.id < f.c.id,
+            earlier.c.position < f.c.position,
         )
         .exists()
     )
@@ -64,8 +65,8 @@ def _feedback_since_query() -> Select[Any]:
             d.c.chain_id,
         )
         .join(d, d.c.id == f.c.decision_id)
-        .where(f.c.id > bindparam("cursor"))
-        .order_by(f.c.id)
+        .where(f.c.position > bindparam("cursor"))
+        .order_by(f.c.position)
         .limit(bindparam("limit"))
     )
 
@@ -73,24 +74,68 @@ def _feedback_since_query() -> Select[Any]:
 # Built once: building a statement costs about as much as running it on SQLite.
 _FEEDBACK_SINCE = _feedback_since_query()
 _INSERT_FEEDBACK = insert(tables.feedback)
-_FEEDBACK_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+_PENDING = select(tables.feedback.c.id).where(tables.feedback.c.position.is_(None)).limit(1)
+# A stamp's commit need not wait for its flush: a snapshot whose cursor is past a position is
+# committed (and flushed) after that position's stamp, and the WAL is flushed in order, so a
+# crash can lose only stamps that no snapshot counts on; their rows are stamped again. One
+# statement with the lock: each round trip of a busy process also waits for the interpreter.
+_STAMP_LOCK = text(
+    "SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock(:key)"
+)
+# The committed rows without a position take the next ones, in id order, and each scored one
+# counts one outcome for its decision's model. Rows still being inserted are invisible here and
+# are stamped by a later call, after these; a row locked by a prune deleting it is skipped.
+_STAMP_POSTGRES = text(
+    """
+    WITH stamped AS (
+        UPDATE feedback SET position = numbered.position
+        FROM (
+            SELECT id, nextval('feedback_position_seq') AS position
+            FROM (
+                SELECT id FROM feedback WHERE position IS NULL
+                ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED
+            ) AS pending
+            ORDER BY id
+        ) AS numbered
+        WHERE feedback.id = numbered.id
+        RETURNING feedback.decision_id, feedback.quality
+    ), counted AS (
+        INSERT INTO model_outcomes (model, outcomes)
+        SELECT decisions.model, count(*) FROM stamped
+        JOIN decisions ON decisions.id = stamped.decision_id
+        WHERE stamped.quality IS NOT NULL
+        GROUP BY decisions.model
+        ON CONFLICT (model) DO UPDATE SET outcomes = model_outcomes.outcomes + excluded.outcomes
+        RETURNING 1
+    )
+    SELECT count(*) FROM stamped
+    """
+)
+# SQLite has one writer at a time, so its ids become visible in id order: the id is the
+# position (as it was for rows written before positions existed, on either database).
+_STAMP_SQLITE = text(
+    """
+    UPDATE feedback SET position = id WHERE id IN (
+        SELECT id FROM feedback WHERE position IS NULL ORDER BY id LIMIT :limit
+    ) RETURNING decision_id, quality
+    """
+)
+_MODELS_OF = select(tables.decisions.c.id, tables.decisions.c.model).where(
+    tables.decisions.c.id.in_(bindparam("ids", expanding=True))
+)
 
 
 class SqlFeedback:
     """FeedbackStore. A scored feedback also counts one outcome for its decision's model
-    (model_outcomes, which the catalog reads), in the same transaction."""
+    (model_outcomes, which the catalog reads), when the learner stamps it."""
 
     def __init__(self, db: Database) -> None:
         check_row_orders()
         self._db = db
-        o, d = tables.model_outcomes, tables.decisions
-        dialect_insert = postgresql_insert if db.postgres else sqlite_insert
-        count = dialect_insert(o).from_select(
-            ["model", "outcomes"],
-            select(d.c.model, literal(1)).where(d.c.id == bindparam("decision_id")),
-        )
-        self._count_outcome_statement = count.on_conflict_do_update(
-            index_elements=[o.c.model], set_={"outcomes": o.c.outcomes + 1}
+        o = tables.model_outcomes
+        count = sqlite_insert(o).values(model=bindparam("model"), outcomes=bindparam("outcomes"))
+        self._count_outcomes_sqlite = count.on_conflict_do_update(
+            index_elements=[o.c.model], set_={"outcomes": o.c.outcomes + count.excluded.outcomes}
         )
 
     def _existing_feedback(self, record: FeedbackRecord) -> FeedbackInsert | None:
@@ -106,9 +151,8 @@ class SqlFeedback:
     def insert_feedback(self, record: FeedbackRecord) -> FeedbackInsert:
         """Inserts once per (decision, source); a repeat returns the first row's reward.
 
-        On PostgreSQL a transaction-scoped advisory lock serialises the inserts, so feedback ids
-        become visible in id order and a learner's cursor can never step over a row that commits
-        late. SQLite has a single writer, which gives the same order by itself.
+        The row has no position yet: it is not in the learner's order until the learner
+        stamps it, once it is committed (feedback_since), so inserts never wait on each other.
         """
         row = {
             "decision_id": record.decision_id,
@@ -125,11 +169,7 @@ class SqlFeedback:
         }
         try:
             with self._db.writing() as connection:
-                if self._db.postgres:
-                    connection.execute(_FEEDBACK_LOCK, {"key": _FEEDBACK_LOCK_KEY})
                 connection.execute(_INSERT_FEEDBACK, row)
-                if record.quality is not None:
-                    self._count_outcome(connection, record.decision_id)
         except IntegrityError:
             existing = self._existing_feedback(record)
             if existing is None:  # not a repeat: an unknown decision, for one
@@ -137,21 +177,47 @@ class SqlFeedback:
             return existing
         return FeedbackInsert(duplicate=False, reward=record.reward)
 
-    def _count_outcome(self, connection: Connection, decision_id: str) -> None:
-        """One more scored outcome for the decision's model, in the feedback's transaction."""
-        connection.execute(self._count_outcome_statement, {"decision_id": decision_id})
+    def stamp_feedback(self, limit: int) -> int:
+        """Gives up to ``limit`` committed rows without a position the next positions; returns
+        how many. Positions become visible in their order: each stamp commits before the next
+        begins (one learner stamps, and two stamping at once take turns on a lock)."""
+        if self._db.postgres:
+            # With nothing to stamp, the transaction writes nothing and its commit is cheap.
+            with self._db.writing() as connection:
+                connection.execute(_STAMP_LOCK, {"key": _STAMP_LOCK_KEY})
+                stamped: int = connection.execute(_STAMP_POSTGRES, {"limit": limit}).scalar_one()
+                return stamped
+        with self._db.reads.connect() as connection:
+            if connection.execute(_PENDING).first() is None:
+                return 0  # an idle learner takes no turn of SQLite's single writer
+        with self._db.writing() as connection:
+            rows = connection.execute(_STAMP_SQLITE, {"limit": limit}).all()
+            graded = [decision_id for decision_id, quality in rows if quality is not None]
+            if graded:
+                model_of = {
+                    row.id: row.model for row in connection.execute(_MODELS_OF, {"ids": graded})
+                }
+                models = Counter(model_of[decision_id] for decision_id in graded)
+                connection.execute(
+                    self._count_outcomes_sqlite,
+                    [{"model": model, "outcomes": n} for model, n in models.items()],
+                )
+            return len(rows)
 
     def feedback_since(
         self, cursor: int, limit: int
     ) -> list[tuple[StoredFeedback, DecisionRecord]]:
-        """The learner's read (_FEEDBACK_SINCE). Rows are built by position, not by name:
-        this read is most of what a learner spends per feedback."""
+        """The learner's read (_FEEDBACK_SINCE): stamps what was committed since its last
+        read, then reads up to ``limit`` rows after the cursor in position order. Rows are
+        built by position, not by name: this read is most of what a learner spends per
+        feedback."""
+        self.stamp_feedback(limit)
         with self._db.reads.connect() as connection:
             rows = connection.execute(_FEEDBACK_SINCE, {"cursor": cursor, "limit": limit}).all()
         found = []
         for (
-            feedback_id, decision_id, source, created_at, quality, cost_usd, cost_source,
-            input_tokens, output_tokens, latency_ms, error, reward, is_first,
+            _id, decision_id, source, created_at, quality, cost_usd, cost_source,
+            input_tokens, output_tokens, latency_ms, error, reward, position, is_first,
             decided_at, policy, policy_version, experiment, variant, unit_id, features,
             eligible, prior_costs, model, probability, cost_weight, words, arm_tags,
             prior_qualities, attempt, chain_id,
@@ -168,6 +234,6 @@ class SqlFeedback:
                     words, arm_tags, prior_qualities, None, attempt, None, chain_id, None,
                 )
             )  # fmt: skip
-            stored = StoredFeedback(feedback_id, feedback, bool(is_first) and quality is not None)
+            stored = StoredFeedback(position, feedback, bool(is_first) and quality is not None)
             found.append((stored, decision))
         return found

@@ -40,7 +40,9 @@ class SqlHistory:
             feedback: dict[str, list[FeedbackRecord]] = {r.id: [] for r in decisions}
             if decisions:
                 rows = connection.execute(
-                    select(f).where(f.c.decision_id.in_(list(feedback))).order_by(f.c.id)
+                    select(f)
+                    .where(f.c.decision_id.in_(list(feedback)))
+                    .order_by(*tables.FEEDBACK_ORDER)
                 )
                 for row in rows:
                     record = feedback_from(row)
@@ -62,7 +64,9 @@ class SqlHistory:
             ]
             feedback: dict[str, list[FeedbackRecord]] = {}
             for row in connection.execute(
-                select(f).where(f.c.decision_id.in_([x.id for x in decisions])).order_by(f.c.id)
+                select(f)
+                .where(f.c.decision_id.in_([x.id for x in decisions]))
+                .order_by(*tables.FEEDBACK_ORDER)
             ):
                 record = feedback_from(row)
                 feedback.setdefault(record.decision_id, []).append(record)
@@ -95,7 +99,7 @@ class SqlHistory:
                 select(f)
                 .join(d, d.c.id == f.c.decision_id)
                 .where(d.c.experiment == name, f.c.quality.is_not(None))
-                .order_by(f.c.id)
+                .order_by(*tables.FEEDBACK_ORDER)
             )
             for row in rows:
                 record = feedback_from(row)

@@ -34,13 +34,17 @@ def _prunable(plan: PrunePlan) -> ColumnElement[bool]:
 
 
 def _learned(decision: Any, plan: PrunePlan) -> ColumnElement[bool]:
-    """No feedback of the decision lies after the learners' feedback cursor."""
+    """No feedback of the decision lies after the learners' feedback cursor, or has no
+    position yet (the learner has not met it)."""
     f = tables.feedback.alias()
     if plan.feedback_through is None:
         return true()
     return not_(
         select(f.c.id)
-        .where(f.c.decision_id == decision.c.id, f.c.id > plan.feedback_through)
+        .where(
+            f.c.decision_id == decision.c.id,
+            or_(f.c.position.is_(None), f.c.position > plan.feedback_through),
+        )
         .exists()
     )
 
@@ -92,7 +96,11 @@ class SqlRetention:
             removed_feedback = connection.execute(
                 delete(f).where(
                     f.c.decision_id.in_(ids),
-                    *(() if plan.feedback_through is None else (f.c.id <= plan.feedback_through,)),
+                    *(
+                        ()
+                        if plan.feedback_through is None
+                        else (f.c.position <= plan.feedback_through,)
+                    ),
                 )
             ).rowcount
             connection.execute(delete(d).where(d.c.id.in_(ids)))

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Sequence,
     String,
     Table,
     Text,
@@ -108,7 +109,6 @@ Index(
 feedback = Table(
     "feedback",
     metadata,
-    # The id orders the feedback log: the learner's cursor walks it.
     Column("id", _SERIAL, primary_key=True, autoincrement=True),
     Column("decision_id", String(36), ForeignKey("decisions.id"), nullable=False),
     Column("source", String(64), nullable=False),
@@ -121,8 +121,18 @@ feedback = Table(
     Column("latency_ms", Float, nullable=True),
     Column("error", String(32), nullable=True),
     Column("reward", Float, nullable=True),
+    # The learner's order of the feedback log, which its cursor walks: NULL until the learner
+    # stamps the committed row (SqlFeedback.feedback_since; docs/development.md).
+    Column("position", BigInteger, nullable=True),
     UniqueConstraint("decision_id", "source"),
 )
+# Finds the rows the learner has still to stamp (NULL) as well as the ones after a cursor.
+Index("ix_feedback_position", feedback.c.position, unique=True)
+# PostgreSQL's positions: never reused, so a cursor never meets a position twice.
+FEEDBACK_POSITIONS = Sequence("feedback_position_seq", metadata=metadata)
+# The log's order of a decision's feedback, as the learner met it: by position, then the rows
+# the learner has not stamped yet, by id.
+FEEDBACK_ORDER = (feedback.c.position.asc().nulls_last(), feedback.c.id)
 
 policy_snapshots = Table(
     "policy_snapshots",
