@@ -146,12 +146,34 @@ def test_a_prune_removes_old_learned_decisions_in_batches_and_keeps_what_a_learn
     restarted.restore()
     assert restarted.learned == 1  # the late decision's feedback (the "user" rows are not first)
     assert store.latest_snapshot("linucb", "linucb{'alpha': 9.0}") is None
-    # Once learned and snapshotted, the rest can go.
+    # Once learned and snapshotted, the rest can go, but for the decision of the newest
+    # feedback row (the late one), kept so that no feedback id is given out twice.
     restarted.snapshot()
     plan = retention.plan(store, retention.served(config), rules, NOW)
     assert not isinstance(plan, str)
-    assert retention.prune(store, plan, rules).decisions == 3
+    assert retention.prune(store, plan, rules).decisions == 2
+    assert _kept(store, late) == 1
     assert _kept(store, recent) == 5
+
+
+def test_the_newest_feedback_row_is_kept_so_no_id_is_given_out_again(store: SqlStore) -> None:
+    """Everything old and learned: the prune keeps the decision of the newest feedback row,
+    so the next feedback's id (SQLite: the largest plus one) lies after the learner's cursor
+    and is learned."""
+    config = _config()
+    old = _log(store, NOW - timedelta(days=40), 4)
+    learner = _learn_and_snapshot(store, config)
+    assert learner.learned == 4
+    rules = retention.rules_of(config)
+    assert rules is not None
+    plan = retention.plan(store, retention.served(config), rules, NOW)
+    assert not isinstance(plan, str)
+    assert retention.prune(store, plan, rules).decisions == 3
+    assert _kept(store, old) == 1
+    assert store.get_decision(old[-1]) is not None
+    fresh = _log(store, NOW, 1)
+    assert learner.catch_up() == 1
+    assert learner.learned == 5, fresh
 
 
 def test_nothing_is_pruned_before_the_learner_has_a_snapshot(store: SqlStore) -> None:
@@ -268,8 +290,9 @@ def test_db_prune_dry_run_prints_what_it_would_remove_and_removes_nothing(
     assert main(args) == 0
     assert capsys.readouterr().out.startswith("removed 3 decisions and 3 feedback rows")
     assert _kept(store, old) == 0
+    # The two recent ones, but for the decision of the newest feedback row, always kept.
     assert main([*args, "--days", "0.5", "--dry-run"]) == 0
-    assert capsys.readouterr().out.startswith("would remove 2 decisions")
+    assert capsys.readouterr().out.startswith("would remove 1 decisions")
     store.close()
     assert main(["db", "prune", "--database-url", sqlite_url]) == 2
     assert "set [retention] decisions_days" in capsys.readouterr().err

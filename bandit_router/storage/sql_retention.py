@@ -16,11 +16,17 @@ from bandit_router.storage.engine import Database, utc
 
 def _prunable(plan: PrunePlan) -> ColumnElement[bool]:
     """Old enough, every feedback already past the learners' cursor, and no attempt of its
-    escalation chain recent (a chain's credit reads its earlier attempts)."""
+    escalation chain recent (a chain's credit reads its earlier attempts). Never the decision
+    of the newest feedback row: SQLite gives a new row the largest id in the table plus one,
+    so removing the largest would hand the next feedback an id (and a position) at or below
+    the learners' cursor, which they would never read."""
     d = tables.decisions
     later = tables.decisions.alias("later")
+    f = tables.feedback
+    newest_feedback = select(f.c.decision_id).order_by(f.c.id.desc()).limit(1).scalar_subquery()
     return and_(
         d.c.created_at < plan.created_before,
+        d.c.id != func.coalesce(newest_feedback, ""),
         _learned(d, plan),
         not_(
             select(later.c.id)
