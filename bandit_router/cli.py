@@ -157,7 +157,9 @@ def _export_log(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     settings = _settings(args)
     args.database_url, args.config = settings.database_url, settings.config
-    return offline_cli.report(args)
+    from bandit_router import report_cli
+
+    return report_cli.report(args)
 
 
 def _non_negative(text: str) -> float:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from bandit_router.core import FeatureValue, ModelSpec
+from bandit_router.core import FeatureValue, ModelNotAllowed, ModelSpec
+from bandit_router.eligibility import Constraints, Rules, split_eligible
 from bandit_router.storage.base import DecisionRecord
 
 PINNED_POLICY = "pinned"
@@ -59,3 +60,31 @@ def pinned_record(
         prior_qualities={} if model.prior_quality is None else {model.name: model.prior_quality},
         tenant=tenant,
     )
+
+
+def check_pinned(
+    model: ModelSpec,
+    features: Mapping[str, FeatureValue],
+    *,
+    expected_output_tokens: int,
+    constraints: Constraints,
+    rules: Rules,
+    tenant: str | None,
+    blocked: Mapping[str, str],
+) -> None:
+    """Refuses (ModelNotAllowed) a model the caller may not use though it named it: disabled,
+    kept out by the rules (a tenant's allow list) or by the request's or tenant's cost cap.
+    The run-time masks (health, rate limits) are not applied: the caller asked for it."""
+    allowed = split_eligible(
+        (model,),
+        prompt_tokens=float(features["tokens"]),
+        expected_output_tokens=expected_output_tokens,
+        candidates=None,
+        constraints=constraints,
+        blocked=blocked,
+        rules=rules,
+        task=str(features["task_type"]),
+        tenant=tenant,
+    )
+    if not allowed.eligible:
+        raise ModelNotAllowed(model.name, allowed.excluded[model.name])

@@ -16,7 +16,6 @@ from bandit_router.core import (
     DriftStatus,
     FeatureValue,
     InvalidInput,
-    ModelNotAllowed,
     ModelSpec,
     NotFound,
     time_ordered_uuid,
@@ -28,7 +27,6 @@ from bandit_router.eligibility import (
     Rules,
     mask_over_rate,
     settle,
-    split_eligible,
     unavailable,
 )
 from bandit_router.escalation import (
@@ -40,16 +38,21 @@ from bandit_router.experiments import Experiment, Variant
 from bandit_router.features import featurize, prompt_words
 from bandit_router.health import Health, HealthBoard
 from bandit_router.metrics import Metrics
-from bandit_router.pinning import pinned_record
-from bandit_router.reward import resolve_cost, reward_of
+from bandit_router.pinning import check_pinned, pinned_record
 from bandit_router.router_values import FeedbackRequest as FeedbackRequest
 from bandit_router.router_values import FeedbackResult as FeedbackResult
 from bandit_router.router_values import PolicyHost as PolicyHost
 from bandit_router.router_values import RouteRequest as RouteRequest
 from bandit_router.router_values import RouteResult as RouteResult
 from bandit_router.router_values import RouterOptions as RouterOptions
-from bandit_router.router_values import check_request, decision_record, shadow_record
-from bandit_router.storage.base import DecisionLog, DecisionRecord, FeedbackRecord, ServingStore
+from bandit_router.router_values import (
+    check_request,
+    decision_record,
+    feedback_record,
+    shadow_record,
+    tenant_tier,
+)
+from bandit_router.storage.base import DecisionLog, DecisionRecord, ServingStore
 
 
 class Router:
@@ -240,19 +243,6 @@ class Router:
         priced = next(arm.prior_cost_usd for arm in context.arms if arm.name == model)
         await asyncio.to_thread(self._store.add_spend, budget.scope, budget.period(now), priced)
 
-    def _tenant_tier(self, request: RouteRequest) -> tuple[float, Constraints]:
-        """The request's cost weight and constraints, with its tenant's tier applied (a
-        request may make them stricter than its tenant's, never looser)."""
-        default = self._options.default_cost_weight
-        tier = None if request.tenant is None else self._options.tenant_tiers.get(request.tenant)
-        if tier is None:
-            requested = request.cost_weight
-            return default if requested is None else requested, request.constraints
-        return (
-            tier.cost_weight_for(request.cost_weight, default),
-            tier.constraints_for(request.constraints),
-        )
-
     async def route(self, request: RouteRequest) -> RouteResult:
         started = time.perf_counter()
         known = self.catalog
@@ -263,7 +253,7 @@ class Router:
         chain: list[DecisionRecord] = []
         if request.previous:
             chain, features = await self._previous_attempts(request, features)
-        cost_weight, constraints = self._tenant_tier(request)
+        cost_weight, constraints = tenant_tier(request, self._options)
         # One version of the pool, the rules and the experiments for the whole request, though
         # a reload may replace them meanwhile.
         catalog = self.catalog
@@ -342,20 +332,16 @@ class Router:
             raise NotFound(f"unknown model {model!r}")
         features = featurize(request.text, request.task_type, request.features)
         options = self._options
-        cost_weight, constraints = self._tenant_tier(request)
-        allowed = split_eligible(
-            (spec,),
-            prompt_tokens=float(features["tokens"]),
+        cost_weight, constraints = tenant_tier(request, self._options)
+        check_pinned(
+            spec,
+            features,
             expected_output_tokens=options.expected_output_tokens,
-            candidates=None,
             constraints=constraints,
-            blocked=request.blocked,
             rules=known.rules,
-            task=str(features["task_type"]),
             tenant=request.tenant,
+            blocked=request.blocked,
         )
-        if not allowed.eligible:
-            raise ModelNotAllowed(model, allowed.excluded[model])
         now = self._clock()
         record = pinned_record(
             decision_id=time_ordered_uuid(),
@@ -374,56 +360,22 @@ class Router:
         self.health.routed(model)
         await self._decision_log.append(record)
         self.metrics.routed(record.policy, model, 1, time.perf_counter() - started)
-        return RouteResult(
-            decision_id=record.id,
-            model=model,
-            probability=1.0,
-            policy=record.policy,
-            experiment=None,
-            variant=None,
-            fallbacks=(),
-            scores=record.scores,
-            excluded={},
-            context=features,
-            cost_weight=cost_weight,
-            max_attempts=1,
-            chain_id=record.id,
-        )
+        return RouteResult.pinned(record)
 
     def feedback(self, request: FeedbackRequest) -> FeedbackResult:
         decision = self._store.get_decision(request.decision_id)
         # Another tenant's decision is as unknown as one that does not exist.
         if decision is None or (not request.every_tenant and decision.tenant != request.tenant):
             raise NotFound(f"unknown decision {request.decision_id}")
-        predicted = decision.scores.get(decision.model, {}).get("expected_cost_usd")
-        cost = resolve_cost(
-            reported_cost_usd=request.cost_usd,
-            input_tokens=request.input_tokens,
-            output_tokens=request.output_tokens,
-            model=self.catalog.pool.by_name.get(decision.model),
-            estimated_input_tokens=float(decision.features.get("tokens", 0.0)),
-            expected_output_tokens=self._options.expected_output_tokens,
-            predicted_cost_usd=(
-                predicted if predicted is not None else decision.prior_costs.get(decision.model, 0)
-            ),
-        )
-        reward = reward_of(request.quality, cost.cost_usd, decision.cost_weight)
         now = self._clock()
-        inserted = self._store.insert_feedback(
-            FeedbackRecord(
-                decision_id=decision.id,
-                source=request.source,
-                created_at=now,
-                quality=request.quality,
-                cost_usd=cost.cost_usd,
-                cost_source=cost.source,
-                input_tokens=request.input_tokens,
-                output_tokens=request.output_tokens,
-                latency_ms=request.latency_ms,
-                error=request.error,
-                reward=reward,
-            )
+        record = feedback_record(
+            request,
+            decision,
+            self.catalog.pool.by_name.get(decision.model),
+            self._options.expected_output_tokens,
+            now,
         )
+        inserted = self._store.insert_feedback(record)
         if not inserted.duplicate:
             if request.quality is not None:
                 self.catalog.scored(decision.model)
@@ -436,7 +388,7 @@ class Router:
             request.source,
             "duplicate" if inserted.duplicate else "late" if late else "accepted",
             quality=request.quality,
-            cost_usd=cost.cost_usd,
+            cost_usd=record.cost_usd,
             error=request.error,
         )
         return FeedbackResult(

@@ -19,7 +19,8 @@ from bandit_router.core import (
 from bandit_router.eligibility import Constraints, TenantTier
 from bandit_router.escalation import DEFAULT_MAX_ATTEMPTS
 from bandit_router.experiments import Experiment, Variant
-from bandit_router.storage.base import DecisionRecord
+from bandit_router.reward import resolve_cost, reward_of
+from bandit_router.storage.base import DecisionRecord, FeedbackRecord
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,26 @@ class RouteResult:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     chain_id: str = ""
     """The first attempt's decision id, shared by every attempt of the request."""
+
+    @classmethod
+    def pinned(cls, record: DecisionRecord) -> RouteResult:
+        """The answer to a pinned call (pinning.py): the caller's model, with probability 1,
+        no fallback and no escalation."""
+        return cls(
+            decision_id=record.id,
+            model=record.model,
+            probability=1.0,
+            policy=record.policy,
+            experiment=None,
+            variant=None,
+            fallbacks=(),
+            scores=record.scores,
+            excluded={},
+            context=record.features,
+            cost_weight=record.cost_weight,
+            max_attempts=1,
+            chain_id=record.id,
+        )
 
     @classmethod
     def of(cls, record: DecisionRecord, decision: Decision, max_attempts: int) -> RouteResult:
@@ -255,3 +276,53 @@ def check_request(
         raise InvalidInput(
             ("experiment",), f"unknown experiment {request.experiment!r}; known: {listed}"
         )
+
+
+def tenant_tier(request: RouteRequest, options: RouterOptions) -> tuple[float, Constraints]:
+    """The request's cost weight and constraints, with its tenant's tier applied (a request
+    may make them stricter than its tenant's, never looser)."""
+    default = options.default_cost_weight
+    tier = None if request.tenant is None else options.tenant_tiers.get(request.tenant)
+    if tier is None:
+        requested = request.cost_weight
+        return default if requested is None else requested, request.constraints
+    return (
+        tier.cost_weight_for(request.cost_weight, default),
+        tier.constraints_for(request.constraints),
+    )
+
+
+def feedback_record(
+    request: FeedbackRequest,
+    decision: DecisionRecord,
+    model: ModelSpec | None,
+    expected_output_tokens: int,
+    now: datetime,
+) -> FeedbackRecord:
+    """The feedback row of a report on ``decision``: its cost resolved (reported, else priced
+    from the usage, else predicted at routing) and its reward at the decision's λ."""
+    predicted = decision.scores.get(decision.model, {}).get("expected_cost_usd")
+    cost = resolve_cost(
+        reported_cost_usd=request.cost_usd,
+        input_tokens=request.input_tokens,
+        output_tokens=request.output_tokens,
+        model=model,
+        estimated_input_tokens=float(decision.features.get("tokens", 0.0)),
+        expected_output_tokens=expected_output_tokens,
+        predicted_cost_usd=(
+            predicted if predicted is not None else decision.prior_costs.get(decision.model, 0)
+        ),
+    )
+    return FeedbackRecord(
+        decision_id=decision.id,
+        source=request.source,
+        created_at=now,
+        quality=request.quality,
+        cost_usd=cost.cost_usd,
+        cost_source=cost.source,
+        input_tokens=request.input_tokens,
+        output_tokens=request.output_tokens,
+        latency_ms=request.latency_ms,
+        error=request.error,
+        reward=reward_of(request.quality, cost.cost_usd, decision.cost_weight),
+    )

@@ -57,7 +57,7 @@ ALLOWED: dict[str, set[str]] = {
     # The TOML file's schema: its sections, with the API's models and rules (schemas).
     "config_file": {"escalation", "gateway.config", "keys", "schemas"},
     # A pinned decision's log row (the gateway's calls of a model named by the caller).
-    "pinning": {"core", "storage.base"},
+    "pinning": {"core", "eligibility", "storage.base"},
     # The OpenAI-compatible gateway: a client of the router's use case, as api is (no SQL,
     # no policy); its options module is plain values. Its grader's queue is a store role.
     "gateway": {
@@ -76,7 +76,9 @@ ALLOWED: dict[str, set[str]] = {
     "api_auth": {"core", "keys"},
     "storage": {"core", "storage"},
     # The role protocols and their records: what every consumer of storage imports.
-    "storage.base": {"core"},
+    "storage.base": {"core", "storage.operations"},
+    # The operations' roles (report, audit, grading, lease, retention): values and protocols.
+    "storage.operations": set(),
     "storage.tables": set(),
     "storage.engine": set(),
     "storage.rows": {"storage.base", "storage.tables", "storage.engine"},
@@ -111,7 +113,7 @@ ALLOWED: dict[str, set[str]] = {
     # The pool, the rules and the experiments: what the admin endpoints change.
     "catalog": {"core", "eligibility", "experiments", "experiment_report", "storage.base"},
     # What the router takes and gives (re-exported by router).
-    "router_values": {"core", "eligibility", "escalation", "experiments", "storage.base"},
+    "router_values": {"core", "eligibility", "escalation", "experiments", "reward", "storage.base"},
     "router": {
         "catalog",
         "core",
@@ -185,7 +187,9 @@ ALLOWED: dict[str, set[str]] = {
         "migrations",
         "core",
     },
-    "cli": {"settings", "main", "migrations", "simulator", "policies", "offline_cli"},
+    "cli": {"settings", "main", "migrations", "simulator", "policies", "offline_cli", "report_cli"},
+    # bandit-router report: the report offline, from a database.
+    "report_cli": {"settings", "report", "report_html", "storage"},
     # replay, export-log and ope: the commands that read files or a database and serve nothing.
     "offline_cli": {
         "report",
