@@ -129,6 +129,7 @@ class TaskHeads:
         return factor * float(self.weight[row, column]), factor * float(self.total[row, column])
 
     def _factor(self, row: int, column: int) -> float:
+        """2^(−outcomes of the task since the head's last update / half_life)."""
         if self.half_life is None:
             return 1.0
         elapsed = int(self.clock[row]) - int(self.last[row, column])
@@ -145,6 +146,7 @@ class TaskHeads:
             row = self.tasks[task] = len(self.tasks)
         column = self.models.setdefault(model, len(self.models))
         self._grow(len(self.tasks), len(self.models))
+        self.clock[row] += 1  # this outcome's place in its task's stream
         factor = self._factor(row, column)
         if factor != 1.0:
             self.weight[row, column] *= factor
@@ -153,7 +155,6 @@ class TaskHeads:
         self.weight[row, column] += 1.0
         self.total[row, column] += residual
         self.squares[row, column] += residual * residual
-        self.clock[row] += 1
         self.last[row, column] = self.clock[row]
         self._pooled = None
 
