@@ -18,6 +18,8 @@ arm with no data is valued at its price, not at zero.
 Deterministic UCB is turned into a stochastic policy by an ε floor: the greedy arm has
 1 − ε + ε/K, every other eligible arm ε/K, and the draw is seeded, so the probability logged
 is exactly the chance this policy had of making that choice.
+
+A caller's own task types get per-task heads pooled toward this model (policies/task_heads.py).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from bandit_router.policies.common import (
     floored_probabilities,
 )
 from bandit_router.policies.drift import ChangeDetector, boost_probabilities
+from bandit_router.policies.task_heads import TaskHeads, task_of, task_offsets
 
 Vector = npt.NDArray[np.float64]
 
@@ -166,6 +169,8 @@ class LinUCB:
         detect_changes: bool = False,
         change_slack: float = 0.5,
         change_threshold: float = 40.0,
+        task_heads: bool = True,
+        max_tasks: int = 1000,
         seed: int = 0,
     ) -> None:
         check_epsilon(epsilon)
@@ -191,6 +196,8 @@ class LinUCB:
         self.alarms: list[Alarm] = []
         """The changes flagged while this object learned (not restored: for logging)."""
         self.seed = seed
+        self.heads = TaskHeads(max_tasks, half_life) if task_heads else None
+        """Per-(task type, model) offsets of expected quality (policies/task_heads.py)."""
         self._encoder = FeatureEncoder(hashed_dim=hashed_dim, features=features)
         self._arms = _Arms(self._encoder.dim, ridge)
         self._version = 0
@@ -211,6 +218,8 @@ class LinUCB:
             "detect_changes": self.detector is not None,
             "change_slack": self.detector.slack if self.detector else 0.5,
             "change_threshold": self.detector.threshold if self.detector else 40.0,
+            "task_heads": self.heads is not None,
+            "max_tasks": self.heads.max_tasks if self.heads is not None else 1000,
             "seed": self.seed,
         }
 
@@ -220,25 +229,22 @@ class LinUCB:
             return {}
         return self.detector.statuses(self._clock)
 
-    def _watch(self, context: Context, model: str, x: Vector, outcome: Outcome) -> None:
+    def _watch(
+        self, model: str, x: Vector, outcome: Outcome, weight: float, task: str | None,
+        prior_quality: float, prior_cost: float,
+    ) -> None:  # fmt: skip
         """Tests the outcome's residual against what the arm predicted just before; after an
         alarm, the arm keeps only ``KEPT_AFTER_CHANGE`` outcomes' worth of its statistics."""
         arms, detector = self._arms, self.detector
         i = arms.index.get(model)
         if detector is None or i is None:
             return  # a first outcome tests nothing: there was no prediction of the arm's own
-        arm = next((arm for arm in context.arms if arm.name == model), None)
-        prior_quality = (arm.prior_quality if arm is not None else None) or 0.0
-        prior_cost = arm.prior_cost_usd if arm is not None else 0.0
-        weight = context.cost_weight
         predicted = (prior_quality + float(arms.theta_quality[i] @ x)) - weight * max(
             prior_cost + float(arms.theta_cost[i] @ x), 0.0
         )
-        task = context.features.get("task_type")
         alarm = detector.observe(
-            model, task if isinstance(task, str) else None, outcome.reward(weight) - predicted,
-            self._clock + 1,  # outcomes learned, this one included
-        )  # fmt: skip
+            model, task, outcome.reward(weight) - predicted, self._clock + 1
+        )  # the policy's outcomes learned, this one included
         if alarm is not None:
             self.alarms.append(alarm)
             if arms.weight[i] > KEPT_AFTER_CHANGE:
@@ -263,7 +269,8 @@ class LinUCB:
         bonuses: list[float] = []
         scores: list[float] = []
         row_of = arms.index.get
-        for arm in context.arms:
+        offsets, widths = task_offsets(self.heads, context.features, context.arm_names)
+        for k, arm in enumerate(context.arms):
             row = row_of(arm.name)
             if row is None:
                 if fresh_bonus < 0.0:
@@ -273,9 +280,9 @@ class LinUCB:
                 if arm.prior_quality is not None and self.prior_weight is not None:
                     bonus = alpha * math.sqrt(float(x @ x) / self.prior_weight)
             else:
-                quality = (arm.prior_quality or 0.0) + known_quality[row]
+                quality = (arm.prior_quality or 0.0) + known_quality[row] + offsets[k]
                 cost_residual = known_cost[row]
-                bonus = alpha * math.sqrt(max(known_width[row], 0.0))
+                bonus = alpha * math.sqrt(max(known_width[row], 0.0) + widths[k])
             cost = max(arm.prior_cost_usd + cost_residual, 0.0)
             qualities.append(quality)
             costs.append(cost)
@@ -306,31 +313,31 @@ class LinUCB:
         replaces: Outcome | None = None,
     ) -> None:
         x = self._encoder.encode(context.features)
+        task = task_of(context.features)
         if replaces is not None and model in self._arms.index:
             # The design matrix already holds x; only the targets change, so the statistics
             # end exactly where learning the new outcome in the first place would have.
-            self._arms.retarget(
-                model,
-                x,
-                outcome.quality - replaces.quality,
-                outcome.cost_usd - replaces.cost_usd,
-            )
+            changed = outcome.quality - replaces.quality
+            self._arms.retarget(model, x, changed, outcome.cost_usd - replaces.cost_usd)
+            if self.heads is not None:
+                self.heads.retarget(task, model, changed)
         else:
-            self._watch(context, model, x, outcome)
             arm = next((arm for arm in context.arms if arm.name == model), None)
             prior_cost = arm.prior_cost_usd if arm is not None else 0.0
             prior_quality = (arm.prior_quality if arm is not None else None) or 0.0
+            row = self._arms.index.get(model)
+            if self.heads is not None and row is not None:  # the residual of the global model
+                predicted = prior_quality + float(self._arms.theta_quality[row] @ x)
+                self.heads.learn(task, model, outcome.quality - predicted)
+            self._watch(
+                model, x, outcome, context.cost_weight, task, prior_quality, prior_cost
+            )  # fmt: skip
             # A declared prior counts as prior_weight observations (when set), the rest as ridge.
             declared = arm is not None and arm.prior_quality is not None
             self._arms.update(
-                model,
-                x,
-                outcome.quality - prior_quality,
-                outcome.cost_usd - prior_cost,
-                self.prior_weight if declared else None,
-                self._clock,
-                self.half_life,
-            )
+                model, x, outcome.quality - prior_quality, outcome.cost_usd - prior_cost,
+                self.prior_weight if declared else None, self._clock, self.half_life,
+            )  # fmt: skip
             self._clock += 1
         self._version += 1
 
@@ -344,20 +351,13 @@ class LinUCB:
             "arms": names,
             "detector": None if self.detector is None else self.detector.state(),
         }
+        meta["heads"], heads = self.heads.state() if self.heads else (None, {})
         buffer = io.BytesIO()
         np.savez(
-            buffer,
-            allow_pickle=False,
-            meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
-            a=arms.a,
-            a_inv=arms.a_inv,
-            b_quality=arms.b_quality,
-            b_cost=arms.b_cost,
-            n=arms.n,
-            weight=arms.weight,
-            last=arms.last,
-            ridges=arms.ridges,
-        )
+            buffer, allow_pickle=False, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
+            a=arms.a, a_inv=arms.a_inv, b_quality=arms.b_quality, b_cost=arms.b_cost, n=arms.n,
+            weight=arms.weight, last=arms.last, ridges=arms.ridges, **heads,
+        )  # fmt: skip
         return buffer.getvalue()
 
     @classmethod
@@ -381,6 +381,8 @@ class LinUCB:
                 policy.detector = ChangeDetector.from_state(meta["detector"])
             arms.ridges = saved["ridges"] if "ridges" in saved else np.full(count, arms.ridge)
             policy._clock = int(meta.get("clock", 0))
+            if meta.get("heads") is not None:
+                policy.heads = TaskHeads.restore(meta["heads"], saved, policy.half_life)
         # Row by row, the same products as update() makes, so a restored policy is bit-equal.
         arms.theta_quality = np.array(
             [a @ b for a, b in zip(arms.a_inv, arms.b_quality, strict=True)]
