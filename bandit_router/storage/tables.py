@@ -83,6 +83,12 @@ decisions = Table(
     Column("chain_id", String(36), nullable=True),
     # The tenant of the API key the request came with, when tenants are configured.
     Column("tenant", String(200), nullable=True),
+    # What the savings report reads of features and prior_costs, as plain columns
+    # (rows.report_columns): the task type, the prompt's estimated tokens and the chosen
+    # model's predicted cost; null where the JSON holds no such string or number.
+    Column("task_type", Text, nullable=True),
+    Column("tokens", Float, nullable=True),
+    Column("predicted_cost_usd", Float, nullable=True),
 )
 
 Index(
@@ -98,6 +104,17 @@ Index(
     sqlite_where=decisions.c.previous_id.is_not(None),
     postgresql_where=decisions.c.previous_id.is_not(None),
 )
+# The report's read of served decisions, in id order to merge with feedback's unique index
+# (PostgreSQL only: migration 0013; SQLite's /route insert pays for no further index).
+Index(
+    "ix_decisions_report",
+    decisions.c.id,
+    postgresql_include=[
+        "created_at", "model", "task_type", "tokens", "predicted_cost_usd", "probability",
+        "tenant", "experiment",
+    ],
+    postgresql_where=decisions.c.shadow_of.is_(None),
+)  # fmt: skip
 Index(
     "ix_decisions_chain_id",
     decisions.c.chain_id,
@@ -121,7 +138,21 @@ feedback = Table(
     Column("latency_ms", Float, nullable=True),
     Column("error", String(32), nullable=True),
     Column("reward", Float, nullable=True),
-    UniqueConstraint("decision_id", "source"),
+    # On PostgreSQL it also carries what the savings report reads of each feedback, so the
+    # report reads this index alone, in decision order (migration 0013).
+    UniqueConstraint(
+        "decision_id",
+        "source",
+        postgresql_include=[
+            "quality",
+            "cost_usd",
+            "cost_source",
+            "input_tokens",
+            "output_tokens",
+            "latency_ms",
+            "error",
+        ],
+    ),
 )
 
 policy_snapshots = Table(
