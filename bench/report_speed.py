@@ -4,7 +4,8 @@ Fills a throwaway PostgreSQL database by COPY with N decisions of the default po
 last six days (features, eligible models, prior costs and scores as the router logs them; an
 ε-greedy choice with its probability), 90% of them with a grader's feedback (a quality on a
 0–1 grid of quarters, a cost, tokens, a latency), then times GET /report (the default window of
-seven days: every decision) through the real app. As a baseline in the same run, a plain
+seven days: every decision) through the real app, with no learner in the process. As a
+baseline in the same run, a plain
 ``SELECT count(*) FROM decisions`` over the same table shows what one scan of it costs.
 Prints the best of three of each, the first report's time, and their ratio.
 
@@ -27,7 +28,7 @@ from bandit_router.features import featurize
 from bandit_router.main import create_app
 from bandit_router.migrations import upgrade
 from bandit_router.settings import Settings, load_config
-from bandit_router.storage.rows import DECISION_COLUMNS
+from bandit_router.storage.rows import DECISION_COLUMNS, report_columns
 from bench.learner_throughput import ADMIN_URL, _throwaway_database
 from bench.workload import PROMPTS
 
@@ -72,7 +73,7 @@ def _fill(url: str, count: int) -> None:
                     (decision_id, at, "linucb", 1, None, None, None, orjson.dumps(found).decode(),
                      orjson.dumps(names).decode(), orjson.dumps(prices).decode(), names[arm],
                      probability, 20.0, orjson.dumps(scores).decode(), "{}", None, None, None,
-                     None, 1, None, None, None)
+                     None, 1, None, None, None, *report_columns(found, prices, names[arm]))
                 )  # fmt: skip
         with cursor.copy(feedback_sql) as copy:
             for decision_id, (arm, at, price) in zip(ids, choices, strict=True):
@@ -124,7 +125,9 @@ def main() -> None:
 
             _, scan = _best(3, count)
         engine.dispose()
-        app = create_app(Settings(database_url=url))
+        # The report is what is timed: no learner in this process catching up on the million
+        # feedback the fill left behind (a service's learner keeps up as feedback comes).
+        app = create_app(Settings(database_url=url), learner_mode="none")
         with TestClient(app) as client:
             answers = []
 

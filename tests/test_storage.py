@@ -294,3 +294,104 @@ def test_sqlite_write_ahead_log_is_checkpointed_in_the_background(sqlite_url: st
     with store.engine.connect() as connection:
         count = connection.exec_driver_sql("SELECT count(*) FROM decisions").scalar_one()
     assert count == 10_000
+
+
+def _report_columns(store: SqlStore) -> list[tuple[object, ...]]:
+    from sqlalchemy import text
+
+    with store.engine.connect() as connection:
+        return sorted(
+            tuple(row)
+            for row in connection.execute(
+                text("SELECT id, task_type, tokens, predicted_cost_usd FROM decisions")
+            )
+        )
+
+
+def test_the_report_columns_are_written_with_each_decision_and_backfilled_alike(
+    migrated_url: str,
+) -> None:
+    """The insert path writes the task type, the tokens and the chosen model's predicted cost
+    (null where the JSON holds no such string or number); the migration
+    decision_report_columns, run again over the same rows (down to 0012 and up), fills the
+    same values from the JSON, in batches."""
+    from alembic import command
+
+    from bandit_router.migrations import alembic_config
+
+    store = SqlStore(migrated_url)
+    written = [
+        decision(features={"task_type": "code", "tokens": 120.0}),
+        decision(features={"task_type": None, "tokens": 7}, prior_costs={"b": 0.002}),
+        decision(features={"tokens": True}, model="b"),
+        decision(features={"task_type": "qa", "tokens": float("nan")}, model="b"),
+    ]
+    store.insert_decisions(written)
+    store.insert_feedback(feedback(written[0].id))
+    found = _report_columns(store)
+    store.close()
+    expected = {
+        written[0].id: ("code", 120.0, 0.001),
+        written[1].id: (None, 7.0, None),
+        written[2].id: (None, None, 0.002),
+        written[3].id: ("qa", None, 0.002),
+    }
+    assert {row[0]: row[1:] for row in found} == expected
+    command.downgrade(alembic_config(migrated_url), "0012")
+    upgrade(migrated_url)
+    store = SqlStore(migrated_url)
+    assert _report_columns(store) == found
+    store.close()
+
+
+def test_the_report_reads_every_latency_of_a_decision_reported_many_times(
+    store: SqlStore,
+) -> None:
+    """A decision's latencies all count in the percentiles, however many sources report one
+    (PostgreSQL collects one or two per decision in its grouped pass, reads more by id)."""
+    from datetime import timedelta
+
+    from bandit_router.storage.base import ReportQuery
+
+    many, once = decision(), decision()
+    store.insert_decisions([many, once])
+    for source, latency in (("grader", 100.0), ("client", 400.0), ("judge", 200.0)):
+        store.insert_feedback(
+            FeedbackRecord(
+                many.id,
+                source,
+                datetime.now(UTC),
+                None,
+                0.001,
+                "reported",
+                None,
+                None,
+                latency,
+                None,
+                None,
+            )
+        )
+    store.insert_feedback(
+        FeedbackRecord(
+            once.id,
+            "grader",
+            datetime.now(UTC),
+            1.0,
+            0.002,
+            "reported",
+            None,
+            None,
+            1000.0,
+            None,
+            0.9,
+        )
+    )
+    now = datetime.now(UTC)
+    log = store.report_log(ReportQuery(now - timedelta(hours=1), now, 600.0), "a")
+    # 100, 200, 400, 1000: p50 between the 2nd and 3rd, p95 at 2.85 of 3 steps.
+    expected = pytest.approx((300.0, 400.0 + 0.85 * 600.0))
+    assert log.latency[("a", None)] == expected
+    assert log.latency[("a", "qa")] == expected
+    [cell] = log.cells
+    assert (cell.decisions, cell.graded) == (2, 1)
+    assert cell.spend_usd == pytest.approx(0.003)

@@ -42,8 +42,9 @@ def report_columns(
     features: Mapping[str, Any], prior_costs: Mapping[str, Any], model: str
 ) -> tuple[str | None, float | None, float | None]:
     """The decision's task_type, tokens and predicted_cost_usd columns: what the savings
-    report reads of its features and prior costs (migration 0013 fills old rows the same
-    way): a task type that is a string, numbers that are numbers, else None."""
+    report reads of its features and prior costs (the migration decision_report_columns
+    fills old rows the same way): a task type that is a string, numbers that are numbers,
+    else None."""
     task_type = features.get("task_type")
     tokens = features.get("tokens")
     predicted = prior_costs.get(model)

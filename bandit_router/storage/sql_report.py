@@ -9,12 +9,12 @@ the best-sourced cost), then per model, task type and bucket. The decisions of t
 model are also grouped by their logged probability and quality, which is what its off-policy
 estimate reads (QualityGroup), so the same pass serves both.
 
-On PostgreSQL the join reads two covering indexes in decision-id order (migration 0013), so
-the per-decision grouping streams without a sort, and each decision also yields its lowest and
-highest reported latency: the latencies of the decisions with one or two of them (nearly
-all) come back as arrays, those of the rare decision with more are read by id, and the
-percentiles are taken here with percentile_cont's interpolation. SQLite reads the latencies
-row by row.
+On PostgreSQL the join reads two covering indexes in decision-id order (migration
+decision_report_columns), so the per-decision grouping streams without a sort, and each
+decision also yields its lowest and highest reported latency: the latencies of the decisions
+with one or two of them (nearly all) come back as arrays, those of the rare decision with more
+are read by id, and the percentiles are taken here with percentile_cont's interpolation.
+SQLite reads the latencies row by row.
 """
 
 from __future__ import annotations
@@ -82,10 +82,15 @@ FROM decisions d JOIN feedback f ON f.decision_id = d.id
 WHERE {where} AND f.latency_ms IS NOT NULL
 """
 
-# The planner sizes array_agg's state far above what these arrays hold and would sort the
-# million decisions by model, task type and bucket rather than hash them into a few thousand
-# groups; and compiling the statement (JIT) costs more than it saves.
-_POSTGRES_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL enable_sort = off")
+# For the report's transaction alone: the planner sizes array_agg's state far above what
+# these arrays hold and would sort the million decisions by model, task type and bucket rather
+# than hash them into a few thousand groups (whose arrays hold every latency: a few MB per
+# 100,000 decisions); and compiling the statement (JIT) costs more than it saves.
+_POSTGRES_SETTINGS = (
+    "SET LOCAL jit = off",
+    "SET LOCAL enable_sort = off",
+    "SET LOCAL work_mem = '64MB'",
+)
 
 
 def percentile_cont(values: np.ndarray[Any, Any], share: float) -> float:
@@ -161,7 +166,10 @@ class SqlReport:
             per_decision=per_decision, latency=_CELLS_LATENCY if postgres else ""
         )
         latencies: dict[tuple[str, str], list[float]] = defaultdict(list)
-        with self._db.reads.connect() as connection:
+        # On PostgreSQL in a transaction of its own (the read sessions autocommit), which its
+        # SET LOCAL settings last for, rolled back at the end.
+        connect = self._db.engine.connect if postgres else self._db.reads.connect
+        with connect() as connection:
             if postgres:
                 for setting in _POSTGRES_SETTINGS:
                     connection.execute(text(setting))

@@ -105,7 +105,8 @@ Index(
     postgresql_where=decisions.c.previous_id.is_not(None),
 )
 # The report's read of served decisions, in id order to merge with feedback's unique index
-# (PostgreSQL only: migration 0013; SQLite's /route insert pays for no further index).
+# (PostgreSQL only, migration decision_report_columns: SQLite's /route insert pays for no
+# further index).
 Index(
     "ix_decisions_report",
     decisions.c.id,
@@ -139,7 +140,8 @@ feedback = Table(
     Column("error", String(32), nullable=True),
     Column("reward", Float, nullable=True),
     # On PostgreSQL it also carries what the savings report reads of each feedback, so the
-    # report reads this index alone, in decision order (migration 0013).
+    # report reads this index alone, in decision order (migration
+    # decision_report_columns).
     UniqueConstraint(
         "decision_id",
         "source",
