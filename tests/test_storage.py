@@ -6,6 +6,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import inspect
@@ -395,3 +396,61 @@ def test_the_report_reads_every_latency_of_a_decision_reported_many_times(
     [cell] = log.cells
     assert (cell.decisions, cell.graded) == (2, 1)
     assert cell.spend_usd == pytest.approx(0.003)
+
+
+def test_the_report_reads_the_same_over_several_ranges_of_ids(postgres_url: str) -> None:
+    """Once ANALYZE knows the ids' quantiles, PostgreSQL reads a report in ranges of ids side
+    by side; the cells, the baseline's groups and the latencies are those of one range."""
+    import random
+    from datetime import timedelta
+
+    from sqlalchemy import text
+
+    from bandit_router.storage.base import ReportQuery
+
+    upgrade(postgres_url)
+    store = SqlStore(postgres_url)
+    rng = random.Random(3)
+    decisions = [
+        decision(model=rng.choice("ab"), probability=rng.choice([0.2, 0.8])) for _ in range(60)
+    ]
+    store.insert_decisions(decisions)
+    for d in decisions:
+        for source in ("grader", "client", "judge")[: rng.randrange(4)]:
+            store.insert_feedback(
+                FeedbackRecord(
+                    d.id,
+                    source,
+                    datetime.now(UTC),
+                    rng.choice([None, 0.5, 1.0]),
+                    rng.random() / 100,
+                    "reported",
+                    rng.randrange(1, 900),
+                    None,
+                    rng.uniform(10, 900),
+                    None,
+                    None,
+                )
+            )
+    now = datetime.now(UTC)
+    query = ReportQuery(now - timedelta(hours=1), now, 600.0)
+    one = store.report_log(query, "a")
+    with store.engine.connect() as connection:
+        connection.execute(text("ANALYZE decisions"))
+        connection.commit()
+        assert store._statement(connection, "true", {}).count("UNION ALL") >= 1
+    several = store.report_log(query, "a")
+    store.close()
+
+    def sums(log: Any) -> dict[tuple[str, str, int], tuple[float, ...]]:
+        return {
+            (c.model, c.task_type, c.bucket): (
+                c.decisions, c.graded, c.errors, c.spend_usd, c.quality_sum, c.input_tokens
+            )
+            for c in log.cells
+        }  # fmt: skip
+
+    expected = sums(one)
+    assert sums(several) == {key: pytest.approx(value) for key, value in expected.items()}
+    assert several.chosen == one.chosen
+    assert several.latency == one.latency

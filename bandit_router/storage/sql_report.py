@@ -55,7 +55,7 @@ SELECT d.model AS model, {task} AS task, {bucket} AS bucket,
   COALESCE(MAX(f.input_tokens), d.tokens, 0.0) AS input_tokens,
   MAX(f.output_tokens) AS output_tokens,
   MAX(CASE WHEN f.error IS NOT NULL THEN 1 ELSE 0 END) AS error{latency}
-FROM decisions d LEFT JOIN feedback f ON f.decision_id = d.id
+FROM decisions d LEFT JOIN feedback f ON f.decision_id = d.id{join}
 WHERE {where}
 GROUP BY d.id
 """
@@ -80,6 +80,15 @@ _LATENCY_ROWS = """
 SELECT d.model, {task}, f.latency_ms
 FROM decisions d JOIN feedback f ON f.decision_id = d.id
 WHERE {where} AND f.latency_ms IS NOT NULL
+"""
+
+# The decisions' ids split into as many ranges as PostgreSQL runs processes for a statement
+# (its workers and itself), at the quantiles ANALYZE keeps of them; an unanalysed table is read
+# in one range.
+_ID_RANGES = """
+SELECT current_setting('max_parallel_workers_per_gather')::int,
+  (SELECT histogram_bounds::text::text[] FROM pg_stats
+   WHERE schemaname = current_schema() AND tablename = 'decisions' AND attname = 'id')
 """
 
 # For the report's transaction alone: the planner sizes array_agg's state far above what
@@ -153,18 +162,41 @@ class SqlReport:
             return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
         return moment
 
+    def _statement(self, connection: Any, where: str, params: dict[str, Any]) -> str:
+        """The cells' statement. On PostgreSQL, one branch per range of decision ids under a
+        UNION ALL, which PostgreSQL runs side by side (a Parallel Append): every decision and
+        its feedback fall in one range, so each branch sums its decisions whole, and the
+        branches' rows of the same cell are summed here. The ranges' bounds join ``params``."""
+        if not self._db.postgres:
+            per_decision = _PER_DECISION.format(
+                task=_TASK, bucket=_BUCKET_SQLITE, latency="", join="", where=where
+            )
+            return _CELLS.format(per_decision=per_decision, latency="")
+        workers, bounds = connection.execute(text(_ID_RANGES)).one()
+        count = max(1, min(int(workers) + 1, len(bounds or ()) // 2))
+        cuts = [bounds[len(bounds) * i // count] for i in range(1, count)]
+        branches = []
+        for i, (low, high) in enumerate(zip([None, *cuts], [*cuts, None], strict=True)):
+            ranges = []
+            if low is not None:
+                ranges.append(f">= :id_from{i}")
+                params[f"id_from{i}"] = low
+            if high is not None:
+                ranges.append(f"< :id_to{i}")
+                params[f"id_to{i}"] = high
+            per_decision = _PER_DECISION.format(
+                task=_TASK,
+                bucket=_BUCKET_POSTGRES,
+                latency=_PER_DECISION_LATENCY,
+                join="".join(f" AND f.decision_id {r}" for r in ranges),
+                where=where + "".join(f" AND d.id {r}" for r in ranges),
+            )
+            branches.append(_CELLS.format(per_decision=per_decision, latency=_CELLS_LATENCY))
+        return "\nUNION ALL\n".join(f"({branch})" for branch in branches)
+
     def report_log(self, query: ReportQuery, model: str) -> ReportLog:
         where, params = self._where(query)
         postgres = self._db.postgres
-        per_decision = _PER_DECISION.format(
-            task=_TASK,
-            bucket=_BUCKET_POSTGRES if postgres else _BUCKET_SQLITE,
-            latency=_PER_DECISION_LATENCY if postgres else "",
-            where=where,
-        )
-        statement = _CELLS.format(
-            per_decision=per_decision, latency=_CELLS_LATENCY if postgres else ""
-        )
         latencies: dict[tuple[str, str], list[float]] = defaultdict(list)
         # On PostgreSQL in a transaction of its own (the read sessions autocommit), which its
         # SET LOCAL settings last for, rolled back at the end.
@@ -173,6 +205,7 @@ class SqlReport:
             if postgres:
                 for setting in _POSTGRES_SETTINGS:
                     connection.execute(text(setting))
+            statement = self._statement(connection, where, params)
             rows = connection.execute(text(statement), {**params, "model": model}).all()
             if postgres:
                 more: list[str] = []
