@@ -1,6 +1,7 @@
 """The report's read of the decision log on SQL (ReportSource): one statement sums the window's
 served decisions per model, task type and time bucket, aggregated in the database so that a
-window of a million decisions returns a few thousand rows.
+window of a million decisions returns a few thousand rows (on PostgreSQL in ranges of decision
+ids that it reads side by side: SqlReport._statement).
 
 The statement reads plain columns only (the task type, the tokens and the predicted cost are
 written with each decision: rows.report_columns), joins each decision with its feedback
