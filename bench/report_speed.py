@@ -1,11 +1,12 @@
 """GET /report over a million logged decisions on PostgreSQL (target: ≤ 2 s).
 
 Fills a throwaway PostgreSQL database by COPY with N decisions of the default pool over the
-last six days (features, eligible models, prior costs and scores as the router logs them; an
-ε-greedy choice with its probability), 90% of them with a grader's feedback (a quality on a
-0–1 grid of quarters, a cost, tokens, a latency), then times GET /report (the default window of
-seven days: every decision) through the real app. As a baseline in the same run, a plain
-``SELECT count(*) FROM decisions`` over the same table shows what one scan of it costs.
+last six days, in time order with time-ordered ids (features, eligible models, prior costs and
+scores as the router logs them; an ε-greedy choice with its probability), 90% of them with a
+grader's feedback (a quality on a 0–1 grid of quarters, a cost, tokens, a latency), then times
+GET /report (the default window of seven days: every decision) through the real app, with no
+learner in the process. As a baseline in the same run, a plain ``SELECT count(*) FROM
+decisions`` over the same table shows what one scan of it costs.
 Prints the best of three of each, the first report's time, and their ratio.
 
     python -m bench.report_speed [--decisions N] [--admin-url URL]
@@ -27,11 +28,18 @@ from bandit_router.features import featurize
 from bandit_router.main import create_app
 from bandit_router.migrations import upgrade
 from bandit_router.settings import Settings, load_config
-from bandit_router.storage.rows import DECISION_COLUMNS
+from bandit_router.storage.rows import DECISION_COLUMNS, report_columns
 from bench.learner_throughput import ADMIN_URL, _throwaway_database
 from bench.workload import PROMPTS
 
 EPSILON = 0.2
+
+
+def _time_ordered_id(at: datetime, rng: random.Random) -> str:
+    """A version-7 UUID of the moment ``at``, as core.time_ordered_uuid makes for now."""
+    millis = int(at.timestamp() * 1000)
+    value = (millis << 80) | (0x7 << 76) | (rng.getrandbits(12) << 64) | (0b10 << 62)
+    return str(uuid.UUID(int=value | rng.getrandbits(62)))
 
 
 def _fill(url: str, count: int) -> None:
@@ -50,17 +58,18 @@ def _fill(url: str, count: int) -> None:
             "COPY feedback (decision_id, source, created_at, quality, cost_usd, cost_source, "
             "input_tokens, output_tokens, latency_ms, error, reward) FROM STDIN"
         )
-        ids = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(count)]
+        # As the router logs them: in time order, with time-ordered (version 7) ids.
+        times = sorted(now - timedelta(seconds=rng.uniform(60, 6 * 86400)) for _ in range(count))
+        ids = [_time_ordered_id(at, rng) for at in times]
         choices: list[tuple[int, datetime, float]] = []
         with cursor.copy(decision_sql) as copy:
-            for i, decision_id in enumerate(ids):
+            for i, (decision_id, at) in enumerate(zip(ids, times, strict=True)):
                 found = features[i % len(features)]
                 tokens = float(found["tokens"])
                 prices = {m.name: m.price_usd(tokens, 400) for m in models}
                 greedy = min(rng.randrange(len(models) + 1), len(models) - 1)
                 arm = greedy if rng.random() > EPSILON else rng.randrange(len(models))
                 probability = (1 - EPSILON) * (arm == greedy) + EPSILON / len(models)
-                at = now - timedelta(seconds=rng.uniform(60, 6 * 86400))
                 choices.append((arm, at, prices[names[arm]]))
                 scores = {
                     name: {"expected_quality": 0.7, "expected_cost_usd": prices[name],
@@ -72,7 +81,7 @@ def _fill(url: str, count: int) -> None:
                     (decision_id, at, "linucb", 1, None, None, None, orjson.dumps(found).decode(),
                      orjson.dumps(names).decode(), orjson.dumps(prices).decode(), names[arm],
                      probability, 20.0, orjson.dumps(scores).decode(), "{}", None, None, None,
-                     None, 1, None, None, None)
+                     None, 1, None, None, None, *report_columns(found, prices, names[arm]))
                 )  # fmt: skip
         with cursor.copy(feedback_sql) as copy:
             for decision_id, (arm, at, price) in zip(ids, choices, strict=True):
@@ -124,7 +133,9 @@ def main() -> None:
 
             _, scan = _best(3, count)
         engine.dispose()
-        app = create_app(Settings(database_url=url))
+        # The report is what is timed: no learner in this process catching up on the million
+        # feedback the fill left behind (a service's learner keeps up as feedback comes).
+        app = create_app(Settings(database_url=url), learner_mode="none")
         with TestClient(app) as client:
             answers = []
 

@@ -6,6 +6,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import inspect
@@ -294,3 +295,162 @@ def test_sqlite_write_ahead_log_is_checkpointed_in_the_background(sqlite_url: st
     with store.engine.connect() as connection:
         count = connection.exec_driver_sql("SELECT count(*) FROM decisions").scalar_one()
     assert count == 10_000
+
+
+def _report_columns(store: SqlStore) -> list[tuple[object, ...]]:
+    from sqlalchemy import text
+
+    with store.engine.connect() as connection:
+        return sorted(
+            tuple(row)
+            for row in connection.execute(
+                text("SELECT id, task_type, tokens, predicted_cost_usd FROM decisions")
+            )
+        )
+
+
+def test_the_report_columns_are_written_with_each_decision_and_backfilled_alike(
+    migrated_url: str,
+) -> None:
+    """The insert path writes the task type, the tokens and the chosen model's predicted cost
+    (null where the JSON holds no such string or number); the migration
+    decision_report_columns, run again over the same rows (down to 0013 and up), fills the
+    same values from the JSON, in batches."""
+    from alembic import command
+
+    from bandit_router.migrations import alembic_config
+
+    store = SqlStore(migrated_url)
+    written = [
+        decision(features={"task_type": "code", "tokens": 120.0}),
+        decision(features={"task_type": None, "tokens": 7}, prior_costs={"b": 0.002}),
+        decision(features={"tokens": True}, model="b"),
+        decision(features={"task_type": "qa", "tokens": float("nan")}, model="b"),
+    ]
+    store.insert_decisions(written)
+    store.insert_feedback(feedback(written[0].id))
+    found = _report_columns(store)
+    store.close()
+    expected = {
+        written[0].id: ("code", 120.0, 0.001),
+        written[1].id: (None, 7.0, None),
+        written[2].id: (None, None, 0.002),
+        written[3].id: ("qa", None, 0.002),
+    }
+    assert {row[0]: row[1:] for row in found} == expected
+    command.downgrade(alembic_config(migrated_url), "0013")
+    upgrade(migrated_url)
+    store = SqlStore(migrated_url)
+    assert _report_columns(store) == found
+    store.close()
+
+
+def test_the_report_reads_every_latency_of_a_decision_reported_many_times(
+    store: SqlStore,
+) -> None:
+    """A decision's latencies all count in the percentiles, however many sources report one
+    (PostgreSQL collects one or two per decision in its grouped pass, reads more by id)."""
+    from datetime import timedelta
+
+    from bandit_router.storage.base import ReportQuery
+
+    many, once = decision(), decision()
+    store.insert_decisions([many, once])
+    for source, latency in (("grader", 100.0), ("client", 400.0), ("judge", 200.0)):
+        store.insert_feedback(
+            FeedbackRecord(
+                many.id,
+                source,
+                datetime.now(UTC),
+                None,
+                0.001,
+                "reported",
+                None,
+                None,
+                latency,
+                None,
+                None,
+            )
+        )
+    store.insert_feedback(
+        FeedbackRecord(
+            once.id,
+            "grader",
+            datetime.now(UTC),
+            1.0,
+            0.002,
+            "reported",
+            None,
+            None,
+            1000.0,
+            None,
+            0.9,
+        )
+    )
+    now = datetime.now(UTC)
+    log = store.report_log(ReportQuery(now - timedelta(hours=1), now, 600.0), "a")
+    # 100, 200, 400, 1000: p50 between the 2nd and 3rd, p95 at 2.85 of 3 steps.
+    expected = pytest.approx((300.0, 400.0 + 0.85 * 600.0))
+    assert log.latency[("a", None)] == expected
+    assert log.latency[("a", "qa")] == expected
+    [cell] = log.cells
+    assert (cell.decisions, cell.graded) == (2, 1)
+    assert cell.spend_usd == pytest.approx(0.003)
+
+
+def test_the_report_reads_the_same_over_several_ranges_of_ids(postgres_url: str) -> None:
+    """Once ANALYZE knows the ids' quantiles, PostgreSQL reads a report in ranges of ids side
+    by side; the cells, the baseline's groups and the latencies are those of one range."""
+    import random
+    from datetime import timedelta
+
+    from sqlalchemy import text
+
+    from bandit_router.storage.base import ReportQuery
+
+    upgrade(postgres_url)
+    store = SqlStore(postgres_url)
+    rng = random.Random(3)
+    decisions = [
+        decision(model=rng.choice("ab"), probability=rng.choice([0.2, 0.8])) for _ in range(60)
+    ]
+    store.insert_decisions(decisions)
+    for d in decisions:
+        for source in ("grader", "client", "judge")[: rng.randrange(4)]:
+            store.insert_feedback(
+                FeedbackRecord(
+                    d.id,
+                    source,
+                    datetime.now(UTC),
+                    rng.choice([None, 0.5, 1.0]),
+                    rng.random() / 100,
+                    "reported",
+                    rng.randrange(1, 900),
+                    None,
+                    rng.uniform(10, 900),
+                    None,
+                    None,
+                )
+            )
+    now = datetime.now(UTC)
+    query = ReportQuery(now - timedelta(hours=1), now, 600.0)
+    one = store.report_log(query, "a")
+    with store.engine.connect() as connection:
+        connection.execute(text("ANALYZE decisions"))
+        connection.commit()
+        assert store._statement(connection, "true", {}).count("UNION ALL") >= 1
+    several = store.report_log(query, "a")
+    store.close()
+
+    def sums(log: Any) -> dict[tuple[str, str, int], tuple[float, ...]]:
+        return {
+            (c.model, c.task_type, c.bucket): (
+                c.decisions, c.graded, c.errors, c.spend_usd, c.quality_sum, c.input_tokens
+            )
+            for c in log.cells
+        }  # fmt: skip
+
+    expected = sums(one)
+    assert sums(several) == {key: pytest.approx(value) for key, value in expected.items()}
+    assert several.chosen == one.chosen
+    assert several.latency == one.latency

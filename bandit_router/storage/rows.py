@@ -6,8 +6,9 @@ tables' column order, which `check_row_orders` holds to on every store's start.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from math import isfinite
+from typing import Any, TypeGuard
 
 from bandit_router.storage import tables
 from bandit_router.storage.base import DecisionRecord, FeedbackRecord
@@ -18,7 +19,7 @@ DECISION_ROW_ORDER = (
     "id", "created_at", "policy", "policy_version", "experiment", "variant", "unit_id",
     "features", "eligible", "prior_costs", "model", "probability", "cost_weight", "scores",
     "excluded", "words", "arm_tags", "prior_qualities", "shadow_of", "attempt", "previous_id",
-    "chain_id", "tenant",
+    "chain_id", "tenant", "task_type", "tokens", "predicted_cost_usd",
 )  # fmt: skip
 
 
@@ -37,12 +38,36 @@ def check_row_orders() -> None:
         raise RuntimeError("feedback columns changed; update FEEDBACK_ROW_ORDER")
 
 
+def report_columns(
+    features: Mapping[str, Any], prior_costs: Mapping[str, Any], model: str
+) -> tuple[str | None, float | None, float | None]:
+    """The decision's task_type, tokens and predicted_cost_usd columns: what the savings
+    report reads of its features and prior costs (the migration decision_report_columns
+    fills old rows the same way): a task type that is a string, numbers that are numbers,
+    else None."""
+    task_type = features.get("task_type")
+    tokens = features.get("tokens")
+    predicted = prior_costs.get(model)
+    return (
+        task_type if isinstance(task_type, str) else None,
+        float(tokens) if _is_number(tokens) else None,
+        float(predicted) if _is_number(predicted) else None,
+    )
+
+
+def _is_number(value: object) -> TypeGuard[float]:
+    """What the JSON holds as a number: not a bool (true), nor a NaN or infinity (null)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and isfinite(value)
+
+
 def decision_from(row: Sequence[Any]) -> DecisionRecord:
-    """A row of ``select(decisions)``, read by position (in DECISION_ROW_ORDER)."""
+    """A row of ``select(decisions)``, read by position (in DECISION_ROW_ORDER). The report's
+    columns at its end (report_columns) are not part of the record: they repeat its JSON."""
     (
         decision_id, created_at, policy, policy_version, experiment, variant, unit_id, features,
         eligible, prior_costs, model, probability, cost_weight, scores, excluded, words,
         arm_tags, prior_qualities, shadow_of, attempt, previous_id, chain_id, tenant,
+        *_report,
     ) = row  # fmt: skip
     return DecisionRecord(
         id=decision_id,

@@ -20,6 +20,7 @@ from bandit_router.storage.rows import (
     check_row_orders,
     decision_from,
     feedback_from,
+    report_columns,
 )
 
 # The statements of every escalation and every feedback are built once: building a statement
@@ -70,6 +71,7 @@ class SqlDecisions:
     def _decision_row(self, r: DecisionRecord) -> tuple[Any, ...]:
         """A decision as the insert statement binds it, in column order."""
         when = self._bind_created_at
+        task_type, tokens, predicted_cost = report_columns(r.features, r.prior_costs, r.model)
         return (
             r.id,
             r.created_at if when is None else when(r.created_at),
@@ -94,6 +96,9 @@ class SqlDecisions:
             r.previous_id,
             r.chain_id,
             r.tenant,
+            task_type,
+            tokens,
+            predicted_cost,
         )
 
     def insert_decisions(self, records: Sequence[DecisionRecord]) -> None:

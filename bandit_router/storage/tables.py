@@ -84,6 +84,12 @@ decisions = Table(
     Column("chain_id", String(36), nullable=True),
     # The tenant of the API key the request came with, when tenants are configured.
     Column("tenant", String(200), nullable=True),
+    # What the savings report reads of features and prior_costs, as plain columns
+    # (rows.report_columns): the task type, the prompt's estimated tokens and the chosen
+    # model's predicted cost; null where the JSON holds no such string or number.
+    Column("task_type", Text, nullable=True),
+    Column("tokens", Float, nullable=True),
+    Column("predicted_cost_usd", Float, nullable=True),
 )
 
 Index(
@@ -99,6 +105,18 @@ Index(
     sqlite_where=decisions.c.previous_id.is_not(None),
     postgresql_where=decisions.c.previous_id.is_not(None),
 )
+# The report's read of served decisions, in id order to merge with feedback's unique index
+# (PostgreSQL only, migration decision_report_columns: SQLite's /route insert pays for no
+# further index).
+Index(
+    "ix_decisions_report",
+    decisions.c.id,
+    postgresql_include=[
+        "created_at", "model", "task_type", "tokens", "predicted_cost_usd", "probability",
+        "tenant", "experiment",
+    ],
+    postgresql_where=decisions.c.shadow_of.is_(None),
+)  # fmt: skip
 Index(
     "ix_decisions_chain_id",
     decisions.c.chain_id,
@@ -124,7 +142,22 @@ feedback = Table(
     # The learner's order of the feedback log, which its cursor walks: NULL until the learner
     # stamps the committed row (SqlFeedback.feedback_since; docs/development.md).
     Column("position", BigInteger, nullable=True),
-    UniqueConstraint("decision_id", "source"),
+    # On PostgreSQL it also carries what the savings report reads of each feedback, so the
+    # report reads this index alone, in decision order (migration
+    # decision_report_columns).
+    UniqueConstraint(
+        "decision_id",
+        "source",
+        postgresql_include=[
+            "quality",
+            "cost_usd",
+            "cost_source",
+            "input_tokens",
+            "output_tokens",
+            "latency_ms",
+            "error",
+        ],
+    ),
 )
 # Finds the rows the learner has still to stamp (NULL) as well as the ones after a cursor.
 Index("ix_feedback_position", feedback.c.position, unique=True)
