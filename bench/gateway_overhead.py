@@ -9,7 +9,7 @@ at p50 and p99), the overhead the gateway reports itself (x-bandit-overhead-ms: 
 the upstream's excluded) and the ratio of completed requests a second. The gateway serves
 `bandit-router serve` on SQLite (its decision log commits on every request) with the
 `router` alias, so each request is routed, logged, proxied and recorded as feedback.
-Target (issue 20): added p50 ≤ 1 ms and p99 ≤ 5 ms at 100 req/s.
+Target: added p50 ≤ 1 ms and p99 ≤ 5 ms at 100 req/s.
 """
 
 from __future__ import annotations
