@@ -5,7 +5,6 @@ decision committing in reverse id order count as one first."""
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -16,9 +15,9 @@ from bandit_router.core import PolicySpec
 from bandit_router.learner import Learner
 from bandit_router.migrations import upgrade
 from bandit_router.storage import tables
-from bandit_router.storage.base import DecisionRecord
 from bandit_router.storage.sql import SqlStore
 from bandit_router.storage.sql_feedback import _STAMP_LOCK_KEY
+from tests.test_storage import decision
 
 SPEC = PolicySpec("linucb", {"seed": 1})
 
@@ -32,29 +31,9 @@ def store(postgres_url: str) -> Iterator[SqlStore]:
 
 
 def _decision(store: SqlStore) -> str:
-    decision_id = str(uuid.uuid4())
-    store.insert_decisions(
-        [
-            DecisionRecord(
-                id=decision_id,
-                created_at=datetime.now(UTC),
-                policy="linucb",
-                policy_version=0,
-                experiment=None,
-                variant=None,
-                unit_id=None,
-                features={"task_type": "qa"},
-                eligible=("a", "b"),
-                prior_costs={"a": 0.001, "b": 0.002},
-                model="a",
-                probability=0.5,
-                cost_weight=1.0,
-                scores={},
-                excluded={},
-            )
-        ]
-    )
-    return decision_id
+    logged = decision()
+    store.insert_decisions([logged])
+    return logged.id
 
 
 def _row(decision_id: str, source: str, quality: float | None = 1.0) -> dict[str, object]:
