@@ -17,6 +17,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, select
@@ -52,45 +53,51 @@ class Load:
     last_answer_at: float = 0.0
 
 
+async def _send(
+    client: httpx.AsyncClient,
+    load: Load,
+    path: str,
+    body: dict[str, Any],
+    expected: int,
+    unanswered: list[str],
+    key: str,
+) -> httpx.Response | None:
+    """Posts one request and files how it ended in ``load``; the answer, when it is the
+    expected status (None: refused, unanswered, or another status)."""
+    load.in_flight += 1
+    try:
+        answer = await client.post(path, json=body)
+    except httpx.ConnectError:
+        load.refused += 1
+        return None
+    except httpx.TransportError:
+        unanswered.append(key)
+        return None
+    finally:
+        load.in_flight -= 1
+    load.last_answer_at = time.monotonic()
+    if answer.status_code != expected:
+        load.other_answers.append(f"{path} {answer.status_code} {answer.text}")
+        return None
+    return answer
+
+
 async def _worker(client: httpx.AsyncClient, load: Load, numbers: itertools.count[int]) -> None:
     """Route, then report, until the server is gone (its first unanswered request)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         unit = f"u{next(numbers)}"
         body = {"prompt": f"Summarize ticket {unit}: the printer is on fire.", "unit_id": unit}
-        load.in_flight += 1
-        try:
-            routed = await client.post("/route", json=body)
-        except httpx.ConnectError:
-            load.refused += 1
-            return
-        except httpx.TransportError:
-            load.unanswered_routes.append(unit)
-            return
-        finally:
-            load.in_flight -= 1
-        load.last_answer_at = time.monotonic()
-        if routed.status_code != 200:
-            load.other_answers.append(f"/route {routed.status_code} {routed.text}")
+        routed = await _send(client, load, "/route", body, 200, load.unanswered_routes, unit)
+        if routed is None:
             return
         decision_id = routed.json()["decision_id"]
         load.routed[unit] = decision_id
-        load.in_flight += 1
-        try:
-            feedback = await client.post(
-                "/feedback", json={"decision_id": decision_id, "quality": 1.0}
-            )
-        except httpx.ConnectError:
-            load.refused += 1
-            return
-        except httpx.TransportError:
-            load.unanswered_feedback.append(decision_id)
-            return
-        finally:
-            load.in_flight -= 1
-        load.last_answer_at = time.monotonic()
-        if feedback.status_code != 202:
-            load.other_answers.append(f"/feedback {feedback.status_code} {feedback.text}")
+        report = {"decision_id": decision_id, "quality": 1.0}
+        fed = await _send(
+            client, load, "/feedback", report, 202, load.unanswered_feedback, decision_id
+        )
+        if fed is None:
             return
         load.fed.add(decision_id)
 
