@@ -64,11 +64,7 @@ def _config(settings: Settings) -> RouterConfig:
 
 def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    try:
-        config = _config(settings)
-    except ConfigError as error:
-        print(f"bandit-router: {error}", file=sys.stderr)
-        return 2
+    config = _config(settings)
     has_admin_key = any(key.role == "admin" for key in config.keys)
     refusal = bind_refusal(args.host, has_admin_key=has_admin_key, insecure=args.insecure)
     if refusal:
@@ -118,11 +114,7 @@ def _exit_cleanly_after_a_stop_signal() -> None:
 
 def _learner(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    try:
-        config = _config(settings)
-    except ConfigError as error:
-        print(f"bandit-router: {error}", file=sys.stderr)
-        return 2
+    config = _config(settings)
     from bandit_router.main import run_learner_process
     from bandit_router.migrations import upgrade
 
@@ -142,11 +134,7 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 
 def _db_prune(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    try:
-        config = _config(settings)
-    except ConfigError as error:
-        print(f"bandit-router: {error}", file=sys.stderr)
-        return 2
+    config = _config(settings)
     return offline_cli.prune_log(settings.database_url, config, args.days, dry_run=args.dry_run)
 
 
@@ -356,7 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.handler(args)
+    try:
+        code: int = args.handler(args)
+    except ConfigError as error:  # a bad configuration stops every command the same way
+        print(f"bandit-router: {error}", file=sys.stderr)
+        return 2
     return code
 
 
