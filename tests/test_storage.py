@@ -11,9 +11,15 @@ from typing import Any
 import pytest
 from sqlalchemy import inspect
 
-from bandit_router.core import ModelSpec
+from bandit_router.core import ModelSpec, NotFound
 from bandit_router.migrations import upgrade
-from bandit_router.storage.base import DecisionRecord, FeedbackRecord, Snapshot, Store
+from bandit_router.storage.base import (
+    DecisionRecord,
+    FeedbackInsert,
+    FeedbackRecord,
+    Snapshot,
+    Store,
+)
 from bandit_router.storage.sql import SqlStore
 
 
@@ -210,10 +216,51 @@ def test_concurrent_feedback_ids_are_visible_in_order(store: SqlStore) -> None:
 
 
 def test_unknown_decision_is_refused_by_the_foreign_key(store: SqlStore) -> None:
-    from sqlalchemy.exc import IntegrityError
+    unknown = str(uuid.uuid4())
+    with pytest.raises(NotFound, match=f"unknown decision {unknown}"):
+        store.insert_feedback(feedback(unknown))
 
-    with pytest.raises(IntegrityError):
-        store.insert_feedback(feedback(str(uuid.uuid4())))
+
+def test_a_batch_of_feedback_is_inserted_as_one_at_a_time_would_be(store: SqlStore) -> None:
+    """The feedback log's group commit: each record's outcome in order, a repeat (in the
+    batch or of a stored row) answered with the first row's reward, and an unknown decision
+    failing alone while the rest of its batch is stored."""
+    records = [decision() for _ in range(3)]
+    store.insert_decisions(records)
+    stored_before = store.insert_feedback(feedback(records[0].id, quality=0.5))
+    unknown = str(uuid.uuid4())
+    outcomes = store.insert_feedbacks(
+        [
+            feedback(records[0].id, quality=0.9),  # a repeat of the stored row
+            feedback(records[1].id, quality=0.7),
+            feedback(records[1].id, quality=0.1),  # a repeat within the batch
+            feedback(records[2].id, source="user", quality=0.3),
+        ]
+    )
+    assert outcomes == [
+        FeedbackInsert(duplicate=True, reward=stored_before.reward),
+        FeedbackInsert(duplicate=False, reward=0.7 - 0.01),
+        FeedbackInsert(duplicate=True, reward=0.7 - 0.01),
+        FeedbackInsert(duplicate=False, reward=0.3 - 0.01),
+    ]
+    with_unknown = store.insert_feedbacks(
+        [feedback(records[2].id), feedback(unknown), feedback(records[1].id, source="user")]
+    )
+    assert isinstance(with_unknown[1], NotFound)
+    assert with_unknown[0] == with_unknown[2] == FeedbackInsert(duplicate=False, reward=1 - 0.01)
+    learned = sorted(
+        (d.id, f.feedback.source, f.feedback.quality) for f, d in store.feedback_since(0, 100)
+    )
+    assert learned == sorted(
+        [
+            (records[0].id, "grader", 0.5),
+            (records[1].id, "grader", 0.7),
+            (records[2].id, "user", 0.3),
+            (records[2].id, "grader", 1.0),
+            (records[1].id, "user", 1.0),
+        ]
+    )
+    assert store.insert_feedbacks([]) == []
 
 
 def test_latest_snapshot_matches_policy_and_spec_and_old_ones_are_pruned(store: SqlStore) -> None:

@@ -150,6 +150,12 @@ class FeedbackStore(Protocol):
 
     def insert_feedback(self, record: FeedbackRecord) -> FeedbackInsert: ...
 
+    def insert_feedbacks(
+        self, records: Sequence[FeedbackRecord]
+    ) -> list[FeedbackInsert | Exception]:
+        """Many inserts in one transaction, each outcome (or its own error) in their order."""
+        ...
+
     def feedback_since(
         self, cursor: int, limit: int
     ) -> list[tuple[StoredFeedback, DecisionRecord]]:
@@ -281,6 +287,13 @@ class DecisionLog(Protocol):
     """Where /route writes its decision; returns once the decision is durable."""
 
     async def append(self, record: DecisionRecord) -> None: ...
+
+
+class FeedbackLog(Protocol):
+    """Where /feedback writes its row from the event loop (FeedbackStore.insert_feedback's
+    answer); returns once the row is durable."""
+
+    async def insert(self, record: FeedbackRecord) -> FeedbackInsert: ...
 
 
 class RetentionStore(SnapshotStore, Protocol):

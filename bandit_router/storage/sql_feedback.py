@@ -5,13 +5,16 @@ its cursor (docs/development.md, "Exactly-once learning on PostgreSQL")."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
 
+from bandit_router.core import NotFound
 from bandit_router.storage import tables
 from bandit_router.storage.base import (
     DecisionRecord,
@@ -74,6 +77,9 @@ def _feedback_since_query() -> Select[Any]:
 # Built once: building a statement costs about as much as running it on SQLite.
 _FEEDBACK_SINCE = _feedback_since_query()
 _INSERT_FEEDBACK = insert(tables.feedback)
+_REWARDS_OF = select(
+    tables.feedback.c.decision_id, tables.feedback.c.source, tables.feedback.c.reward
+).where(tables.feedback.c.decision_id.in_(bindparam("ids", expanding=True)))
 _PENDING = select(tables.feedback.c.id).where(tables.feedback.c.position.is_(None)).limit(1)
 # A stamp's commit need not wait for its flush: a snapshot whose cursor is past a position is
 # committed (and flushed) after that position's stamp, and the WAL is flushed in order, so a
@@ -125,6 +131,22 @@ _MODELS_OF = select(tables.decisions.c.id, tables.decisions.c.model).where(
 )
 
 
+def _row_of(record: FeedbackRecord) -> dict[str, Any]:
+    return {
+        "decision_id": record.decision_id,
+        "source": record.source,
+        "created_at": record.created_at,
+        "quality": record.quality,
+        "cost_usd": record.cost_usd,
+        "cost_source": record.cost_source,
+        "input_tokens": record.input_tokens,
+        "output_tokens": record.output_tokens,
+        "latency_ms": record.latency_ms,
+        "error": record.error,
+        "reward": record.reward,
+    }
+
+
 class SqlFeedback:
     """FeedbackStore. A scored feedback also counts one outcome for its decision's model
     (model_outcomes, which the catalog reads), when the learner stamps it."""
@@ -137,6 +159,11 @@ class SqlFeedback:
         self._count_outcomes_sqlite = count.on_conflict_do_update(
             index_elements=[o.c.model], set_={"outcomes": o.c.outcomes + count.excluded.outcomes}
         )
+        f = tables.feedback
+        new = (postgresql_insert if db.postgres else sqlite_insert)(f).on_conflict_do_nothing(
+            index_elements=[f.c.decision_id, f.c.source]
+        )
+        self._insert_new_feedback = new.returning(f.c.decision_id, f.c.source)
 
     def _existing_feedback(self, record: FeedbackRecord) -> FeedbackInsert | None:
         with self._db.reads.connect() as connection:
@@ -154,28 +181,69 @@ class SqlFeedback:
         The row has no position yet: it is not in the learner's order until the learner
         stamps it, once it is committed (feedback_since), so inserts never wait on each other.
         """
-        row = {
-            "decision_id": record.decision_id,
-            "source": record.source,
-            "created_at": record.created_at,
-            "quality": record.quality,
-            "cost_usd": record.cost_usd,
-            "cost_source": record.cost_source,
-            "input_tokens": record.input_tokens,
-            "output_tokens": record.output_tokens,
-            "latency_ms": record.latency_ms,
-            "error": record.error,
-            "reward": record.reward,
-        }
         try:
             with self._db.writing() as connection:
-                connection.execute(_INSERT_FEEDBACK, row)
-        except IntegrityError:
+                connection.execute(_INSERT_FEEDBACK, _row_of(record))
+        except IntegrityError as error:
             existing = self._existing_feedback(record)
-            if existing is None:  # not a repeat: an unknown decision, for one
-                raise
+            if existing is None:  # not a repeat: its decision is not (or no longer) stored
+                raise NotFound(f"unknown decision {record.decision_id}") from error
             return existing
         return FeedbackInsert(duplicate=False, reward=record.reward)
+
+    def insert_feedbacks(
+        self, records: Sequence[FeedbackRecord]
+    ) -> list[FeedbackInsert | Exception]:
+        """``insert_feedback`` for many records in one transaction (the feedback log's group
+        commit), each one's outcome in their order. A repeat, within the batch or of a row
+        already stored, returns the first row's reward. When the batch cannot be written as
+        one (a decision that does not exist, say), each record is inserted alone, so only
+        the faulty ones fail, each with its own error."""
+        if not records:
+            return []
+        try:
+            with self._db.writing() as connection:
+                inserted = {
+                    (row.decision_id, row.source)
+                    for row in connection.execute(
+                        self._insert_new_feedback, [_row_of(record) for record in records]
+                    )
+                }
+                outcomes: list[FeedbackInsert | None] = []
+                for record in records:
+                    key = (record.decision_id, record.source)
+                    if key in inserted:
+                        inserted.discard(key)  # a later repeat in the batch is a duplicate
+                        outcomes.append(FeedbackInsert(duplicate=False, reward=record.reward))
+                    else:
+                        outcomes.append(None)
+                repeats = [
+                    r for r, outcome in zip(records, outcomes, strict=True) if outcome is None
+                ]
+                stored = (
+                    {
+                        (row.decision_id, row.source): row.reward
+                        for row in connection.execute(
+                            _REWARDS_OF, {"ids": sorted({r.decision_id for r in repeats})}
+                        )
+                    }
+                    if repeats
+                    else {}
+                )
+        except IntegrityError:
+            found: list[FeedbackInsert | Exception] = []
+            for record in records:
+                try:
+                    found.append(self.insert_feedback(record))
+                except Exception as error:  # noqa: BLE001 - reported to that record's caller
+                    found.append(error)
+            return found
+        return [
+            FeedbackInsert(duplicate=True, reward=stored.get((record.decision_id, record.source)))
+            if outcome is None
+            else outcome
+            for record, outcome in zip(records, outcomes, strict=True)
+        ]
 
     def stamp_feedback(self, limit: int) -> int:
         """Gives up to ``limit`` committed rows without a position the next positions; returns
