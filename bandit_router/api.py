@@ -192,11 +192,13 @@ def create_app(
     report: ReportSource | None = None,
     expected_output_tokens: int = 500,
 ) -> FastAPI:
-    """``feedback_on_loop``: take each feedback on the event loop's thread, not in the thread
-    pool. For SQLite, where the decision log commits on that thread too: a feedback's work is
-    the process's own CPU (the database is a local file), and sixteen pool threads taking
-    turns on the interpreter lock and the database's write lock served 1.5 to 1.7 times fewer
-    route-and-feedback rounds a second (bench/feedback_loop.py).
+    """``feedback_on_loop``: take each feedback on the event loop's thread
+    (Router.record_feedback), not in the thread pool. For SQLite, where the decision log
+    commits on that thread too: a feedback's work is the process's own CPU (the database is a
+    local file), and sixteen pool threads taking turns on the interpreter lock and the
+    database's write lock served 1.5 to 1.7 times fewer route-and-feedback rounds a second
+    (bench/feedback_loop.py). For PostgreSQL with the router's feedback log, whose writer
+    thread commits concurrent feedbacks together while the loop waits on nothing.
 
     ``keys``: the API keys and their roles; with none, the service is open (every caller is an
     admin), which `bandit-router serve` allows on loopback only. ``audit``: where the admin
@@ -292,7 +294,8 @@ def create_app(
         openapi_extra=role("client"),
     )
     async def feedback(body: FeedbackIn, http_request: Request) -> JSONResponse:
-        """Records how the chosen model did; learned at once, at most once per source. A
+        """Records how the chosen model did, at most once per source, and learns it (on
+        SQLite before answering, on PostgreSQL within moments after). A
         tenant's key may report on its own tenant's decisions only: another's is unknown."""
         caller = principal_of(http_request)
         request = FeedbackRequest(
@@ -308,7 +311,7 @@ def create_app(
             every_tenant=caller.sees_every_tenant,
         )
         result = (
-            router.feedback(request)
+            await router.record_feedback(request)
             if feedback_on_loop
             else await run_in_threadpool(router.feedback, request)
         )

@@ -16,6 +16,16 @@ reward_window.py):
   committed at the boundary is in), combines the feedback created inside the window by
   ``aggregation``, and learns ``default_reward`` when there was none (or skips the decision
   when no default is set). Feedback created after the window is stored and reported as late.
+
+When a feedback is learned in the process that stored it (``learns_before_answer``): on SQLite
+before its answer, so the process's next /route already knows it; the catch-up is a read of
+rows this process just wrote. On PostgreSQL the answer does not wait: the feedback wakes the
+learner's thread, which learns every row committed meanwhile in one catch-up (a stamp and a
+read, two round trips) within moments. Waiting for it, in each request's worker thread or for
+the learner's next catch-up, made every feedback queue behind the process's catch-ups, with
+the threads contending for the interpreter: PostgreSQL served about half SQLite's rounds a
+second (bench/README.md, feedback_loop). In the scaled-out topology the answer never waited
+for the separate learner either.
 """
 
 from __future__ import annotations
@@ -115,9 +125,11 @@ class Learner(ServedPolicies):
         snapshot_every: int = 200,
         batch_size: int = 500,
         clock: Clock = utc_now,
+        learns_before_answer: bool = True,
     ) -> None:
         super().__init__(specs, rules)
         self._store = store
+        self._learns_before_answer = learns_before_answer
         self._snapshot_every = snapshot_every
         self._batch_size = batch_size
         self._clock = clock
@@ -184,6 +196,20 @@ class Learner(ServedPolicies):
                 self.snapshot()
             self._covered = started
         return applied
+
+    def learn_soon(self) -> None:
+        """A feedback was stored: learned now, or by the background thread woken for it (the
+        module's docstring says when). Without that thread (not started, or stopped), now."""
+        background = self._background
+        if self._learns_before_answer or background is None:
+            self.catch_up()
+        else:
+            background.wake()
+
+    def _learn_woken(self) -> None:
+        # Between the lease checks of the periodic step, as an inline catch-up would.
+        if not self._lease_lost:
+            self.catch_up()
 
     def _learn(
         self,
@@ -335,7 +361,7 @@ class Learner(ServedPolicies):
                 if due:
                     self.snapshot()
 
-        self._run_every(poll_s, "learner", step)
+        self._run_every(poll_s, "learner", step, on_wake=self._learn_woken)
 
     def _leading(self) -> bool:
         lease = self._lease
@@ -356,7 +382,9 @@ class Learner(ServedPolicies):
         return True
 
     def stop(self) -> None:
-        """Stops the background thread and takes a last snapshot (while it holds the lease)."""
+        """Stops the background thread, learns what it had not yet (feedback it was woken
+        for) and takes a last snapshot, while it holds the lease."""
         self._join()
         if self._lease is None or self._lease.held():
+            self.catch_up()
             self.snapshot()

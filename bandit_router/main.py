@@ -38,8 +38,11 @@ from bandit_router.learner import (
 from bandit_router.retention import Pruner
 from bandit_router.router import Router, RouterOptions
 from bandit_router.settings import ConfigError, RouterConfig, Settings, load_config
-from bandit_router.storage.base import LearnerStore
-from bandit_router.storage.log_writer import GroupCommitLog, TickCommitLog
+from bandit_router.storage.log_writer import (
+    GroupCommitFeedbackLog,
+    GroupCommitLog,
+    TickCommitLog,
+)
 from bandit_router.storage.sql import SqlStore
 from bandit_router.storage.sql_lease import SqlLearnerLease, process_name
 
@@ -67,13 +70,14 @@ def _pruning(store: SqlStore, config: RouterConfig, lease: SqlLearnerLease | Non
     return Pruner(store, _served(config), rules, clock=utc_now, lease=lease)
 
 
-def _learner(store: LearnerStore, config: RouterConfig) -> Learner:
+def _learner(store: SqlStore, config: RouterConfig) -> Learner:
     rules = reward_rules(config)
     return Learner(
         store,
         _served(config),
         rules={spec.name: rules for spec in _served(config)},
         snapshot_every=config.snapshot_every,
+        learns_before_answer=store.is_sqlite,
     )
 
 
@@ -115,6 +119,7 @@ def create_app(
     config = config or load_config(settings.config, environment_keys=settings.keys_by_role())
     store = SqlStore(settings.database_url)
     decision_log = TickCommitLog(store) if store.is_sqlite else GroupCommitLog(store)
+    feedback_log = None if store.is_sqlite else GroupCommitFeedbackLog(store)
     learner: Learner | SnapshotFollower = (
         _learner(store, config)
         if learner_mode == "embedded"
@@ -136,6 +141,7 @@ def create_app(
         health=HealthBoard(breakers),
         pacer=pacer,
         decision_log=decision_log,
+        feedback_log=feedback_log,
         policies=learner,
         models=config.models,
         options=RouterOptions(
@@ -180,6 +186,8 @@ def create_app(
             held = embedded_lease(settings.database_url)
         learner.restore()
         decision_log.start()
+        if feedback_log is not None:
+            feedback_log.start()
         store.start_maintenance()
         pruner = None
         if isinstance(learner, Learner):
@@ -214,6 +222,8 @@ def create_app(
                 pruning.stop()
             pool_watch.stop()
             decision_log.stop()
+            if feedback_log is not None:
+                feedback_log.stop()  # before the learner's last catch-up and snapshot
             learner.stop()
             if held is not None:
                 held.close()
@@ -224,11 +234,12 @@ def create_app(
         keys=KeyRing(config.keys),
         audit=store,
         lifespan=lifespan,
-        feedback_on_loop=store.is_sqlite,
+        feedback_on_loop=True,
         report=store,
         expected_output_tokens=config.expected_output_tokens,
     )
     app.include_router(gateway_routes(gateway))
+    app.state.policies = learner  # what this process serves (and learns), for its tests
     return app
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
@@ -22,23 +23,49 @@ log = logging.getLogger(__name__)
 
 
 class Periodic:
-    """Runs a step every interval in a daemon thread, logging (not dying of) its failures."""
+    """Runs a step every interval in a daemon thread, logging (not dying of) its failures.
 
-    def __init__(self, interval_s: float, step: Callable[[], object], name: str) -> None:
+    ``wake()`` runs ``on_wake`` (the step itself when none is given) at once instead of at the
+    next interval; wakes that arrive while it runs make one more run, not one each."""
+
+    def __init__(
+        self,
+        interval_s: float,
+        step: Callable[[], object],
+        name: str,
+        on_wake: Callable[[], object] | None = None,
+    ) -> None:
         self._stop = threading.Event()
+        self._woken = threading.Event()
+
+        def attempt(work: Callable[[], object]) -> None:
+            try:
+                work()
+            except Exception:
+                log.exception("%s failed; retrying", name)
 
         def run() -> None:
-            while not self._stop.wait(interval_s):
-                try:
-                    step()
-                except Exception:
-                    log.exception("%s failed; retrying", name)
+            next_step = time.monotonic() + interval_s
+            while True:
+                woken = self._woken.wait(max(0.0, next_step - time.monotonic()))
+                if self._stop.is_set():
+                    return
+                if woken:
+                    self._woken.clear()
+                    attempt(on_wake or step)
+                if time.monotonic() >= next_step:
+                    attempt(step)
+                    next_step = time.monotonic() + interval_s
 
         self._thread = threading.Thread(target=run, name=name, daemon=True)
         self._thread.start()
 
+    def wake(self) -> None:
+        self._woken.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._woken.set()
         self._thread.join()
 
 
@@ -94,8 +121,14 @@ class ServedPolicies:
         rules = self._rules.get(decision.policy)
         return rules is not None and rules.is_late(decision, at)
 
-    def _run_every(self, interval_s: float, name: str, step: Callable[[], object]) -> None:
-        self._background = Periodic(interval_s, step, name)
+    def _run_every(
+        self,
+        interval_s: float,
+        name: str,
+        step: Callable[[], object],
+        on_wake: Callable[[], object] | None = None,
+    ) -> None:
+        self._background = Periodic(interval_s, step, name, on_wake)
 
     def _join(self) -> None:
         if self._background is not None:
@@ -149,6 +182,10 @@ class SnapshotFollower(ServedPolicies):
                 self._snapshot_ids[name] = snapshot.id
             changed += 1
         return changed
+
+    def learn_soon(self) -> None:
+        """Nothing to learn here: the separate learner learns the feedback, and this process
+        loads the snapshot it publishes at the next poll."""
 
     def start(self) -> None:
         self._run_every(self._poll_s, "snapshot-follower", self.catch_up)

@@ -39,6 +39,7 @@ from bandit_router.features import featurize, prompt_words
 from bandit_router.health import Health, HealthBoard
 from bandit_router.metrics import Metrics
 from bandit_router.pinning import check_pinned, pinned_record
+from bandit_router.recent_decisions import RecentDecisions
 from bandit_router.router_values import FeedbackRequest as FeedbackRequest
 from bandit_router.router_values import FeedbackResult as FeedbackResult
 from bandit_router.router_values import PolicyHost as PolicyHost
@@ -52,7 +53,14 @@ from bandit_router.router_values import (
     shadow_record,
     tenant_tier,
 )
-from bandit_router.storage.base import DecisionLog, DecisionRecord, ServingStore
+from bandit_router.storage.base import (
+    DecisionLog,
+    DecisionRecord,
+    FeedbackInsert,
+    FeedbackLog,
+    FeedbackRecord,
+    ServingStore,
+)
 
 
 class Router:
@@ -67,8 +75,11 @@ class Router:
         health: HealthBoard | None = None,
         pacer: Pacer | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        feedback_log: FeedbackLog | None = None,
     ) -> None:
         self._clock = clock
+        self._feedback_log = feedback_log
+        self._recent = RecentDecisions()
         self.pacer = pacer or Pacer()
         self.health = health or HealthBoard(clock=clock)
         self._store = store
@@ -237,6 +248,7 @@ class Router:
             await self._decision_log.append(records[0])
         elif records:  # with shadows: their rows share one commit
             await asyncio.gather(*(self._decision_log.append(r) for r in records))
+        self._recent.remember(record)  # committed: its feedback may come next
 
     async def _charge(self, budget: Budget, now: datetime, context: Context, model: str) -> None:
         """Reserves the served model's priced cost on the budget (every process counts it)."""
@@ -359,30 +371,65 @@ class Router:
             await asyncio.to_thread(self._store.add_spend, budget.scope, budget.period(now), priced)
         self.health.routed(model)
         await self._decision_log.append(record)
+        self._recent.remember(record)
         self.metrics.routed(record.policy, model, 1, time.perf_counter() - started)
         return RouteResult.pinned(record)
 
     def feedback(self, request: FeedbackRequest) -> FeedbackResult:
-        decision = self._store.get_decision(request.decision_id)
+        """Records a feedback, blocking on the database: from a worker thread, or from the
+        event loop on SQLite (a local file)."""
+        decision = self._reported_on(
+            request,
+            self._recent.get(request.decision_id) or self._store.get_decision(request.decision_id),
+        )
+        record = self._feedback_record(request, decision)
+        return self._fed_back(request, decision, record, self._store.insert_feedback(record))
+
+    async def record_feedback(self, request: FeedbackRequest) -> FeedbackResult:
+        """``feedback`` for the event loop: with a feedback log (PostgreSQL), concurrent
+        feedbacks share one commit in its writer thread, and the loop waits on no database
+        unless the decision must be read back (one this process did not make lately)."""
+        if self._feedback_log is None:
+            return self.feedback(request)
+        found = self._recent.get(request.decision_id)
+        if found is None:
+            found = await asyncio.to_thread(self._store.get_decision, request.decision_id)
+        decision = self._reported_on(request, found)
+        record = self._feedback_record(request, decision)
+        inserted = await self._feedback_log.insert(record)
+        return self._fed_back(request, decision, record, inserted)
+
+    @staticmethod
+    def _reported_on(request: FeedbackRequest, found: DecisionRecord | None) -> DecisionRecord:
         # Another tenant's decision is as unknown as one that does not exist.
-        if decision is None or (not request.every_tenant and decision.tenant != request.tenant):
+        if found is None or (not request.every_tenant and found.tenant != request.tenant):
             raise NotFound(f"unknown decision {request.decision_id}")
-        now = self._clock()
-        record = feedback_record(
+        return found
+
+    def _feedback_record(
+        self, request: FeedbackRequest, decision: DecisionRecord
+    ) -> FeedbackRecord:
+        return feedback_record(
             request,
             decision,
             self.catalog.pool.by_name.get(decision.model),
             self._options.expected_output_tokens,
-            now,
+            self._clock(),
         )
-        inserted = self._store.insert_feedback(record)
+
+    def _fed_back(
+        self,
+        request: FeedbackRequest,
+        decision: DecisionRecord,
+        record: FeedbackRecord,
+        inserted: FeedbackInsert,
+    ) -> FeedbackResult:
         if not inserted.duplicate:
             if request.quality is not None:
                 self.catalog.scored(decision.model)
             self.health.report(decision.model, error=request.error, latency_ms=request.latency_ms)
-            # Learned before the answer, so the next /route of this process already knows.
-            self._policies.catch_up()
-        late = self._policies.is_late(decision, now)
+            self._policies.learn_soon()
+        late = self._policies.is_late(decision, record.created_at)
         self.metrics.fed_back(
             decision.model,
             request.source,

@@ -164,6 +164,11 @@ class PolicyHost(Protocol):
 
     def catch_up(self) -> int: ...
 
+    def learn_soon(self) -> None:
+        """A feedback was stored: learn it now, before its answer, or have it learned in the
+        background within moments (learner.py says which and why)."""
+        ...
+
     def versions(self) -> dict[str, int]:
         """Each served policy's version: how many outcomes it has learned."""
         ...

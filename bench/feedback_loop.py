@@ -1,11 +1,13 @@
 """The whole loop a team runs: a /route, then the /feedback on its decision, against /route alone.
 
-One real `bandit-router serve` (durable decision and feedback logs, the embedded learner, so
-every feedback is learned before its answer) on loopback; CONCURRENCY keep-alive connections,
-each sending its next request when the last answer arrived. Segments alternate between
+One real `bandit-router serve` (durable decision and feedback logs, the embedded learner: on
+SQLite every feedback is learned before its answer, on PostgreSQL within moments after) on
+loopback; CONCURRENCY keep-alive connections, each sending its next request when the last
+answer arrived. Segments alternate between
 routing alone (the baseline, measured in the same run) and rounds of a route and its feedback,
 so a slow spell of a busy machine falls on both. Prints routes a second alone, rounds a
-second, both requests' median and p99 latency in the rounds, and rounds ÷ routes.
+second, both requests' median and p99 latency in the rounds, rounds ÷ routes, and how long
+after a segment's last answer the policy had learned every feedback (the learning lag).
 
     python -m bench.feedback_loop [--rounds N] [--segments S] [--database-url URL]
 """
@@ -20,6 +22,8 @@ import statistics
 import tempfile
 import time
 from typing import Any
+
+import httpx
 
 from bench.route_throughput import serving
 from bench.workload import PROMPTS
@@ -99,6 +103,29 @@ def _quantiles(values: list[float]) -> str:
     return f"p50 {statistics.median(ordered):.2f} ms, p99 {p99:.2f} ms"
 
 
+def _learned(port: int) -> int:
+    """The served policy's version (outcomes learned), as /metrics exposes it."""
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    return max(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in metrics.splitlines()
+        if line.startswith("bandit_router_policy_version{")
+    )
+
+
+def _learning_lag_ms(port: int, fed_back: int) -> float:
+    """How long after now the policy had learned ``fed_back`` outcomes in all: when the first
+    /metrics read that shows them was sent (0 when the first one does)."""
+    started = time.perf_counter()
+    while True:
+        asked = time.perf_counter()
+        if _learned(port) >= fed_back:
+            return (asked - started) * 1000
+        if asked - started > 30:
+            raise RuntimeError(f"not learned within 30 s: {_learned(port)} of {fed_back}")
+        time.sleep(0.001)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=8000, help="per kind of segment, in all")
@@ -113,9 +140,13 @@ def main() -> int:
         url = args.database_url or f"sqlite:///{folder}/bench.db"
         with serving(url) as port:
             asyncio.run(_segment(port, per_segment, with_feedback=True))  # warm up
+            fed_back = per_segment // CONCURRENCY * CONCURRENCY
+            lags: list[float] = []
             for _ in range(args.segments):
                 alone.append(asyncio.run(_segment(port, per_segment, with_feedback=False))[0])
                 rate, timed = asyncio.run(_segment(port, per_segment, with_feedback=True))
+                fed_back += len(timed["feedback"])
+                lags.append(_learning_lag_ms(port, fed_back))
                 rounds.append(rate)
                 for kind, values in timed.items():
                     latencies[kind] += values
@@ -129,6 +160,7 @@ def main() -> int:
         f"rounds ÷ routes alone: {ratios[len(ratios) // 2]:.2f} median of {len(ratios)} "
         f"adjacent segment pairs (range {ratios[0]:.2f}–{ratios[-1]:.2f})"
     )
+    print(f"learned every feedback {max(lags):.1f} ms after a segment's last answer, at most")
     return 0
 
 

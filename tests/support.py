@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from bandit_router import policies, router
 from bandit_router.core import Context, Decision, FeatureValue, Outcome, Policy, PolicySpec
@@ -48,6 +49,14 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
+
+
+def learned(client: TestClient) -> None:
+    """Learns what the app's process stored and has not learned yet. On PostgreSQL a
+    feedback's answer does not wait for its learning, which the process's learner does in
+    the background within moments (learner.py); a test that checks what was learned catches
+    up first. (On SQLite it was learned before the answer: nothing is left.)"""
+    client.app.state.policies.catch_up()  # type: ignore[attr-defined]
 
 
 def free_port() -> int:

@@ -20,7 +20,7 @@ from bandit_router.ope import parse_log_line
 from bandit_router.policies.linucb import LinUCB
 from bandit_router.settings import Settings, config_from_mapping
 from bandit_router.storage.sql import SqlStore
-from tests.support import ServerProcess, seed_decision_ids, write_config
+from tests.support import ServerProcess, learned, seed_decision_ids, write_config
 
 POOL = [
     {"name": "local-small", "provider": "local", "input_price_per_mtok": 0.0,
@@ -125,6 +125,7 @@ def _grade(client: TestClient, decision_id: str, quality: float, cost_usd: float
         "/feedback", json={"decision_id": decision_id, "quality": quality, "cost_usd": cost_usd}
     )
     assert response.status_code == 202, response.text
+    learned(client)
 
 
 def test_the_first_attempt_learns_what_the_chain_achieved(client: TestClient) -> None:

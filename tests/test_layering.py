@@ -58,6 +58,7 @@ ALLOWED: dict[str, set[str]] = {
     "config_file": {"escalation", "gateway.config", "keys", "schemas"},
     # A pinned decision's log row (the gateway's calls of a model named by the caller).
     "pinning": {"core", "eligibility", "storage.base"},
+    "recent_decisions": {"storage.base"},
     # The OpenAI-compatible gateway: a client of the router's use case, as api is (no SQL,
     # no policy); its options module is plain values. Its grader's queue is a store role.
     "gateway": {
@@ -128,6 +129,7 @@ ALLOWED: dict[str, set[str]] = {
         "reward",
         "pinning",
         "policies",
+        "recent_decisions",
         "storage.base",
     },
     "api": {
