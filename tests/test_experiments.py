@@ -18,7 +18,7 @@ from bandit_router.cli import main
 from bandit_router.experiments import Experiment, Variant
 from bandit_router.main import create_app
 from bandit_router.settings import ConfigError, Settings, config_from_mapping
-from tests.support import seed_decision_ids
+from tests.support import learned, seed_decision_ids
 from tests.test_api import POOL
 
 
@@ -274,6 +274,7 @@ def test_a_shadow_variant_chooses_on_every_decision_never_serves_and_learns_from
             ).json()
             assert routed["variant"] == "champion"
             client.post("/feedback", json={"decision_id": routed["decision_id"], "quality": 0.8})
+            learned(client)  # as on SQLite: each route after the last feedback's learning
         report = client.get("/experiments/shadowed/report").json()["variants"]
     shadow = report["challenger"]
     assert (shadow["shadow"], shadow["decisions"], shadow["with_feedback"]) == (True, 30, 0)

@@ -23,7 +23,7 @@ from bandit_router.ope import (
 )
 from bandit_router.simulator.outcomes import load_outcomes
 from bandit_router.simulator.synthetic_log import epsilon_greedy_log, true_values
-from tests.support import ROUTERBENCH_TRAIN, write_config
+from tests.support import ROUTERBENCH_TRAIN, learned, write_config
 
 TABLE = ROUTERBENCH_TRAIN
 
@@ -176,6 +176,7 @@ def test_export_log_writes_what_ope_reads(
                 client.post(
                     "/feedback", json={"decision_id": routed["decision_id"], "quality": i / 4}
                 )
+                learned(client)
         assert isinstance(client, TestClient)
     out = tmp_path / "decisions.jsonl"
     assert main(["export-log", "--database-url", migrated_url, "--out", str(out)]) == 0
