@@ -39,7 +39,7 @@ from bandit_router.retention import Pruner
 from bandit_router.router import Router, RouterOptions
 from bandit_router.settings import ConfigError, RouterConfig, Settings, load_config
 from bandit_router.storage.base import LearnerStore
-from bandit_router.storage.log_writer import GroupCommitLog, TickCommitLog
+from bandit_router.storage.log_writer import GroupCommitLog, Record, TickCommitLog, WriteBatch
 from bandit_router.storage.sql import SqlStore
 from bandit_router.storage.sql_lease import SqlLearnerLease, process_name
 
@@ -114,7 +114,7 @@ def create_app(
     settings = settings or Settings()
     config = config or load_config(settings.config, environment_keys=settings.keys_by_role())
     store = SqlStore(settings.database_url)
-    decision_log = TickCommitLog(store) if store.is_sqlite else GroupCommitLog(store)
+    decision_log = _commit_log(store, store.insert_decisions, "decision log")
     learner: Learner | SnapshotFollower = (
         _learner(store, config)
         if learner_mode == "embedded"
@@ -230,6 +230,14 @@ def create_app(
     )
     app.include_router(gateway_routes(gateway))
     return app
+
+
+def _commit_log(
+    store: SqlStore, write: WriteBatch[Record], name: str
+) -> TickCommitLog[Record] | GroupCommitLog[Record]:
+    """Appends that wait for their commit, shared by concurrent requests (log_writer.py): on
+    SQLite at the end of each event-loop turn, on PostgreSQL in a writer thread."""
+    return TickCommitLog(write, name) if store.is_sqlite else GroupCommitLog(write, name)
 
 
 def run_learner_process(settings: Settings, config: RouterConfig) -> None:

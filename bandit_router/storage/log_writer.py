@@ -1,9 +1,10 @@
-"""Group commit for the decision log: one transaction per batch of concurrent decisions.
+"""Group commit for what a request waits on: one transaction per batch of concurrent records.
 
 Each /route waits until its decision is committed, but concurrent requests share the commit,
-so its cost is paid per batch, not per decision. Two ways to batch, one per kind of database:
+so its cost is paid per batch, not per record. Each log is given the store's function that
+writes a batch in one transaction. Two ways to batch, one per kind of database:
 
-- `TickCommitLog` (SQLite): the decisions made during one turn of the event loop are written
+- `TickCommitLog` (SQLite): the records appended during one turn of the event loop are written
   at the end of that turn, in the loop's own thread. An SQLite commit in WAL mode is a write
   to the page cache, shorter than a thread hand-off, and no second thread competes for the
   interpreter.
@@ -19,12 +20,15 @@ import contextlib
 import queue
 import threading
 from collections import defaultdict
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from bandit_router.core import StorageUnavailable
-from bandit_router.storage.base import DecisionRecord, DecisionStore
 
 _STOP = object()
-_Waiter = tuple[DecisionRecord, "asyncio.Future[None]"]
+Record = TypeVar("Record")
+WriteBatch = Callable[[list[Record]], object]
+"""The store's write of a batch of records, in one transaction."""
 
 
 def _settle(futures: list[asyncio.Future[None]], error: Exception | None) -> None:
@@ -37,11 +41,13 @@ def _settle(futures: list[asyncio.Future[None]], error: Exception | None) -> Non
             future.set_exception(error)
 
 
-class GroupCommitLog:
-    """A DecisionLog that batches concurrent appends into one transaction."""
+class GroupCommitLog(Generic[Record]):
+    """A log that batches concurrent appends into one transaction, in a writer thread."""
 
-    def __init__(self, store: DecisionStore, *, max_batch: int = 256) -> None:
-        self._store = store
+    def __init__(self, write: WriteBatch[Record], name: str, *, max_batch: int = 256) -> None:
+        """``name`` says what the log holds, in its thread's name and its errors."""
+        self._write = write
+        self._name = name
         self._max_batch = max_batch
         self._queue: queue.Queue[object] = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -49,7 +55,7 @@ class GroupCommitLog:
     def start(self) -> None:
         if self._thread is None:
             self._thread = threading.Thread(
-                target=self._run, name="decision-log-writer", daemon=True
+                target=self._run, name=f"{self._name.replace(' ', '-')}-writer", daemon=True
             )
             self._thread.start()
 
@@ -60,14 +66,15 @@ class GroupCommitLog:
             self._thread.join()
             self._thread = None
 
-    async def append(self, record: DecisionRecord) -> None:
+    async def append(self, record: Record) -> None:
+        """Returns once the record is committed; StorageUnavailable when it could not be."""
         if self._thread is None:
-            raise StorageUnavailable("the decision log is not running")
+            raise StorageUnavailable(f"the {self._name} is not running")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put((record, future))
         await future
 
-    def _next_batch(self) -> tuple[list[_Waiter], bool]:
+    def _next_batch(self) -> tuple[list[tuple[Record, asyncio.Future[None]]], bool]:
         items = [self._queue.get()]
         while len(items) < self._max_batch:
             try:
@@ -85,9 +92,9 @@ class GroupCommitLog:
                 continue
             error: Exception | None = None
             try:
-                self._store.insert_decisions([record for record, _ in batch])
+                self._write([record for record, _ in batch])
             except Exception as failure:  # noqa: BLE001 - every waiter must hear of it
-                error = StorageUnavailable(f"the decision log could not be written: {failure}")
+                error = StorageUnavailable(f"the {self._name} could not be written: {failure}")
             by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = defaultdict(list)
             for _, future in batch:
                 by_loop[future.get_loop()].append(future)
@@ -97,12 +104,14 @@ class GroupCommitLog:
                     loop.call_soon_threadsafe(_settle, futures, error)
 
 
-class TickCommitLog:
-    """A DecisionLog that commits, at the end of each event-loop turn, that turn's decisions."""
+class TickCommitLog(Generic[Record]):
+    """A log that commits, at the end of each event-loop turn, that turn's records."""
 
-    def __init__(self, store: DecisionStore) -> None:
-        self._store = store
-        self._pending: list[_Waiter] = []
+    def __init__(self, write: WriteBatch[Record], name: str) -> None:
+        """``name`` says what the log holds, in its errors."""
+        self._write = write
+        self._name = name
+        self._pending: list[tuple[Record, asyncio.Future[None]]] = []
         self._running = False
 
     def start(self) -> None:
@@ -112,13 +121,14 @@ class TickCommitLog:
         """Nothing is left to write: every append is written before the loop turns again."""
         self._running = False
 
-    async def append(self, record: DecisionRecord) -> None:
+    async def append(self, record: Record) -> None:
+        """Returns once the record is committed; StorageUnavailable when it could not be."""
         if not self._running:
-            raise StorageUnavailable("the decision log is not running")
+            raise StorageUnavailable(f"the {self._name} is not running")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         if not self._pending:
-            # Runs after every callback already due in this turn: their decisions join.
+            # Runs after every callback already due in this turn: their records join.
             loop.call_soon(self._flush)
         self._pending.append((record, future))
         await future
@@ -127,7 +137,7 @@ class TickCommitLog:
         batch, self._pending = self._pending, []
         error: Exception | None = None
         try:
-            self._store.insert_decisions([record for record, _ in batch])
+            self._write([record for record, _ in batch])
         except Exception as failure:  # noqa: BLE001 - every waiter must hear of it
-            error = StorageUnavailable(f"the decision log could not be written: {failure}")
+            error = StorageUnavailable(f"the {self._name} could not be written: {failure}")
         _settle([future for _, future in batch], error)
