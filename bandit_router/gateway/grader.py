@@ -36,7 +36,7 @@ from bandit_router.gateway.grading import (
 )
 from bandit_router.gateway.upstream import UpstreamFailed, Usage, complete, usage_of
 from bandit_router.router import FeedbackRequest, Router
-from bandit_router.storage.base import CounterStore, GradingJob, GradingQueue
+from bandit_router.storage.base import CounterStore, GradingJob, GradingQueue, NewGradingJob
 
 _log = logging.getLogger(__name__)
 OVER_BUDGET_WAIT_S = 60.0
@@ -85,7 +85,8 @@ class Grader:
 
     def enqueue(self, decision_id: str, prompt: Sequence[Mapping[str, Any]], answer: str) -> None:
         """Blocking (the database): the gateway calls it in a worker thread."""
-        self._store.enqueue_grading(decision_id, [dict(m) for m in prompt], answer)
+        job = NewGradingJob(decision_id, [dict(m) for m in prompt], answer)
+        self._store.enqueue_gradings([job])
 
     def wake(self) -> None:
         """A job was queued: an idle worker looks now rather than at its next poll."""
