@@ -157,8 +157,13 @@ def create_app(
     # held up the proxied calls of other requests (bench/gateway_overhead.py: added p50
     # 3.9 → 2.7 ms, p99 12 → 6 ms at 100 req/s).
     # The grader's workers run on this process's event loop, off the request path; its
-    # queue is in the database, so jobs outlive the process (gateway/grader.py).
-    grader = None if config.grader is None else Grader(router, store, config.grader)
+    # queue is in the database, so jobs outlive the process (gateway/grader.py). A sampled
+    # answer waits for its job's commit, batched as the decisions are.
+    grading_log = None
+    grader = None
+    if config.grader is not None:
+        grading_log = _commit_log(store, store.enqueue_gradings, "grading queue")
+        grader = Grader(router, store, config.grader, grading_log=grading_log)
     gateway = Gateway(
         router, config.upstreams, config.gateway, feedback_on_loop=False, grader=grader
     )
@@ -180,6 +185,8 @@ def create_app(
             held = embedded_lease(settings.database_url)
         learner.restore()
         decision_log.start()
+        if grading_log is not None:
+            grading_log.start()
         store.start_maintenance()
         pruner = None
         if isinstance(learner, Learner):
@@ -214,6 +221,8 @@ def create_app(
                 pruning.stop()
             pool_watch.stop()
             decision_log.stop()
+            if grading_log is not None:
+                grading_log.stop()
             learner.stop()
             if held is not None:
                 held.close()

@@ -1,8 +1,9 @@
 """Group commit for what a request waits on: one transaction per batch of concurrent records.
 
-Each /route waits until its decision is committed, but concurrent requests share the commit,
-so its cost is paid per batch, not per record. Each log is given the store's function that
-writes a batch in one transaction. Two ways to batch, one per kind of database:
+Each /route waits until its decision is committed, and each gateway answer sampled for grading
+until its grading job is; concurrent requests share the commit, so its cost is paid per batch,
+not per record. Each log is given the store's function that writes a batch in one transaction.
+Two ways to batch, one per kind of database:
 
 - `TickCommitLog` (SQLite): the records appended during one turn of the event loop are written
   at the end of that turn, in the loop's own thread. An SQLite commit in WAL mode is a write

@@ -153,6 +153,13 @@ class GradingQueue(Protocol):
         ...
 
 
+class GradingLog(Protocol):
+    """Where the gateway queues an answer's grading job; returns once the job is durable (its
+    commit shared with the jobs other requests queue at the same time)."""
+
+    async def append(self, job: NewGradingJob) -> None: ...
+
+
 class LearnerLease(Protocol):
     """Which one process of a database learns: the one that holds the lease. A shared
     database (PostgreSQL) gives it to one process at a time and takes it back when that
