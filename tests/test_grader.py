@@ -121,13 +121,14 @@ def test_a_kill_9_mid_queue_loses_no_job_and_grades_none_twice(
         server.kill()  # SIGKILL, a judge call in flight
         done_before = grades(url)
         assert 0 < len(done_before) < 15
-        assert backlog(url) == 15 - len(done_before)
+        # The kill may land between a grade's post and its job's delete (one worker): that job
+        # stays queued, to be graded again as a duplicate.
+        assert backlog(url) - (15 - len(done_before)) in (0, 1)
         restarted = ServerProcess(url, tmp_path / "config.toml", tmp_path / "restarted.log",
                                   extra_env={KEY_ENV: UPSTREAM_KEY})  # fmt: skip
         try:
-            graded = eventually(lambda: grades(url), lambda g: len(g) == 15, timeout_s=30)
-            assert graded == {decision_id: [1.0] for decision_id in ids}
-            assert backlog(url) == 0
+            assert eventually(lambda: backlog(url), lambda n: n == 0, timeout_s=30) == 0
+            assert grades(url) == {decision_id: [1.0] for decision_id in ids}
         finally:
             restarted.stop()
 
