@@ -1,6 +1,7 @@
 """The grader, served: with share 1.0 every decision gets exactly one grader feedback (also
 across a kill -9 of the service mid-queue, and one right after its answers reached the
-client, which never holds an answer before its job is committed), a judge that fails or says
+client, which never holds an answer before its job is committed), a stream cut before its end
+is not graded, an answer whose job cannot be committed is not sent, a judge that fails or says
 no grade is counted and never learned, a hanging judge never holds up a user's request, share
 0.5 grades the decisions the sample names, and the grader's budget puts its jobs off when
 spent."""
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 from sqlalchemy import create_engine, text
@@ -256,6 +258,32 @@ def test_a_stream_cut_before_its_end_is_not_graded(upstream: FakeUpstream, tmp_p
             assert backlog(url) == 0
     finally:
         del upstream.behaviours["flaky"], upstream.behaviours["fake-small"]
+
+
+def test_an_answer_whose_job_the_database_cannot_take_is_not_sent(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """It would never be graded: the client gets a 503 storage_unavailable, which names the
+    decision; a stream ends with that error in place of its end."""
+    upstream.behaviours["judge-5"] = Behaviour(content="Score: 5")
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello?"}]
+    with gateway(tmp_path, upstream, extra=grader_section(upstream, "judge-5", share=1.0)) as (
+        server,
+        url,
+    ):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as database:
+            database.execute("ALTER TABLE grading_jobs RENAME TO grading_jobs_gone")
+        completions = sdk(server).chat.completions
+        with pytest.raises(openai.InternalServerError) as withheld:
+            completions.create(model="router", messages=messages)
+        assert (withheld.value.status_code, withheld.value.code) == (503, "storage_unavailable")
+        assert withheld.value.response.headers["x-bandit-decision-id"]
+        with completions.with_streaming_response.create(
+            model="router", messages=messages, stream=True
+        ) as response:
+            events = [line for line in response.iter_lines() if line]
+        assert "storage_unavailable" in events[-1]
+        assert "data: [DONE]" not in events
 
 
 def test_judge_failures_are_counted_never_learned_and_never_hold_up_a_request(
