@@ -278,11 +278,11 @@ class Gateway:
         usage: Usage | None = None
         error: ErrorKind | None = None
         event: bytes | None = first
-        queued = prompt is None  # whether the grading job, if any, is committed
+        job_due = prompt is not None  # a grading job to commit before the stream's end
         try:
             while True:
-                if not queued and (event is None or ends_stream(event)):
-                    queued = True
+                if job_due and (event is None or ends_stream(event)):
+                    job_due = False
                     text = "".join(texts) if error is None else None  # none for a refusal
                     try:
                         await self._queue_grading(decision.decision_id, prompt, text)
