@@ -41,7 +41,9 @@ from bandit_router.settings import ConfigError, RouterConfig, Settings, load_con
 from bandit_router.storage.log_writer import (
     GroupCommitFeedbackLog,
     GroupCommitLog,
+    Record,
     TickCommitLog,
+    WriteBatch,
 )
 from bandit_router.storage.sql import SqlStore
 from bandit_router.storage.sql_lease import SqlLearnerLease, process_name
@@ -118,7 +120,7 @@ def create_app(
     settings = settings or Settings()
     config = config or load_config(settings.config, environment_keys=settings.keys_by_role())
     store = SqlStore(settings.database_url)
-    decision_log = TickCommitLog(store) if store.is_sqlite else GroupCommitLog(store)
+    decision_log = _commit_log(store, store.insert_decisions, "decision log")
     feedback_log = None if store.is_sqlite else GroupCommitFeedbackLog(store)
     learner: Learner | SnapshotFollower = (
         _learner(store, config)
@@ -163,8 +165,13 @@ def create_app(
     # held up the proxied calls of other requests (bench/gateway_overhead.py: added p50
     # 3.9 → 2.7 ms, p99 12 → 6 ms at 100 req/s).
     # The grader's workers run on this process's event loop, off the request path; its
-    # queue is in the database, so jobs outlive the process (gateway/grader.py).
-    grader = None if config.grader is None else Grader(router, store, config.grader)
+    # queue is in the database, so jobs outlive the process (gateway/grader.py). A sampled
+    # answer waits for its job's commit, batched as the decisions are.
+    grading_log = None
+    grader = None
+    if config.grader is not None:
+        grading_log = _commit_log(store, store.enqueue_gradings, "grading queue")
+        grader = Grader(router, store, config.grader, grading_log=grading_log)
     gateway = Gateway(
         router, config.upstreams, config.gateway, feedback_on_loop=False, grader=grader
     )
@@ -188,6 +195,8 @@ def create_app(
         decision_log.start()
         if feedback_log is not None:
             feedback_log.start()
+        if grading_log is not None:
+            grading_log.start()
         store.start_maintenance()
         pruner = None
         if isinstance(learner, Learner):
@@ -222,6 +231,8 @@ def create_app(
                 pruning.stop()
             pool_watch.stop()
             decision_log.stop()
+            if grading_log is not None:
+                grading_log.stop()
             if feedback_log is not None:
                 feedback_log.stop()  # before the learner's last catch-up and snapshot
             learner.stop()
@@ -241,6 +252,14 @@ def create_app(
     app.include_router(gateway_routes(gateway))
     app.state.policies = learner  # what this process serves (and learns), for its tests
     return app
+
+
+def _commit_log(
+    store: SqlStore, write: WriteBatch[Record], name: str
+) -> TickCommitLog[Record] | GroupCommitLog[Record]:
+    """Appends that wait for their commit, shared by concurrent requests (log_writer.py): on
+    SQLite at the end of each event-loop turn, on PostgreSQL in a writer thread."""
+    return TickCommitLog(write, name) if store.is_sqlite else GroupCommitLog(write, name)
 
 
 def run_learner_process(settings: Settings, config: RouterConfig) -> None:

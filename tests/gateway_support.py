@@ -43,10 +43,12 @@ def gateway(
     router: str = "",
     extra: str = "",
     timeout_s: float = 5.0,
+    database_url: str | None = None,
 ) -> Iterator[tuple[ServerProcess, str]]:
-    """`bandit-router serve` with the pool above on SQLite; yields it and its database URL."""
+    """`bandit-router serve` with the pool above, on SQLite unless given an empty database;
+    yields it and its database URL."""
     directory.mkdir(parents=True, exist_ok=True)
-    url = f"sqlite:///{directory / 'router.db'}"
+    url = database_url or f"sqlite:///{directory / 'router.db'}"
     upgrade(url)
     config = write_config(
         directory / "config.toml", pool(upstream.base_url, timeout_s=timeout_s), router

@@ -1,6 +1,6 @@
-"""The grader's durable queue on SQLite and PostgreSQL: one job per decision, claims for a
-lease that concurrent claimers never share, expired claims retaken, and a stale claim unable
-to finish or release a job another worker took over."""
+"""The grader's durable queue on SQLite and PostgreSQL: one job per decision (also within a
+batch), claims for a lease that concurrent claimers never share, expired claims retaken, and a
+stale claim unable to finish or release a job another worker took over."""
 
 from __future__ import annotations
 
@@ -10,9 +10,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from bandit_router.storage.base import NewGradingJob
 from bandit_router.storage.sql import SqlStore
 
 PROMPT = [{"role": "user", "content": "What is 2 + 2?"}]
+
+
+def new_job(decision_id: str, answer: str = "4") -> NewGradingJob:
+    return NewGradingJob(decision_id, PROMPT, answer)
 
 
 @pytest.fixture
@@ -23,16 +28,20 @@ def store(migrated_url: str) -> Iterator[SqlStore]:
 
 
 def test_a_decision_is_queued_once(store: SqlStore) -> None:
-    assert store.enqueue_grading("d1", PROMPT, "4")
-    assert not store.enqueue_grading("d1", PROMPT, "four")
-    [job] = store.claim_grading(10, lease_s=60)
-    assert (job.decision_id, job.prompt, job.answer, job.tries) == ("d1", PROMPT, "4", 1)
-    assert store.grading_backlog() == 1
+    assert store.enqueue_gradings([new_job("d1")]) == 1
+    # A batch keeps its other jobs when one of them names a decision already queued.
+    again = [new_job("d1", "four"), new_job("d2"), new_job("d2", "four")]
+    assert store.enqueue_gradings(again) == 1
+    claimed = store.claim_grading(10, lease_s=60)
+    assert [(c.decision_id, c.prompt, c.answer, c.tries) for c in claimed] == [
+        ("d1", PROMPT, "4", 1),
+        ("d2", PROMPT, "4", 1),
+    ]
+    assert store.grading_backlog() == 2
 
 
 def test_a_claimed_job_is_not_claimed_again_until_its_lease_ends(store: SqlStore) -> None:
-    for index in range(5):
-        store.enqueue_grading(f"d{index}", PROMPT, "4")
+    store.enqueue_gradings([new_job(f"d{index}") for index in range(5)])
     first = store.claim_grading(3, lease_s=60)
     assert [job.decision_id for job in first] == ["d0", "d1", "d2"]  # oldest first
     second = store.claim_grading(10, lease_s=0.2)
@@ -52,9 +61,9 @@ def test_a_claimed_job_is_not_claimed_again_until_its_lease_ends(store: SqlStore
 
 
 def test_a_released_job_comes_back_after_its_delay_with_its_tries(store: SqlStore) -> None:
-    store.enqueue_grading("d1", PROMPT, "4")
-    [job] = store.claim_grading(1, lease_s=60)
-    store.release_grading(job, 0.2, count_try=True)
+    store.enqueue_gradings([new_job("d1")])
+    [claimed] = store.claim_grading(1, lease_s=60)
+    store.release_grading(claimed, 0.2, count_try=True)
     assert store.claim_grading(1, lease_s=60) == []
     time.sleep(0.3)
     [again] = store.claim_grading(1, lease_s=60)
@@ -65,15 +74,14 @@ def test_a_released_job_comes_back_after_its_delay_with_its_tries(store: SqlStor
 
 
 def test_concurrent_claimers_take_disjoint_jobs(store: SqlStore) -> None:
-    for index in range(200):
-        store.enqueue_grading(f"d{index:03}", PROMPT, "4")
+    store.enqueue_gradings([new_job(f"d{index:03}") for index in range(200)])
     taken: list[list[str]] = [[] for _ in range(4)]
     start = threading.Barrier(4)
 
     def claimer(mine: list[str]) -> None:
         start.wait()
         while jobs := store.claim_grading(7, lease_s=60):
-            mine.extend(job.decision_id for job in jobs)
+            mine.extend(claimed.decision_id for claimed in jobs)
 
     threads = [threading.Thread(target=claimer, args=(mine,)) for mine in taken]
     for thread in threads:

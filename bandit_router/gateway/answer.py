@@ -1,5 +1,5 @@
-"""What the gateway sends back: the answer with its decision's headers, an upstream's
-failure in OpenAI's error shape, and the text of a streamed chunk."""
+"""What the gateway sends back: the answer with its decision's headers, an upstream's or the
+database's failure in OpenAI's error shape, and the text of a streamed chunk."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from bandit_router.core import StorageUnavailable
 from bandit_router.gateway.upstream import UpstreamFailed
 from bandit_router.gateway.wire import error_body
 from bandit_router.router import RouteResult
@@ -50,6 +51,12 @@ def failed_answer(
     else:
         body = error_body(failure.message, error_type, failure.kind)
     return Answer(decision, attempts, overhead_ms, status=status, body=orjson.dumps(body))
+
+
+def unavailable_body(failure: StorageUnavailable) -> bytes:
+    """The database could not record what the answer needs: OpenAI's error body, as the
+    endpoint answers any StorageUnavailable (503 ``storage_unavailable``)."""
+    return orjson.dumps(error_body(str(failure), "service_unavailable", "storage_unavailable"))
 
 
 def delta_text(data: Any) -> str:

@@ -3,14 +3,16 @@ with a judge model and posts each grade as feedback (``source = "grader"``), off
 path.
 
 The gateway queues a sampled decision's prompt and answer in the database (GradingQueue)
-after the answer left; ``concurrency`` worker tasks claim jobs for a lease, call the judge on
-the gateway's pooled httpx client, and post the grade. A job is deleted only after its grade
-was posted: a worker killed in between leaves a claim that expires, the job is retaken, and
-its second post is a duplicate of the first (feedback is unique per decision and source), so
-a job is never lost and never learned twice. A judge that fails is retried with backoff, then
-given up; an answer that says no usable grade is dropped. Either is counted, never learned.
-The judge's calls are priced (the judge's usage × its prices, or the cost its server reports)
-and charged to the ``grader`` budget scope when one is configured; over it, jobs wait.
+before the answer leaves, its commit shared with the jobs of concurrent requests (GradingLog):
+an answer a client holds always has its job. ``concurrency`` worker tasks claim jobs for a
+lease, call the judge on the gateway's pooled httpx client, and post the grade. A job is
+deleted only after its grade was posted: a worker killed in between leaves a claim that
+expires, the job is retaken, and its second post is a duplicate of the first (feedback is
+unique per decision and source), so a job is never lost and never learned twice. A judge
+that fails is retried with backoff, then given up; an answer that says no usable grade is
+dropped. Either is counted, never learned. The judge's calls are priced (the judge's usage ×
+its prices, or the cost its server reports) and charged to the ``grader`` budget scope when
+one is configured; over it, jobs wait.
 """
 
 from __future__ import annotations
@@ -36,7 +38,13 @@ from bandit_router.gateway.grading import (
 )
 from bandit_router.gateway.upstream import UpstreamFailed, Usage, complete, usage_of
 from bandit_router.router import FeedbackRequest, Router
-from bandit_router.storage.base import CounterStore, GradingJob, GradingQueue
+from bandit_router.storage.base import (
+    CounterStore,
+    GradingJob,
+    GradingLog,
+    GradingQueue,
+    NewGradingJob,
+)
 
 _log = logging.getLogger(__name__)
 OVER_BUDGET_WAIT_S = 60.0
@@ -69,11 +77,14 @@ class Grader:
         store: GraderStore,
         options: GraderOptions,
         *,
+        grading_log: GradingLog,
         environ: Mapping[str, str] = os.environ,
     ) -> None:
+        """``grading_log``: where the gateway's jobs are committed, batched (log_writer.py)."""
         self.options = options
         self._router = router
         self._store = store
+        self._grading_log = grading_log
         env = options.upstream.api_key_env
         self._key = environ.get(env) if env else None
         self._http: httpx.AsyncClient | None = None
@@ -83,9 +94,14 @@ class Grader:
     def wants(self, decision_id: str) -> bool:
         return sampled(decision_id, self.options.share)
 
-    def enqueue(self, decision_id: str, prompt: Sequence[Mapping[str, Any]], answer: str) -> None:
-        """Blocking (the database): the gateway calls it in a worker thread."""
-        self._store.enqueue_grading(decision_id, [dict(m) for m in prompt], answer)
+    async def enqueue(
+        self, decision_id: str, prompt: Sequence[Mapping[str, Any]], answer: str
+    ) -> None:
+        """Returns once the job is committed; raises StorageUnavailable when it could not be."""
+        await self._grading_log.append(
+            NewGradingJob(decision_id, [dict(m) for m in prompt], answer)
+        )
+        self.wake()
 
     def wake(self) -> None:
         """A job was queued: an idle worker looks now rather than at its next poll."""

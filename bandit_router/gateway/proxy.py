@@ -2,6 +2,11 @@
 model's upstream, fall back on an outage before any byte reached the client, and record each
 call's cost, latency and error as feedback with ``source = "gateway"``.
 
+An answer sampled for grading leaves only once its grading job is committed (a stream: before
+its end), so that a client never holds an answer that a crash could leave ungraded; the
+commit is shared with the jobs of concurrent requests (GradingLog), and the judge is called in
+the background. The call's feedback is recorded after the answer left.
+
 A failed call is an escalation attempt like any other: it is reported with its error and a
 quality of 0 (as the client's cascade reports one: escalation needs each earlier attempt
 graded), then the router is asked again with the attempts so far in ``previous``, so the
@@ -22,10 +27,10 @@ from typing import Any
 import httpx
 import orjson
 
-from bandit_router.core import DomainError, ErrorKind, NotFound
+from bandit_router.core import DomainError, ErrorKind, NotFound, StorageUnavailable
 from bandit_router.eligibility import Constraints
 from bandit_router.features import text_of_messages
-from bandit_router.gateway.answer import Answer, delta_text, failed_answer
+from bandit_router.gateway.answer import Answer, delta_text, failed_answer, unavailable_body
 from bandit_router.gateway.cascade import cascade_threshold, grade_now
 from bandit_router.gateway.grader import Grader, answer_text
 from bandit_router.gateway.options import GatewayOptions, Upstream
@@ -34,6 +39,7 @@ from bandit_router.gateway.upstream import (
     UpstreamFailed,
     Usage,
     complete,
+    ends_stream,
     event_data,
     open_stream,
     refused,
@@ -46,8 +52,6 @@ from bandit_router.router import FeedbackRequest, Router, RouteRequest, RouteRes
 SOURCE = "gateway"
 IDLE_CONNECTIONS = 16
 """Keep-alive connections the pooled client keeps idle, over every upstream."""
-Job = tuple[list[dict[str, str]], str]
-"""What the grader grades: the prompt's messages and the answer's text."""
 _log = logging.getLogger(__name__)
 
 
@@ -202,7 +206,15 @@ class Gateway:
                                     prompt if graded else None)  # fmt: skip
                 return Answer(decision, attempts, overhead_ms, stream=relay)
             elapsed = time.perf_counter() - call_started
-            self._later(self._record_answer(decision, answer, elapsed, prompt if graded else None))
+            try:
+                if graded:
+                    await self._queue_grading(decision.decision_id, prompt, _gradable_text(answer))
+            except StorageUnavailable as failure:
+                # Not sent: the client would hold an answer that is never graded.
+                return Answer(decision, attempts, _ms(started, upstream_s), status=503,
+                              body=unavailable_body(failure))  # fmt: skip
+            finally:
+                self._later(self._record_answer(decision, answer, elapsed))
             if accept is not None:
                 grading_started = time.perf_counter()
                 assert self.grader is not None
@@ -257,14 +269,29 @@ class Gateway:
         call_started: float,
         prompt: list[dict[str, str]] | None,
     ) -> AsyncIterator[bytes]:
-        """The upstream's events to the client, each as soon as it is complete (with the
-        text kept for the grader when ``prompt`` is given)."""
+        """The upstream's events to the client, each as soon as it is complete. With ``prompt``
+        (the decision is graded) the answer's text is kept, and its grading job is committed
+        before the stream's end reaches the client: before ``data: [DONE]``, or before the
+        response ends when the upstream sends none. A stream cut before its end (the
+        upstream's failure, the client gone) queues no job: its text is not a whole answer."""
         texts: list[str] = []
         usage: Usage | None = None
         error: ErrorKind | None = None
         event: bytes | None = first
+        job_due = prompt is not None  # a grading job to commit before the stream's end
         try:
-            while event is not None:
+            while True:
+                if job_due and (event is None or ends_stream(event)):
+                    job_due = False
+                    text = "".join(texts) if error is None else None  # none for a refusal
+                    try:
+                        await self._queue_grading(decision.decision_id, prompt, text)
+                    except StorageUnavailable as failure:
+                        # Its end withheld: the client would hold an answer never graded.
+                        yield b"data: " + unavailable_body(failure) + b"\n\n"
+                        break
+                if event is None:
+                    break
                 data = (
                     event_data(event)
                     if prompt is not None
@@ -293,29 +320,23 @@ class Gateway:
             await events.aclose()
             elapsed = time.perf_counter() - call_started
             failed_call = error is not None and error != "refused"
-            job = (prompt, "".join(texts)) if prompt is not None and error is None else None
-            self._later(
-                self._record(decision, usage, elapsed, error, 0.0 if failed_call else None, job)
-            )
+            self._later(self._record(decision, usage, elapsed, error, 0.0 if failed_call else None))
 
-    async def _record_answer(
-        self,
-        decision: RouteResult,
-        answer: bytes,
-        elapsed: float,
-        prompt: list[dict[str, str]] | None,
+    async def _queue_grading(
+        self, decision_id: str, prompt: list[dict[str, str]] | None, text: str | None
     ) -> None:
-        try:
-            document = orjson.loads(answer)
-        except orjson.JSONDecodeError:
-            document = None
+        """Commits the grading job of an answer about to be sent, when it is graded and has a
+        text to grade (a refusal has none). Raises StorageUnavailable."""
+        if prompt is not None and text and self.grader is not None:
+            await self.grader.enqueue(decision_id, prompt, text)
+
+    async def _record_answer(self, decision: RouteResult, answer: bytes, elapsed: float) -> None:
+        document = _document(answer)
         usage = usage_of(document) if isinstance(document, dict) else None
         error: ErrorKind | None = (
             "refused" if isinstance(document, dict) and refused(document) else None
         )
-        text = answer_text(document) if prompt is not None and error is None else None
-        job = (prompt, text) if prompt is not None and text else None
-        await self._record(decision, usage, elapsed, error, None, job)
+        await self._record(decision, usage, elapsed, error, None)
 
     async def _record_failure(
         self, decision: RouteResult, failure: UpstreamFailed, elapsed: float
@@ -330,9 +351,8 @@ class Gateway:
         elapsed_s: float,
         error: ErrorKind | None,
         quality: float | None,
-        job: Job | None = None,
     ) -> None:
-        """The gateway's feedback, and the grader's job when the decision is to be graded."""
+        """The gateway's feedback on the call."""
         request = FeedbackRequest(
             decision_id=decision.decision_id,
             quality=quality,
@@ -344,19 +364,10 @@ class Gateway:
             source=SOURCE,
             every_tenant=True,
         )
-        if self._feedback_on_loop and job is None:
+        if self._feedback_on_loop:
             self.router.feedback(request)
         else:
-            await asyncio.to_thread(self._report, request, job)
-        if job is not None and self.grader is not None:
-            self.grader.wake()
-
-    def _report(self, request: FeedbackRequest, job: Job | None) -> None:
-        try:
-            self.router.feedback(request)
-        finally:
-            if job is not None and job[1] and self.grader is not None:
-                self.grader.enqueue(request.decision_id, *job)
+            await asyncio.to_thread(self.router.feedback, request)
 
     def _later(self, work: Coroutine[Any, Any, None]) -> None:
         """Runs ``work`` after the answer left, kept until done (close() waits for it)."""
@@ -370,6 +381,22 @@ class Gateway:
         task = asyncio.get_running_loop().create_task(logged())
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
+
+def _document(answer: bytes) -> Any:
+    """A non-streamed answer's JSON, or None when it is not JSON."""
+    try:
+        return orjson.loads(answer)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _gradable_text(answer: bytes) -> str | None:
+    """The text the grader grades of a non-streamed answer: None for a refusal."""
+    document = _document(answer)
+    if not isinstance(document, dict) or refused(document):
+        return None
+    return answer_text(document)
 
 
 def _ms(started: float, upstream_s: float) -> float:

@@ -180,6 +180,13 @@ async def open_stream(
     return EventStream(response, response.aiter_bytes())
 
 
+def ends_stream(event: bytes) -> bool:
+    """Whether the event is the stream's end as OpenAI marks it, ``data: [DONE]``."""
+    return b"[DONE]" in event and any(
+        line.startswith(b"data:") and line[5:].strip() == b"[DONE]" for line in event.splitlines()
+    )
+
+
 def event_data(event: bytes) -> Any:
     """The JSON of an event's ``data:`` line, or None (``[DONE]``, a comment, no JSON)."""
     for line in event.splitlines():

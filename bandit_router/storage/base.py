@@ -11,8 +11,10 @@ from bandit_router.core import FeatureValue, ModelSpec
 from bandit_router.storage.operations import AuditEntry as AuditEntry
 from bandit_router.storage.operations import AuditLog as AuditLog
 from bandit_router.storage.operations import GradingJob as GradingJob
+from bandit_router.storage.operations import GradingLog as GradingLog
 from bandit_router.storage.operations import GradingQueue as GradingQueue
 from bandit_router.storage.operations import LearnerLease as LearnerLease
+from bandit_router.storage.operations import NewGradingJob as NewGradingJob
 from bandit_router.storage.operations import PruneCount as PruneCount
 from bandit_router.storage.operations import PrunePlan as PrunePlan
 from bandit_router.storage.operations import QualityGroup as QualityGroup

@@ -1,18 +1,18 @@
-"""Group commit for the decision and feedback logs: one transaction per batch of concurrent
-requests.
+"""Group commit for what a request waits on: one transaction per batch of concurrent records.
 
-Each /route waits until its decision is committed (and each /feedback on PostgreSQL until its
-row is), but concurrent requests share the commit, so its cost is paid per batch, not per
-request. Two ways to batch, one per kind of database:
+Each /route waits until its decision is committed, each gateway answer sampled for grading until
+its grading job is, and each /feedback on PostgreSQL until its row is; concurrent requests share
+the commit, so its cost is paid per batch, not per record. Each log is given the store's
+function that writes a batch in one transaction. Two ways to batch, one per kind of database:
 
-- `TickCommitLog` (SQLite): the decisions made during one turn of the event loop are written
+- `TickCommitLog` (SQLite): the records appended during one turn of the event loop are written
   at the end of that turn, in the loop's own thread. An SQLite commit in WAL mode is a write
   to the page cache, shorter than a thread hand-off, and no second thread competes for the
   interpreter. (SQLite's feedback is written on the loop's thread as it arrives.)
-- `BatchWriter` (PostgreSQL; `GroupCommitLog` for decisions, `GroupCommitFeedbackLog` for
-  feedback): a writer thread takes everything queued since its last transaction; the loop
-  never waits on the network. The waiters of a batch are woken by one call into their event
-  loop, not one per request.
+- `BatchWriter` (PostgreSQL; `GroupCommitLog` for decisions and grading jobs,
+  `GroupCommitFeedbackLog` for feedback): a writer thread takes everything queued since its
+  last transaction; the loop never waits on the network. The waiters of a batch are woken by
+  one call into their event loop, not one per request.
 """
 
 from __future__ import annotations
@@ -26,22 +26,16 @@ from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from bandit_router.core import StorageUnavailable
-from bandit_router.storage.base import (
-    DecisionRecord,
-    DecisionStore,
-    FeedbackInsert,
-    FeedbackRecord,
-    FeedbackStore,
-)
+from bandit_router.storage.base import FeedbackInsert, FeedbackRecord, FeedbackStore
 
 _STOP = object()
-Item = TypeVar("Item")
+Record = TypeVar("Record")
 Outcome = TypeVar("Outcome")
+WriteBatch = Callable[[list[Record]], object]
+"""The store's write of a batch of records, in one transaction."""
 
 
-def _settle(
-    waiters: list[tuple[asyncio.Future[Outcome], Outcome | Exception]],
-) -> None:
+def _settle(waiters: list[tuple[asyncio.Future[Outcome], Outcome | Exception]]) -> None:
     for future, outcome in waiters:
         if future.done():  # the request was cancelled (client gone); its row is written anyway
             continue
@@ -51,21 +45,20 @@ def _settle(
             future.set_result(outcome)
 
 
-class BatchWriter(Generic[Item, Outcome]):
+class BatchWriter(Generic[Record, Outcome]):
     """A writer thread that writes everything submitted since its last batch in one call of
-    ``write``, which returns each item's outcome (or its own error) in their order."""
+    ``write``, which returns each record's outcome (or its own error) in their order."""
 
     def __init__(
         self,
-        write: Callable[[list[Item]], Sequence[Outcome | Exception]],
-        *,
+        write: Callable[[list[Record]], Sequence[Outcome | Exception]],
         name: str,
-        what: str,
+        *,
         max_batch: int = 256,
     ) -> None:
+        """``name`` says what the log holds, in its thread's name and its errors."""
         self._write = write
         self._name = name
-        self._what = what
         self._max_batch = max_batch
         # SimpleQueue: its put, on the event loop's thread, takes no Python-level lock (a
         # Queue's took 5% of the loop's time under feedback load, py-spy --gil).
@@ -74,7 +67,9 @@ class BatchWriter(Generic[Item, Outcome]):
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, name=f"{self._name.replace(' ', '-')}-writer", daemon=True
+            )
             self._thread.start()
 
     def stop(self) -> None:
@@ -84,14 +79,15 @@ class BatchWriter(Generic[Item, Outcome]):
             self._thread.join()
             self._thread = None
 
-    async def submit(self, item: Item) -> Outcome:
+    async def submit(self, record: Record) -> Outcome:
+        """Returns once the record is committed; StorageUnavailable when it could not be."""
         if self._thread is None:
-            raise StorageUnavailable(f"the {self._what} is not running")
+            raise StorageUnavailable(f"the {self._name} is not running")
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._queue.put((item, future))
+        self._queue.put((record, future))
         return await future
 
-    def _next_batch(self) -> tuple[list[tuple[Item, asyncio.Future[Outcome]]], bool]:
+    def _next_batch(self) -> tuple[list[tuple[Record, asyncio.Future[Outcome]]], bool]:
         items = [self._queue.get()]
         while len(items) < self._max_batch:
             try:
@@ -109,9 +105,9 @@ class BatchWriter(Generic[Item, Outcome]):
                 continue
             outcomes: Sequence[Outcome | Exception]
             try:
-                outcomes = self._write([item for item, _ in batch])
+                outcomes = self._write([record for record, _ in batch])
             except Exception as failure:  # noqa: BLE001 - every waiter must hear of it
-                error = StorageUnavailable(f"the {self._what} could not be written: {failure}")
+                error = StorageUnavailable(f"the {self._name} could not be written: {failure}")
                 outcomes = [error] * len(batch)
             by_loop: dict[
                 asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Outcome], Outcome | Exception]]
@@ -124,17 +120,17 @@ class BatchWriter(Generic[Item, Outcome]):
                     loop.call_soon_threadsafe(_settle, waiters)
 
 
-class GroupCommitLog:
-    """A DecisionLog that batches concurrent appends into one transaction."""
+class GroupCommitLog(Generic[Record]):
+    """A log that batches concurrent appends into one transaction, in a writer thread."""
 
-    def __init__(self, store: DecisionStore, *, max_batch: int = 256) -> None:
-        def write(records: list[DecisionRecord]) -> list[None]:
-            store.insert_decisions(records)
+    def __init__(self, write: WriteBatch[Record], name: str, *, max_batch: int = 256) -> None:
+        """``name`` says what the log holds, in its thread's name and its errors."""
+
+        def write_all(records: list[Record]) -> list[None]:
+            write(records)
             return [None] * len(records)
 
-        self._writer: BatchWriter[DecisionRecord, None] = BatchWriter(
-            write, name="decision-log-writer", what="decision log", max_batch=max_batch
-        )
+        self._writer: BatchWriter[Record, None] = BatchWriter(write_all, name, max_batch=max_batch)
 
     def start(self) -> None:
         self._writer.start()
@@ -143,7 +139,8 @@ class GroupCommitLog:
         """Writes what is queued, then ends the thread."""
         self._writer.stop()
 
-    async def append(self, record: DecisionRecord) -> None:
+    async def append(self, record: Record) -> None:
+        """Returns once the record is committed; StorageUnavailable when it could not be."""
         await self._writer.submit(record)
 
 
@@ -153,9 +150,8 @@ class GroupCommitFeedbackLog:
 
     def __init__(self, store: FeedbackStore, *, max_batch: int = 256) -> None:
         self._writer: BatchWriter[FeedbackRecord, FeedbackInsert] = BatchWriter(
-            store.insert_feedbacks, name="feedback-log-writer", what="feedback log",
-            max_batch=max_batch,
-        )  # fmt: skip
+            store.insert_feedbacks, "feedback log", max_batch=max_batch
+        )
 
     def start(self) -> None:
         self._writer.start()
@@ -168,12 +164,14 @@ class GroupCommitFeedbackLog:
         return await self._writer.submit(record)
 
 
-class TickCommitLog:
-    """A DecisionLog that commits, at the end of each event-loop turn, that turn's decisions."""
+class TickCommitLog(Generic[Record]):
+    """A log that commits, at the end of each event-loop turn, that turn's records."""
 
-    def __init__(self, store: DecisionStore) -> None:
-        self._store = store
-        self._pending: list[tuple[DecisionRecord, asyncio.Future[None]]] = []
+    def __init__(self, write: WriteBatch[Record], name: str) -> None:
+        """``name`` says what the log holds, in its errors."""
+        self._write = write
+        self._name = name
+        self._pending: list[tuple[Record, asyncio.Future[None]]] = []
         self._running = False
 
     def start(self) -> None:
@@ -183,13 +181,14 @@ class TickCommitLog:
         """Nothing is left to write: every append is written before the loop turns again."""
         self._running = False
 
-    async def append(self, record: DecisionRecord) -> None:
+    async def append(self, record: Record) -> None:
+        """Returns once the record is committed; StorageUnavailable when it could not be."""
         if not self._running:
-            raise StorageUnavailable("the decision log is not running")
+            raise StorageUnavailable(f"the {self._name} is not running")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         if not self._pending:
-            # Runs after every callback already due in this turn: their decisions join.
+            # Runs after every callback already due in this turn: their records join.
             loop.call_soon(self._flush)
         self._pending.append((record, future))
         await future
@@ -198,7 +197,7 @@ class TickCommitLog:
         batch, self._pending = self._pending, []
         error: StorageUnavailable | None = None
         try:
-            self._store.insert_decisions([record for record, _ in batch])
+            self._write([record for record, _ in batch])
         except Exception as failure:  # noqa: BLE001 - every waiter must hear of it
-            error = StorageUnavailable(f"the decision log could not be written: {failure}")
+            error = StorageUnavailable(f"the {self._name} could not be written: {failure}")
         _settle([(future, error) for _, future in batch])

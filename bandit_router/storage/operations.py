@@ -3,7 +3,7 @@ log, the grader's queue, the learner's lease, and a prune's plan and count (rete
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -100,6 +100,16 @@ class AuditLog(Protocol):
 
 
 @dataclass(frozen=True)
+class NewGradingJob:
+    """A decision's answer, as the gateway queues it for the grader."""
+
+    decision_id: str
+    prompt: Any
+    """The chat messages the answer replied to, as the gateway received them."""
+    answer: str
+
+
+@dataclass(frozen=True)
 class GradingJob:
     """A decision's answer waiting for the grader, as a worker claimed it."""
 
@@ -119,8 +129,9 @@ class GradingQueue(Protocol):
     for a lease (a killed worker's jobs are retaken once it ends), and a graded or dropped
     job is deleted."""
 
-    def enqueue_grading(self, decision_id: str, prompt: Any, answer: str) -> bool:
-        """False when the decision already has a job (a decision is graded once)."""
+    def enqueue_gradings(self, jobs: Sequence[NewGradingJob]) -> int:
+        """Queues the jobs in one transaction; how many were new (a decision that already has
+        a job keeps it: a decision is graded once)."""
         ...
 
     def claim_grading(self, limit: int, lease_s: float) -> list[GradingJob]:
@@ -140,6 +151,13 @@ class GradingQueue(Protocol):
     def grading_backlog(self) -> int:
         """Jobs waiting or claimed."""
         ...
+
+
+class GradingLog(Protocol):
+    """Where the gateway queues an answer's grading job; returns once the job is durable (its
+    commit shared with the jobs other requests queue at the same time)."""
+
+    async def append(self, job: NewGradingJob) -> None: ...
 
 
 class LearnerLease(Protocol):

@@ -6,18 +6,24 @@ SKIP LOCKED), so concurrent workers take disjoint jobs without waiting on each o
 runs one writer at a time, so the statement is a claim by itself. Each claim carries a fresh
 token, and only its holder may finish or release the job: a worker that outlived its lease
 cannot delete the job another worker took over.
+
+Jobs are queued in batches (the gateway's group commit, log_writer.py), one INSERT of many
+rows that skips a decision already queued (ON CONFLICT DO NOTHING), so one repeat never fails
+the other jobs of its batch.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from bandit_router.storage.base import GradingJob
+from bandit_router.storage.base import GradingJob, NewGradingJob
 from bandit_router.storage.engine import Database, now
 from bandit_router.storage.tables import grading_jobs
 
@@ -28,21 +34,24 @@ class SqlGradingQueue:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def enqueue_grading(self, decision_id: str, prompt: Any, answer: str) -> bool:
-        try:
-            with self._db.writing() as connection:
-                connection.execute(
-                    insert(grading_jobs).values(
-                        decision_id=decision_id,
-                        created_at=now(),
-                        prompt=prompt,
-                        answer=answer,
-                        tries=0,
-                    )
-                )
-        except IntegrityError:
-            return False
-        return True
+    def enqueue_gradings(self, jobs: Sequence[NewGradingJob]) -> int:
+        if not jobs:
+            return 0
+        moment = now()
+        rows = [
+            {"decision_id": job.decision_id, "created_at": moment, "prompt": job.prompt,
+             "answer": job.answer, "tries": 0}
+            for job in jobs
+        ]  # fmt: skip
+        dialect_insert = postgresql_insert if self._db.postgres else sqlite_insert
+        statement = (
+            dialect_insert(grading_jobs)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=[grading_jobs.c.decision_id])
+            .returning(grading_jobs.c.id)  # the rows inserted: a driver's rowcount may say -1
+        )
+        with self._db.writing() as connection:
+            return len(connection.execute(statement).all())
 
     def claim_grading(self, limit: int, lease_s: float) -> list[GradingJob]:
         c = grading_jobs.c
