@@ -5,9 +5,12 @@ three scenarios of data/routerbench/scenarios/, at λ = 20.
 Targets: recovery within 1,000 decisions after every event, and at least 3× faster than
 without forgetting (or where that one never recovers). `--stationary` also prints the AIQ of
 the held-out replay (split 2026, the default λ grid) with and without forgetting: forgetting
-should cost ≤ 0.005 AIQ where nothing changes.
+should cost ≤ 0.005 AIQ where nothing changes. `--scenario FILE` replays other scenarios
+instead, such as the controls of bench/drift_controls/ (an event that changes nothing; the
+price cut with the catalog told).
 
     python -m bench.drift [--policy linucb] [--half-life H]... [--seeds N] [--stationary] [--detect]
+        [--scenario FILE]...
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ from bandit_router.simulator.scenario_replay import build_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = ROOT / "data" / "routerbench" / "train.csv.gz"
-SCENARIOS = ("quality-drop", "price-cut", "new-model")
+SCENARIOS = tuple(
+    ROOT / "data/routerbench/scenarios" / f"{name}.toml"
+    for name in ("quality-drop", "price-cut", "new-model")
+)
 
 
 Variant = tuple[float | None, bool]
@@ -52,13 +58,17 @@ def main() -> None:
     parser.add_argument(
         "--detect", action="store_true", help="also each variant with change detection on"
     )
+    parser.add_argument(
+        "--scenario", type=Path, action="append", help="instead of the three of RouterBench"
+    )
     args = parser.parse_args()
     table = load_outcomes(TABLE)
     lives: list[Variant] = [(None, False), *((h, False) for h in args.half_life or [2000.0])]
     if args.detect:
         lives += [(life, True) for life, _ in lives]
-    for name in SCENARIOS:
-        scenario = load_scenario(ROOT / "data/routerbench/scenarios" / f"{name}.toml", table)
+    for path in args.scenario or SCENARIOS:
+        name = path.stem
+        scenario = load_scenario(path, table)
         found = {}
         for life in lives:
             params = _params(args.policy, life)
