@@ -18,6 +18,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bandit_router.core import PolicySpec
+from bandit_router.offline_cli import configured_priors
+from bandit_router.settings import load_config
 from bandit_router.simulator.outcomes import holdout_split, load_outcomes
 from bandit_router.simulator.report import build_report
 from bandit_router.simulator.scenario import load_scenario
@@ -29,6 +32,21 @@ SCENARIOS = tuple(
     ROOT / "data/routerbench/scenarios" / f"{name}.toml"
     for name in ("quality-drop", "price-cut", "new-model")
 )
+PACKAGED = ROOT / "data" / "routerbench" / "priors.toml"
+"""The packaged configuration's learning settings and policy parameters, with the RouterBench
+table's models and their priors as its pool (tests/test_change_detection.py holds it to
+bandit_router/default_models.toml)."""
+
+
+def packaged_policy(policy: str = "linucb") -> tuple[PolicySpec, dict[str, float]]:
+    """``policy`` as the service builds it from the packaged configuration (load_config lays
+    [learning] half_life and change_detection onto the policy's section: forgetting and change
+    detection on; LinUCB's prior_weight 100), and the RouterBench priors its pool declares.
+
+    Without the priors this is the variant replayed here as the default, `--half-life 1000
+    --detect`: prior_weight only weighs a declared prior, so it changes nothing there."""
+    config = load_config(PACKAGED)
+    return PolicySpec.configured(policy, config.policy_params), configured_priors(config)
 
 
 Variant = tuple[float | None, bool]

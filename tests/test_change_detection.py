@@ -8,16 +8,19 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+import bandit_router
 from bandit_router.core import Arm, Context, Outcome
 from bandit_router.main import create_app
-from bandit_router.policies import loads
+from bandit_router.policies import build, loads
 from bandit_router.policies.drift import BOOST, BOOST_OUTCOMES, ChangeDetector
 from bandit_router.policies.linucb import LinUCB
-from bandit_router.settings import Settings, config_from_mapping
+from bandit_router.settings import Settings, config_from_mapping, load_config
+from bench.drift import packaged_policy
 from tests.test_api import POOL
 
 ARMS = (Arm("a", 0.001), Arm("b", 0.002), Arm("c", 0.004))
@@ -141,6 +144,24 @@ def test_learning_change_detection_reaches_linucb_unless_its_section_says_otherw
         }
     )
     assert not mine.policy_params["linucb"]["detect_changes"]
+
+
+def test_the_benches_measure_the_policy_the_packaged_configuration_builds() -> None:
+    """bench/change_detection.py (false alarms) and bench/cold_start.py replay the packaged
+    default through data/routerbench/priors.toml, whose pool is the table's models: its policy
+    must stay the one bandit_router/default_models.toml builds, or the benches measure a
+    configuration no user gets."""
+    spec, priors = packaged_policy("linucb")
+    packaged = load_config(Path(bandit_router.__file__).parent / "default_models.toml")
+    built = build(spec)
+    served = build(packaged.policy)  # the service's policy, as load_config builds it
+    assert isinstance(built, LinUCB)
+    assert isinstance(served, LinUCB)
+    assert built._params() == served._params()
+    assert built.half_life is not None
+    assert built.detector is not None
+    assert priors
+    assert all(0.0 < prior < 1.0 for prior in priors.values())
 
 
 @pytest.fixture
