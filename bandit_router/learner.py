@@ -226,9 +226,9 @@ class Learner(ServedPolicies):
         )
         for alarm in alarms[seen:]:
             log.warning(
-                "policy %s: change detected for model %s (task %s): rewards went %s; its "
-                "exploration is raised for a while",
+                "policy %s: change detected for model %s (task %s): rewards went %s%s",
                 name, alarm.model, alarm.task, alarm.direction,
+                "; its exploration is raised for a while" if alarm.direction == "up" else "",
             )  # fmt: skip
         for earlier, old, new in corrected:
             policy.learn(

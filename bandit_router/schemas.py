@@ -176,7 +176,8 @@ class DriftOut(BaseModel):
     direction: Literal["down", "up"]
     at_outcome: int = Field(description="the policy's count of outcomes learned at the alarm")
     exploring_for: int = Field(
-        description="outcomes learned during which the model's exploration stays raised"
+        description="outcomes learned during which the model's exploration stays raised "
+        "(0 after a downward change, which raises none)"
     )
 
 

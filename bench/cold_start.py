@@ -18,14 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bandit_router.core import PolicySpec
-from bandit_router.settings import load_config
 from bandit_router.simulator.outcomes import load_outcomes
 from bandit_router.simulator.replay import replay, table_features
+from bench.drift import packaged_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = ROOT / "data" / "routerbench" / "train.csv.gz"
-PRIORS = ROOT / "data" / "routerbench" / "priors.toml"
 COST_WEIGHT = 20.0
 
 
@@ -37,9 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     table = load_outcomes(TABLE)
     prompts = table_features(table)
-    config = load_config(PRIORS)
-    priors = {m.name: m.prior_quality for m in config.models if m.prior_quality is not None}
-    spec = PolicySpec.configured(args.policy, config.policy_params)
+    spec, priors = packaged_policy(args.policy)
     first = args.decisions
     rewards = table.quality - COST_WEIGHT * table.cost
     scored: dict[str, list[float]] = {"with priors": [], "without priors": [], "best single": []}

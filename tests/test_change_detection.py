@@ -1,22 +1,26 @@
 """Change detection (policies/drift.py): flags an injected change within a bound, stays quiet
-on stationary data, raises the changed model's exploration with exact propensities, survives
-a snapshot, reaches the policy from [learning], and shows in a model's health and /metrics."""
+on stationary data, raises the exploration of a model that got better (not of one that got
+worse) with exact propensities, survives a snapshot, reaches the policy from [learning], and
+shows in a model's health and /metrics."""
 
 from __future__ import annotations
 
 import math
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+import bandit_router
 from bandit_router.core import Arm, Context, Outcome
 from bandit_router.main import create_app
-from bandit_router.policies import loads
+from bandit_router.policies import build, loads
 from bandit_router.policies.drift import BOOST, BOOST_OUTCOMES, ChangeDetector
 from bandit_router.policies.linucb import LinUCB
-from bandit_router.settings import Settings, config_from_mapping
+from bandit_router.settings import Settings, config_from_mapping, load_config
+from bench.drift import packaged_policy
 from tests.test_api import POOL
 
 ARMS = (Arm("a", 0.001), Arm("b", 0.002), Arm("c", 0.004))
@@ -68,16 +72,23 @@ def test_the_detector_alone_is_quiet_on_noise_and_flags_a_shift_of_one_deviation
     assert flagged - 100_000 <= 150  # h / (shift − δ) = 80 expected
 
 
-def test_after_an_alarm_the_model_is_explored_more_with_exact_propensities() -> None:
-    policy, rng = LinUCB(detect_changes=True, seed=3), random.Random(3)
-    _run(policy, range(3000), rng, QUALITY)
-    changed = {**QUALITY, "a": 0.1}
-    for step in range(3000, 3400):  # up to the alarm, and not one outcome further
-        _run(policy, range(step, step + 1), rng, changed)
+def _run_to_first_alarm(
+    policy: LinUCB, rng: random.Random, before: dict[str, float], after: dict[str, float]
+) -> None:
+    """3,000 decisions of ``before``, then ``after`` up to the first alarm and not one outcome
+    further."""
+    _run(policy, range(3000), rng, before)
+    for step in range(3000, 3600):
+        _run(policy, range(step, step + 1), rng, after)
         if policy.alarms:
-            break
+            return
+
+
+def test_after_an_upward_alarm_the_model_is_explored_more_with_exact_propensities() -> None:
+    policy, rng = LinUCB(detect_changes=True, seed=3), random.Random(3)
+    _run_to_first_alarm(policy, rng, {**QUALITY, "a": 0.5}, {**QUALITY, "a": 0.95})
     alarm = policy.alarms[0]
-    assert (alarm.model, alarm.direction) == ("a", "down")
+    assert (alarm.model, alarm.direction) == ("a", "up")
     for step in range(BOOST_OUTCOMES):
         assert policy.drift()["a"].boost_left == BOOST_OUTCOMES - step
         context = Context({"task_type": "qa", "tokens": 0.5}, ARMS, 10.0, f"probe{step}")
@@ -90,6 +101,21 @@ def test_after_an_alarm_the_model_is_explored_more_with_exact_propensities() -> 
     assert policy.drift()["a"].boost_left == 0
     after = policy.choose(Context({"task_type": "qa", "tokens": 0.5}, ARMS, 10.0, "later"))
     assert {s.model: s.probability for s in after.scores}["a"] < BOOST
+
+
+def test_after_a_downward_alarm_the_model_is_not_explored_more() -> None:
+    policy, rng = LinUCB(detect_changes=True, seed=3), random.Random(3)
+    _run_to_first_alarm(policy, rng, QUALITY, {**QUALITY, "a": 0.1})
+    alarm = policy.alarms[0]
+    assert (alarm.model, alarm.direction) == ("a", "down")
+    assert policy.drift()["a"].boost_left == 0
+    for step in range(20):
+        context = Context({"task_type": "qa", "tokens": 0.5}, ARMS, 10.0, f"probe{step}")
+        decision = policy.choose(context)
+        probabilities = [s.probability for s in decision.scores]
+        # The ε-floored distribution alone: the greedy arm 1 − ε + ε/K, the others ε/K.
+        assert sorted(probabilities) == pytest.approx([0.05 / 3, 0.05 / 3, 1 - 0.05 + 0.05 / 3])
+        policy.learn(context, decision.model, Outcome(0.1, 0.001), probability=decision.probability)
 
 
 def test_a_snapshot_restores_the_detector_and_the_boost_exactly() -> None:
@@ -118,6 +144,24 @@ def test_learning_change_detection_reaches_linucb_unless_its_section_says_otherw
         }
     )
     assert not mine.policy_params["linucb"]["detect_changes"]
+
+
+def test_the_benches_measure_the_policy_the_packaged_configuration_builds() -> None:
+    """bench/change_detection.py (false alarms) and bench/cold_start.py replay the packaged
+    default through data/routerbench/priors.toml, whose pool is the table's models: its policy
+    must stay the one bandit_router/default_models.toml builds, or the benches measure a
+    configuration no user gets."""
+    spec, priors = packaged_policy("linucb")
+    packaged = load_config(Path(bandit_router.__file__).parent / "default_models.toml")
+    built = build(spec)
+    served = build(packaged.policy)  # the service's policy, as load_config builds it
+    assert isinstance(built, LinUCB)
+    assert isinstance(served, LinUCB)
+    assert built._params() == served._params()
+    assert built.half_life is not None
+    assert built.detector is not None
+    assert priors
+    assert all(0.0 < prior < 1.0 for prior in priors.values())
 
 
 @pytest.fixture
@@ -155,7 +199,7 @@ def test_a_model_s_health_and_metrics_show_the_change_flagged(client: TestClient
     assert drift is not None
     assert (drift["alarms"], drift["direction"]) == (1, "down")
     assert drift["task"] in {"*", "math"}
-    assert 0 < drift["exploring_for"] <= BOOST_OUTCOMES
+    assert drift["exploring_for"] == 0  # a change downward raises no exploration
     text = client.get("/metrics").text
     assert 'bandit_router_model_drift_alarms_total{model="cloud-mini"} 1.0' in text
-    assert 'bandit_router_model_drift_exploring{model="cloud-mini"} 1.0' in text
+    assert 'bandit_router_model_drift_exploring{model="cloud-mini"} 0.0' in text

@@ -15,17 +15,23 @@ graded ones): the statistic
     g⁺ ← max(0, g⁺ + z − δ),   g⁻ ← max(0, g⁻ − z − δ),   z = (r − mean) / sd,
 
 (the running form of Page–Hinkley's cumulative sum minus its minimum) raises an alarm when
-either exceeds h. The defaults (δ = 0.5, h = 40) were chosen by measurement: on the
-RouterBench table, a stationary stream of 200,000 LinUCB decisions raises no alarm, while the
-scenario that halves the most used model's quality is flagged within about 150 decisions
-(bench/README.md, "change detection").
+either exceeds h. The defaults (δ = 0.5, h = 40) were chosen by measurement on the RouterBench
+table: the packaged default policy (forgetting on) raises no alarm in 400,000 stationary
+decisions, initial learning included, where h = 20 raises 1.5–2 per 100,000; without
+forgetting, the scenario that halves the most used model's quality is flagged within about 150
+decisions, with it late or not at all, as the policy leaves that model by itself
+(bench/README.md, "change_detection").
 
-After an alarm the stream starts afresh (a warm-up, then a new mean and deviation), and the
-model's arm is explored more for the next ``BOOST_OUTCOMES`` outcomes the policy learns: it is
-chosen with probability at least ``BOOST`` (split among boosted arms), mixed into the
-policy's own distribution, so the probability logged is exactly the one the draw used. The
-state lives in the policy and moves only when it learns, so it is exact under snapshots and
-replays: every serving process sees an alarm with the snapshot that carries it.
+After an alarm the stream starts afresh (a warm-up, then a new mean and deviation). After an
+alarm upward (the model earns more than predicted) the model's arm is also explored more for
+the next ``BOOST_OUTCOMES`` outcomes the policy learns: it is chosen with probability at least
+``BOOST`` (split among boosted arms), mixed into the policy's own distribution, so the
+probability logged is exactly the one the draw used. Not after an alarm downward: a model
+that got worse needs no traffic forced to it (its cut statistics leave it LinUCB's optimism
+bonus, and the ε floor keeps feeding it), and forcing a tenth of the traffic to it for 200
+outcomes is what delayed recovery after the quality-drop scenario (bench/NOTES.md, "Drift").
+The state lives in the policy and moves only when it learns, so it is exact under snapshots
+and replays: every serving process sees an alarm with the snapshot that carries it.
 """
 
 from __future__ import annotations
@@ -47,7 +53,11 @@ outcomes would otherwise make any small change infinite)."""
 BOOST = 0.1
 """Probability a model that just changed keeps at least (shared among boosted models)."""
 BOOST_OUTCOMES = 200
-"""Outcomes the policy learns after an alarm during which the model's exploration is raised."""
+"""Outcomes the policy learns after an upward alarm during which the model's exploration is
+raised."""
+BOOSTED_DIRECTION = "up"
+"""The alarms that raise exploration: a model that got better is otherwise left unseen by a
+policy that learned it was worse."""
 MAX_BOOST = 0.5
 """Most probability the boosts may take from the policy's own choice together."""
 
@@ -113,7 +123,7 @@ class ChangeDetector:
 
     def status(self, model: str, now: int) -> DriftStatus:
         last = self._last.get(model)
-        left = 0 if last is None else max(0, last.at + BOOST_OUTCOMES - now)
+        left = 0 if last is None else _boost_left(last, now)
         return DriftStatus(self._alarms.get(model, 0), last, left)
 
     def statuses(self, now: int) -> dict[str, DriftStatus]:
@@ -125,7 +135,7 @@ class ChangeDetector:
         return [
             i
             for i, name in enumerate(names)
-            if (alarm := last.get(name)) is not None and now < alarm.at + BOOST_OUTCOMES
+            if (alarm := last.get(name)) is not None and _boost_left(alarm, now) > 0
         ]
 
     def state(self) -> dict[str, Any]:
@@ -148,6 +158,13 @@ class ChangeDetector:
             for model, e in state["last"].items()
         }
         return detector
+
+
+def _boost_left(alarm: Alarm, now: int) -> int:
+    """Outcomes left of the exploration the alarm raised (0 after a downward alarm)."""
+    if alarm.direction != BOOSTED_DIRECTION:
+        return 0
+    return max(0, alarm.at + BOOST_OUTCOMES - now)
 
 
 def boost_probabilities(probabilities: list[float], boosted: Sequence[int]) -> list[float]:
