@@ -78,6 +78,12 @@ Correction: TypeAlias = tuple[DecisionRecord, Outcome, Outcome]
 """An earlier attempt of a chain, the outcome it was learned with, and the one replacing it."""
 
 
+APPLY_CHUNK = 32
+"""Rows learned per hold of the policies' lock: a catch-up that is behind reads up to a batch
+(500 rows, tens of ms to learn), and routes wait for the lock while it is held. The cursors
+move row by row, so a snapshot between chunks is as exact as one after the batch."""
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -181,8 +187,11 @@ class Learner(ServedPolicies):
                     start = min(self._cursors[name] for name in immediate)
                 rows = self._store.feedback_since(start, self._batch_size)
                 chains = self._first_graded_chains(rows)  # read before the policies lock
-                with self._lock:
-                    applied += self._apply_feedback(immediate, rows, chains)
+                for start in range(0, len(rows), APPLY_CHUNK):
+                    with self._lock:
+                        applied += self._apply_feedback(
+                            immediate, rows[start : start + APPLY_CHUNK], chains
+                        )
                 if len(rows) < self._batch_size:
                     break
             for name, rules in self._rules.items():
