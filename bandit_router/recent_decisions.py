@@ -14,9 +14,11 @@ import threading
 
 from bandit_router.storage.base import DecisionRecord
 
-# About 2,000 decisions a second per process at most (bench/README.md, route_throughput):
-# the last few seconds of them, a few MB.
-RECENT_DECISIONS = 8192
+# A logged decision of the default pool takes about 4.5 KB here (tracemalloc), so about 9 MB:
+# the last second of a process at its busiest (bench/README.md, route_throughput), or the
+# decisions made during a 10 s model call at 200 requests a second, for the gateway's own
+# feedback. A decision older than that is read from the database, as every one was before.
+RECENT_DECISIONS = 2048
 
 
 class RecentDecisions:
