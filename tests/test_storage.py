@@ -501,3 +501,29 @@ def test_the_report_reads_the_same_over_several_ranges_of_ids(postgres_url: str)
     assert sums(several) == {key: pytest.approx(value) for key, value in expected.items()}
     assert several.chosen == one.chosen
     assert several.latency == one.latency
+
+
+def test_the_learner_s_read_is_planned_for_each_cursor_on_postgresql(postgres_url: str) -> None:
+    """The learner's read runs more than psycopg's prepare threshold (5) times while the log
+    is tiny, and PostgreSQL never switches it to a generic plan: one made for a few rows
+    scanned the whole feedback log for every row read once the log had grown."""
+    upgrade(postgres_url)
+    store = SqlStore(postgres_url)
+    try:
+        records = [decision() for _ in range(3)]
+        store.insert_decisions(records)
+        for record in records:
+            store.insert_feedback(feedback(record.id))
+        for _ in range(12):
+            assert len(store.feedback_since(0, 100)) == 3
+        with store._db.learner_reads.connect() as connection:  # the learner's one connection
+            plans = connection.exec_driver_sql(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+                "WHERE strpos(statement, 'earlier.position < feedback.position') > 0"
+            ).all()
+    finally:
+        store.close()
+    assert len(plans) == 1  # prepared, so parsed once
+    generic, custom = plans[0]
+    assert generic == 0
+    assert custom >= 7  # every run after the fifth was planned for its parameters

@@ -103,8 +103,31 @@ class Database:
             if self.postgres
             else self.engine
         )
+        # The learner's read (SqlFeedback.feedback_since) is planned anew for each cursor, on
+        # connections of its own. psycopg prepares a statement at its fifth run and PostgreSQL
+        # then keeps a generic plan; one made while the tables held a few rows scans the whole
+        # feedback log for every row read, until autovacuum analyzes the tables (a minute or
+        # more after they grew), and the embedded learner trailed the answers by seconds
+        # (bench/NOTES.md). Planning it costs about a millisecond a catch-up.
+        self.learner_reads = (
+            create_engine(
+                url,
+                pool_size=1,
+                max_overflow=1,
+                pool_pre_ping=True,
+                json_deserializer=orjson.loads,
+                connect_args={"options": "-c plan_cache_mode=force_custom_plan"},
+            ).execution_options(isolation_level="AUTOCOMMIT")
+            if self.postgres
+            else self.engine
+        )
         self._maintenance: threading.Thread | None = None
         self._stop_maintenance = threading.Event()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        if self.learner_reads is not self.engine:
+            self.learner_reads.engine.dispose()
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[Connection]:

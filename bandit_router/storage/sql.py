@@ -63,4 +63,4 @@ class SqlStore(
     def close(self) -> None:
         self._db.stop_maintenance()
         self.close_decision_log()
-        self.engine.dispose()
+        self._db.dispose()

@@ -280,7 +280,7 @@ class SqlFeedback:
         built by position, not by name: this read is most of what a learner spends per
         feedback."""
         self.stamp_feedback(limit)
-        with self._db.reads.connect() as connection:
+        with self._db.learner_reads.connect() as connection:
             rows = connection.execute(_FEEDBACK_SINCE, {"cursor": cursor, "limit": limit}).all()
         found = []
         for (
