@@ -188,17 +188,16 @@ def create_app(
     keys: KeyRing | None = None,
     audit: AuditLog | None = None,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
-    feedback_on_loop: bool = False,
     report: ReportSource | None = None,
     expected_output_tokens: int = 500,
 ) -> FastAPI:
-    """``feedback_on_loop``: take each feedback on the event loop's thread
-    (Router.record_feedback), not in the thread pool. For SQLite, where the decision log
-    commits on that thread too: a feedback's work is the process's own CPU (the database is a
-    local file), and sixteen pool threads taking turns on the interpreter lock and the
-    database's write lock served 1.5 to 1.7 times fewer route-and-feedback rounds a second
-    (bench/feedback_loop.py). For PostgreSQL with the router's feedback log, whose writer
-    thread commits concurrent feedbacks together while the loop waits on nothing.
+    """Each feedback is taken on the event loop's thread (Router.record_feedback), not in
+    the thread pool. On SQLite, where the decision log commits on that thread too, a
+    feedback's work is the process's own CPU (the database is a local file), and sixteen pool
+    threads taking turns on the interpreter lock and the database's write lock served 1.5 to
+    1.7 times fewer route-and-feedback rounds a second (bench/feedback_loop.py). On
+    PostgreSQL the router's feedback log commits concurrent feedbacks together in its writer
+    thread while the loop waits on nothing.
 
     ``keys``: the API keys and their roles; with none, the service is open (every caller is an
     admin), which `bandit-router serve` allows on loopback only. ``audit``: where the admin
@@ -310,11 +309,7 @@ def create_app(
             tenant=caller.tenant,
             every_tenant=caller.sees_every_tenant,
         )
-        result = (
-            await router.record_feedback(request)
-            if feedback_on_loop
-            else await run_in_threadpool(router.feedback, request)
-        )
+        result = await router.record_feedback(request)
         return JSONResponse(
             {
                 "decision_id": result.decision_id,

@@ -161,9 +161,6 @@ def create_app(
         ),
     )
 
-    # The gateway records in the thread pool even on SQLite: on the event loop, each record
-    # held up the proxied calls of other requests (bench/gateway_overhead.py: added p50
-    # 3.9 → 2.7 ms, p99 12 → 6 ms at 100 req/s).
     # The grader's workers run on this process's event loop, off the request path; its
     # queue is in the database, so jobs outlive the process (gateway/grader.py). A sampled
     # answer waits for its job's commit, batched as the decisions are.
@@ -172,9 +169,7 @@ def create_app(
     if config.grader is not None:
         grading_log = _commit_log(store, store.enqueue_gradings, "grading queue")
         grader = Grader(router, store, config.grader, grading_log=grading_log)
-    gateway = Gateway(
-        router, config.upstreams, config.gateway, feedback_on_loop=False, grader=grader
-    )
+    gateway = Gateway(router, config.upstreams, config.gateway, grader=grader)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -245,7 +240,6 @@ def create_app(
         keys=KeyRing(config.keys),
         audit=store,
         lifespan=lifespan,
-        feedback_on_loop=True,
         report=store,
         expected_output_tokens=config.expected_output_tokens,
     )

@@ -39,8 +39,11 @@ def utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def make_engine(url: str) -> Engine:
-    """An engine with SQLite set up for a service: WAL, a busy timeout, foreign keys."""
+def make_engine(
+    url: str, *, pool_size: int = 10, max_overflow: int = 20, options: str | None = None
+) -> Engine:
+    """An engine with SQLite set up for a service: WAL, a busy timeout, foreign keys. On
+    PostgreSQL, its pool's size and the server ``options`` its connections start with."""
     if url.startswith("sqlite"):
         database = url.split("///", 1)[1] if "///" in url else ""
         if database and database != ":memory:":
@@ -69,11 +72,12 @@ def make_engine(url: str) -> Engine:
         return engine
     return create_engine(
         url,
-        pool_size=10,
-        max_overflow=20,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
         pool_pre_ping=True,
         json_serializer=dump_json,
         json_deserializer=orjson.loads,
+        connect_args={} if options is None else {"options": options},
     )
 
 
@@ -110,13 +114,8 @@ class Database:
         # more after they grew), and the embedded learner trailed the answers by seconds
         # (bench/NOTES.md). Planning it costs about a millisecond a catch-up.
         self.learner_reads = (
-            create_engine(
-                url,
-                pool_size=1,
-                max_overflow=1,
-                pool_pre_ping=True,
-                json_deserializer=orjson.loads,
-                connect_args={"options": "-c plan_cache_mode=force_custom_plan"},
+            make_engine(
+                url, pool_size=1, max_overflow=1, options="-c plan_cache_mode=force_custom_plan"
             ).execution_options(isolation_level="AUTOCOMMIT")
             if self.postgres
             else self.engine
